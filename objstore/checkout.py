@@ -1,0 +1,257 @@
+"""Materializing a stored tree into a local directory, every byte verified.
+
+Each file is written to a temp name beside its target and renamed into
+place, so a reader (or a crash) never sees a half-written file under the
+real name. Names come from decoded trees, which reject ``/``, ``..`` and
+NUL; every directory on the way down is checked to be a real directory
+(never a symlink), so nothing is written outside ``dest``. Files already
+present with the right content are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .chunking import ChunkParams, iter_chunks
+from .errors import CorruptObject, PathNotFound, UnsafePath
+from .ids import HashAlgorithm, ObjectId, to_hex
+from .objects import BLOB, MODE_EXEC, Blob, ChunkedBlob, Tree, TreeEntry, validate_name
+from .odb import ObjectDatabase
+from .parallel import bounded_map
+from .storage import storage_errors
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class CheckoutResult:
+    """What a checkout did."""
+
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    symlinks: int = 0
+    dirs: int = 0
+    references: list[tuple[str, TreeEntry]] = field(default_factory=list)
+
+
+def content_id(path: str, params: ChunkParams, algorithm: HashAlgorithm) -> ObjectId:
+    """The id a file's content would get if snapshotted (nothing is stored)."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= params.small_file:
+            data = f.read(params.small_file + 1)
+            if len(data) <= params.small_file:
+                return to_hex(algorithm.digest(bytes((BLOB,)), data))
+            f.seek(0)
+        tag = bytes((BLOB,))
+        chunks = [(to_hex(algorithm.digest(tag, view)), len(view)) for view in iter_chunks(f, params)]
+    if not chunks:
+        return to_hex(algorithm.digest(tag))
+    if len(chunks) == 1:
+        return chunks[0][0]
+    return to_hex(algorithm.digest(ChunkedBlob(tuple(chunks)).encode()))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class Materializer:
+    """Writes trees from an object database into a destination directory."""
+
+    def __init__(self, odb: ObjectDatabase, params: ChunkParams, progress: Progress | None = None) -> None:
+        self.odb = odb
+        self.params = params
+        self.progress = progress
+        self.result = CheckoutResult()
+        self._umask = _umask()
+
+    def _tree(self, tree_id: ObjectId) -> Tree:
+        return self.odb.get_as(tree_id, Tree)
+
+    def _walk(self, tree_id: ObjectId, prefix: str) -> Iterator[tuple[str, TreeEntry]]:
+        for e in self._tree(tree_id).entries:
+            rel = f"{prefix}{e.name}"
+            yield rel, e
+            if e.kind == "dir":
+                assert e.id is not None
+                yield from self._walk(e.id, rel + "/")
+
+    def _select(self, root: ObjectId, paths: list[str] | None) -> Iterator[tuple[str, TreeEntry]]:
+        if paths is None:
+            yield from self._walk(root, "")
+            return
+        for raw in paths:
+            parts = [p for p in raw.strip("/").split("/") if p]
+            for p in parts:
+                validate_name(p)
+            tree_id: ObjectId = root
+            entry: TreeEntry | None = None
+            for i, part in enumerate(parts):
+                entry = self._tree(tree_id).get(part)
+                if entry is None or (i < len(parts) - 1 and entry.kind != "dir"):
+                    raise PathNotFound(raw, f"tree {root}")
+                if entry.kind == "dir":
+                    assert entry.id is not None
+                    tree_id = entry.id
+            rel = "/".join(parts)
+            if entry is None:  # "" or "/": everything
+                yield from self._walk(root, "")
+                continue
+            # Parent directories of a selected path are created on the way.
+            for i in range(1, len(parts)):
+                yield "/".join(parts[:i]), TreeEntry(parts[i - 1], "dir", ObjectId("0"), 0)
+            yield rel, entry
+            if entry.kind == "dir":
+                assert entry.id is not None
+                yield from self._walk(entry.id, rel + "/")
+
+    def _ensure_dir(self, path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path)
+            self.result.dirs += 1
+            return
+        if stat.S_ISDIR(st.st_mode):
+            return
+        os.unlink(path)  # a file or a symlink where the tree has a directory
+        os.mkdir(path)
+        self.result.dirs += 1
+
+    def _clear_for_file(self, path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+
+    def _is_current(self, path: str, entry: TreeEntry) -> bool:
+        parent = os.path.dirname(path)
+        if os.path.realpath(parent) != parent:
+            return False  # reached through a symlink: _apply replaces it first
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+            return False
+        if content_id(path, self.params, self.odb.algorithm) != entry.id:
+            return False
+        self._set_mode(path, entry)
+        return True
+
+    def _set_mode(self, path: str, entry: TreeEntry) -> None:
+        mode = (0o777 if entry.mode == MODE_EXEC else 0o666) & ~self._umask
+        os.chmod(path, mode)
+
+    def _load_small(self, item: tuple[str, TreeEntry]) -> bytes | memoryview | None:
+        """Fetch + verify single-object file content on the pool (None = chunked)."""
+        _, entry = item
+        if entry.kind != "file" or entry.size > self.params.max_size:
+            return None
+        assert entry.id is not None
+        encoded = self.odb.get_encoded(entry.id)
+        if encoded[0] != BLOB:
+            return None
+        return memoryview(encoded)[1:]
+
+    def _write_file(self, path: str, entry: TreeEntry, small: bytes | memoryview | None) -> None:
+        assert entry.id is not None
+        self._clear_for_file(path)
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.objstore-tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        written = 0
+        try:
+            with open(fd, "wb", buffering=0, closefd=True) as f:
+                for part in self._content(entry, small):
+                    f.write(part)
+                    written += len(part)
+                    if self.progress is not None:
+                        self.progress(len(part))
+            if written != entry.size:
+                raise CorruptObject(entry.id, f"content is {written} bytes, tree says {entry.size}")
+            self._set_mode(tmp, entry)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        self.result.files += 1
+        self.result.bytes += written
+
+    def _content(self, entry: TreeEntry, small: bytes | memoryview | None) -> Iterator[bytes | memoryview]:
+        assert entry.id is not None
+        if small is not None:
+            yield small
+            return
+        obj = self.odb.get(entry.id)
+        if isinstance(obj, Blob):
+            yield obj.data
+            return
+        if not isinstance(obj, ChunkedBlob):
+            raise CorruptObject(entry.id, f"file entry points at a {type(obj).__name__}")
+        for encoded in bounded_map(self.odb.get_encoded, (c for c, _ in obj.chunks)):
+            yield memoryview(encoded)[1:]
+
+    def run(self, tree_id: ObjectId, dest: str, paths: list[str] | None = None, skip_existing: bool = True) -> CheckoutResult:
+        dest = os.path.realpath(dest)
+        with storage_errors(dest):
+            os.makedirs(dest, exist_ok=True)
+            items = [(os.path.join(dest, *self._parts(rel)), entry) for rel, entry in self._select(tree_id, paths)]
+            # Checking what is already in place and fetching small files runs
+            # a bounded window ahead on the pool; writing stays in order here.
+            check = self._prefetch_skipping if skip_existing else self._prefetch
+            for (path, entry), (current, small) in zip(items, bounded_map(check, items)):
+                self._apply(path, entry, current, small)
+        return self.result
+
+    @staticmethod
+    def _parts(rel: str) -> list[str]:
+        parts = rel.split("/")
+        for p in parts:
+            if p in ("", ".", ".."):
+                raise UnsafePath(rel, "path component escapes the destination")
+        return parts
+
+    def _prefetch(self, item: tuple[str, TreeEntry]) -> tuple[bool, bytes | memoryview | None]:
+        return False, self._load_small(item)
+
+    def _prefetch_skipping(self, item: tuple[str, TreeEntry]) -> tuple[bool, bytes | memoryview | None]:
+        path, entry = item
+        if entry.kind == "file" and self._is_current(path, entry):
+            return True, None
+        return False, self._load_small(item)
+
+    def _apply(self, path: str, entry: TreeEntry, current: bool, small: bytes | memoryview | None) -> None:
+        if entry.kind == "dir":
+            self._ensure_dir(path)
+        elif entry.kind == "file":
+            if current:
+                self.result.skipped += 1
+                if self.progress is not None:
+                    self.progress(entry.size)
+                return
+            self._write_file(path, entry, small)
+        elif entry.kind == "symlink":
+            assert entry.target is not None
+            self._clear_for_file(path)
+            tmp = path + f".{uuid.uuid4().hex[:12]}.objstore-tmp"
+            os.symlink(entry.target, tmp)
+            os.replace(tmp, path)
+            self.result.symlinks += 1
+        else:
+            self.result.references.append((path, entry))
+
+

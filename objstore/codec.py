@@ -1,0 +1,80 @@
+"""How one object's typed encoding is stored: zstd, or raw when that does not pay.
+
+Compression never changes an object's id (ids hash the uncompressed typed
+encoding). Large payloads are first probed: a few KiB from the start and
+the middle are compressed at the fastest level, and if they do not shrink
+the whole payload is stored raw, so random weights cost a few microseconds
+of zstd instead of a full pass.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zstandard
+
+from .errors import FormatError
+
+RAW = 0
+ZSTD = 1
+DEFAULT_LEVEL = 3
+
+PROBE_MIN = 32 * 1024  # payloads smaller than this are compressed outright
+_PROBE_SAMPLE = 4096
+_PROBE_RATIO = 0.95  # a sample that keeps more than this fraction is "incompressible"
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    c = cache.get(level)
+    if c is None:
+        c = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "decompressor", None)
+    if d is None:
+        d = _local.decompressor = zstandard.ZstdDecompressor()
+    return d
+
+
+def looks_incompressible(payload: bytes | memoryview) -> bool:
+    """Cheap probe: do two small samples fail to shrink at zstd level 1?"""
+    n = len(payload)
+    mid = n // 2
+    sample = bytes(payload[:_PROBE_SAMPLE]) + bytes(payload[mid : mid + _PROBE_SAMPLE])
+    return len(_compressor(1).compress(sample)) > _PROBE_RATIO * len(sample)
+
+
+def encode_stored(payload: bytes | memoryview, level: int = DEFAULT_LEVEL) -> tuple[int, bytes | memoryview]:
+    """Return ``(codec, stored_bytes)`` for a typed encoding."""
+    if level <= 0 or len(payload) < 64:
+        return RAW, payload
+    if len(payload) >= PROBE_MIN and looks_incompressible(payload):
+        return RAW, payload
+    packed = _compressor(level).compress(payload)
+    if len(packed) >= len(payload):
+        return RAW, payload
+    return ZSTD, packed
+
+
+def decode_stored(codec: int, stored: bytes | memoryview, raw_length: int) -> bytes | memoryview:
+    """Undo :func:`encode_stored`; ``FormatError`` if the bytes do not decode."""
+    if codec == RAW:
+        if len(stored) != raw_length:
+            raise FormatError(f"raw object is {len(stored)} bytes, index says {raw_length}")
+        return stored
+    if codec != ZSTD:
+        raise FormatError(f"unknown codec {codec}")
+    try:
+        out = _decompressor().decompress(stored, max_output_size=raw_length)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"zstd frame does not decode: {exc}") from None
+    if len(out) != raw_length:
+        raise FormatError(f"zstd frame gives {len(out)} bytes, index says {raw_length}")
+    return out

@@ -1,0 +1,72 @@
+"""The repository config: format version and the choices fixed at init."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import codec
+from .chunking import ChunkParams
+from .errors import FormatError, UnsupportedFormat
+from .ids import DEFAULT_ALGORITHM, get_algorithm
+from .packs import DEFAULT_PACK_SIZE
+
+CONFIG_PATH = "config"
+FORMAT_NAME = "objstore"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """What a reader must know before touching any object."""
+
+    hash: str = DEFAULT_ALGORITHM
+    chunking: ChunkParams = field(default_factory=ChunkParams)
+    compression_level: int = codec.DEFAULT_LEVEL
+    pack_size: int = DEFAULT_PACK_SIZE
+    repo_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        get_algorithm(self.hash)
+        if not -7 <= self.compression_level <= 22:
+            raise ValueError(f"compression level {self.compression_level} outside zstd's range -7..22")
+        if self.pack_size < 1 << 20:
+            raise ValueError("pack_size must be at least 1 MiB")
+
+    def encode(self) -> bytes:
+        data = {
+            "format": FORMAT_NAME,
+            "version": self.version,
+            "id": self.repo_id,
+            "hash": self.hash,
+            "chunking": self.chunking.to_dict(),
+            "compression": {"codec": "zstd", "level": self.compression_level},
+            "pack_size": self.pack_size,
+        }
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def decode(cls, raw: bytes, where: str) -> RepoConfig:
+        try:
+            data: Any = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FormatError(f"repository config {where} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise FormatError(f"{where} is not an objstore repository config")
+        version = data.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+            raise UnsupportedFormat(f"repository at {where} has format version {version!r}; this objstore reads version {FORMAT_VERSION}")
+        try:
+            return cls(
+                hash=str(data["hash"]),
+                chunking=ChunkParams.from_dict(data["chunking"]),
+                compression_level=int(data["compression"]["level"]),
+                pack_size=int(data["pack_size"]),
+                repo_id=str(data["id"]),
+                version=version,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"repository config {where} is incomplete or invalid: {exc!r}") from None

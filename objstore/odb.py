@@ -1,0 +1,263 @@
+"""The object database: content-addressed objects in packs on a Storage.
+
+Writes go through one open :class:`PackWriter` (objects already stored are
+skipped); :meth:`ObjectDatabase.flush` publishes it. Reads locate an object
+through the pack indexes, decompress it and check that it hashes to its id
+before handing it out, so corrupt bytes are never returned as data.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import TypeVar
+
+from . import codec
+from .errors import AmbiguousId, CorruptObject, FormatError, ObjectNotFound, WrongObjectType
+from .ids import MIN_PREFIX, HashAlgorithm, ObjectId, from_hex, is_hex, to_hex
+from .objects import KIND_NAMES, Blob, StoredObject, decode
+from .packs import DEFAULT_PACK_SIZE, PACK_DIR, IndexEntry, PackIndex, PackWriter, index_path, pack_path
+from .storage import LocalStorage, Storage
+
+T = TypeVar("T", bound=StoredObject)
+
+_CACHE_SIZE = 4096
+
+
+class ObjectDatabase:
+    """has / get / put over the packs of one repository."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        algorithm: HashAlgorithm,
+        *,
+        level: int = codec.DEFAULT_LEVEL,
+        pack_size: int = DEFAULT_PACK_SIZE,
+    ) -> None:
+        self.storage = storage
+        self.algorithm = algorithm
+        self.digest_size = algorithm.digest_size
+        self.level = level
+        self.pack_size = pack_size
+        self._indexes: dict[str, PackIndex] = {}
+        self._writer: PackWriter | None = None
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[bytes, StoredObject] = OrderedDict()
+        self.refresh()
+
+    # -- indexes ---------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Load indexes of packs published since the last look (by anyone)."""
+        names = {n[: -len(".idx")] for n in self.storage.list(PACK_DIR) if n.endswith(".idx")}
+        with self._lock:
+            for gone in set(self._indexes) - names:
+                del self._indexes[gone]
+            for name in sorted(names - set(self._indexes)):
+                self._indexes[name] = self._load_index(name)
+
+    def _load_index(self, name: str) -> PackIndex:
+        path = index_path(name)
+        if isinstance(self.storage, LocalStorage):
+            data: bytes | memoryview = self.storage.mmap(path)
+        else:
+            data = self.storage.read(path)
+        return PackIndex(name, data, self.digest_size)
+
+    @property
+    def pack_names(self) -> list[str]:
+        return list(self._indexes)
+
+    def index(self, name: str) -> PackIndex:
+        return self._indexes[name]
+
+    def locate(self, oid: bytes) -> tuple[str, IndexEntry] | None:
+        """(pack name, entry) of a published object, or None."""
+        for name, idx in list(self._indexes.items()):
+            e = idx.get(oid)
+            if e is not None:
+                return name, e
+        return None
+
+    # -- ids -------------------------------------------------------------
+
+    def hash(self, *parts: bytes | memoryview) -> bytes:
+        return self.algorithm.digest(*parts)
+
+    def raw_id(self, object_id: str) -> bytes:
+        try:
+            return from_hex(object_id, self.digest_size)
+        except ValueError:
+            raise ObjectNotFound(str(object_id), "not a valid object id") from None
+
+    def has_raw(self, oid: bytes) -> bool:
+        w = self._writer
+        if w is not None and oid in w:
+            return True
+        return self.locate(oid) is not None
+
+    def has(self, object_id: str) -> bool:
+        """True if an object with this full id is stored."""
+        try:
+            oid = from_hex(object_id, self.digest_size)
+        except ValueError:
+            return False
+        return self.has_raw(oid)
+
+    def resolve_prefix(self, prefix: str) -> ObjectId:
+        """The full id starting with ``prefix`` (8+ hex digits)."""
+        prefix = prefix.lower()
+        if len(prefix) < MIN_PREFIX or not is_hex(prefix) or len(prefix) > self.digest_size * 2:
+            raise ObjectNotFound(prefix, f"not an object id or a prefix of {MIN_PREFIX}+ hex digits")
+        if len(prefix) == self.digest_size * 2:
+            if self.has(prefix):
+                return ObjectId(prefix)
+            self.refresh()
+            if self.has(prefix):
+                return ObjectId(prefix)
+            raise ObjectNotFound(prefix)
+        raw = bytes.fromhex(prefix[: len(prefix) // 2 * 2])
+        nibble = int(prefix[-1], 16) if len(prefix) % 2 else None
+        matches: set[bytes] = set()
+        self.refresh()
+        for idx in list(self._indexes.values()):
+            matches.update(idx.with_prefix(raw, nibble))
+        if self._writer is not None:
+            matches.update(o for o in self._writer._entries if o.hex().startswith(prefix))
+        if not matches:
+            raise ObjectNotFound(prefix, "no object with id prefix")
+        if len(matches) > 1:
+            raise AmbiguousId(prefix, sorted(m.hex() for m in matches))
+        return to_hex(matches.pop())
+
+    # -- writing ---------------------------------------------------------
+
+    def _writer_for(self, incoming: int) -> PackWriter:
+        w = self._writer
+        if w is not None and len(w) and w.size + incoming > self.pack_size:
+            self.flush()
+            w = None
+        if w is None:
+            w = self._writer = PackWriter(self.storage, self.digest_size)
+        return w
+
+    def add_stored(self, oid: bytes, type_tag: int, codec_id: int, stored: bytes | memoryview, raw_length: int) -> None:
+        """Append an already-encoded object unless it is stored (caller hashed it)."""
+        with self._lock:
+            if self.has_raw(oid):
+                return
+            self._writer_for(len(stored)).add(oid, type_tag, codec_id, stored, raw_length)
+
+    def put_encoded(self, encoded: bytes | memoryview) -> ObjectId:
+        """Store a typed encoding; return its id."""
+        oid = self.hash(encoded)
+        if not self.has_raw(oid):
+            codec_id, stored = codec.encode_stored(encoded, self.level)
+            self.add_stored(oid, encoded[0], codec_id, stored, len(encoded))
+        return to_hex(oid)
+
+    def put(self, obj: StoredObject) -> ObjectId:
+        """Store an object; return its id."""
+        return self.put_encoded(obj.encode())
+
+    def flush(self) -> str | None:
+        """Publish the open pack (pack, then index); return its name."""
+        with self._lock:
+            w = self._writer
+            if w is None:
+                return None
+            self._writer = None
+            name = w.finish()
+            self.refresh()
+            return name
+
+    def abort(self) -> None:
+        """Drop the open pack without publishing anything."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.abort()
+                self._writer = None
+
+    # -- reading ---------------------------------------------------------
+
+    def read_stored(self, oid: bytes) -> tuple[IndexEntry, bytes | memoryview, str]:
+        """Stored bytes of an object, unverified: (entry, bytes, where)."""
+        loc = self.locate(oid)
+        if loc is None:
+            w = self._writer
+            if w is not None:
+                hit = w.read_back(oid)
+                if hit is not None:
+                    return hit[0], hit[1], "the open pack"
+            self.refresh()
+            loc = self.locate(oid)
+            if loc is None:
+                raise ObjectNotFound(oid.hex())
+        name, entry = loc
+        where = pack_path(name)
+        try:
+            data = self.storage.read_range(where, entry.offset, entry.stored_length)
+        except (EOFError, FileNotFoundError) as exc:
+            raise CorruptObject(oid.hex(), f"pack is missing or truncated ({exc})", where) from None
+        return entry, data, where
+
+    def get_encoded(self, object_id: str | bytes) -> bytes | memoryview:
+        """The verified typed encoding of an object."""
+        oid = object_id if isinstance(object_id, bytes) else self.raw_id(object_id)
+        entry, stored, where = self.read_stored(oid)
+        try:
+            encoded = codec.decode_stored(entry.codec, stored, entry.raw_length)
+        except FormatError as exc:
+            raise CorruptObject(oid.hex(), str(exc), where) from None
+        if self.hash(encoded) != oid:
+            raise CorruptObject(oid.hex(), "content does not hash to its id", where)
+        if len(encoded) == 0 or encoded[0] != entry.type_tag:
+            raise CorruptObject(oid.hex(), "type tag disagrees with the pack index", where)
+        return encoded
+
+    def get(self, object_id: str | bytes) -> StoredObject:
+        """Decode a verified object (trees, commits and chunk lists are cached)."""
+        oid = object_id if isinstance(object_id, bytes) else self.raw_id(object_id)
+        hit = self._cache.get(oid)
+        if hit is not None:
+            return hit
+        encoded = self.get_encoded(oid)
+        try:
+            obj = decode(encoded, self.digest_size)
+        except FormatError as exc:
+            raise CorruptObject(oid.hex(), str(exc)) from None
+        if not isinstance(obj, Blob):
+            with self._lock:
+                self._cache[oid] = obj
+                if len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return obj
+
+    def get_as(self, object_id: str, cls: type[T]) -> T:
+        obj = self.get(object_id)
+        if not isinstance(obj, cls):
+            raise WrongObjectType(str(object_id), KIND_NAMES[cls.type_tag], KIND_NAMES[obj.type_tag])
+        return obj
+
+    def type_of(self, object_id: str) -> str:
+        oid = self.raw_id(object_id)
+        loc = self.locate(oid)
+        if loc is None:
+            return KIND_NAMES[self.get(oid).type_tag]
+        return KIND_NAMES.get(loc[1].type_tag, "unknown")
+
+    def iter_ids(self) -> Iterator[ObjectId]:
+        seen: set[bytes] = set()
+        for idx in list(self._indexes.values()):
+            for oid in idx.ids():
+                if oid not in seen:
+                    seen.add(oid)
+                    yield to_hex(oid)
+
+    def close(self) -> None:
+        self.abort()
+        self._cache.clear()
+        self._indexes.clear()
+        self.storage.close()

@@ -1,0 +1,269 @@
+"""Pack files and their sorted indexes.
+
+A pack holds many objects back to back; its index lists their ids in sorted
+order with where each one lives, so a lookup is a fanout step plus a binary
+search over an mmap. Packs are immutable and named by the xxh3-128 of their
+bytes. A writer builds a pack in a local temp file, fsyncs it, publishes it,
+then publishes the index: a pack without an index is invisible, so a crash
+at any instant leaves either nothing or a complete pack behind.
+
+See ``docs/format.md`` for the byte layout.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import xxhash
+
+from .errors import FormatError
+from .storage import Storage, storage_errors, temp_name
+
+PACK_MAGIC = b"OSPK"
+INDEX_MAGIC = b"OSIX"
+PACK_VERSION = 1
+INDEX_VERSION = 1
+
+_PACK_HEADER = struct.Struct("<4sHBB")  # magic, version, digest size, reserved
+_RECORD_TAIL = struct.Struct("<BBQQ")  # type tag, codec, stored length, raw length
+_INDEX_HEADER = struct.Struct("<4sHBBQ")  # magic, version, digest size, reserved, count
+_INDEX_ENTRY = struct.Struct("<QQQBB")  # offset, stored length, raw length, type tag, codec
+_FANOUT = struct.Struct("<256I")
+_CHECKSUM = struct.Struct("<Q")
+
+PACK_DIR = "packs"
+DEFAULT_PACK_SIZE = 64 * 1024 * 1024
+
+
+def pack_path(name: str) -> str:
+    return f"{PACK_DIR}/{name}.pack"
+
+
+def index_path(name: str) -> str:
+    return f"{PACK_DIR}/{name}.idx"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """Where one object lives inside a pack."""
+
+    offset: int
+    stored_length: int
+    raw_length: int
+    type_tag: int
+    codec: int
+
+
+def record_header_size(digest_size: int) -> int:
+    return digest_size + _RECORD_TAIL.size
+
+
+def encode_index(entries: list[tuple[bytes, IndexEntry]], digest_size: int, pack_name: bytes) -> bytes:
+    """Serialize an index (entries in any order; they are sorted here)."""
+    entries = sorted(entries, key=lambda e: e[0])
+    counts = [0] * 256
+    for oid, _ in entries:
+        counts[oid[0]] += 1
+    fanout = []
+    running = 0
+    for c in counts:
+        running += c
+        fanout.append(running)
+    parts = [
+        _INDEX_HEADER.pack(INDEX_MAGIC, INDEX_VERSION, digest_size, 0, len(entries)),
+        _FANOUT.pack(*fanout),
+        b"".join(oid for oid, _ in entries),
+        b"".join(_INDEX_ENTRY.pack(e.offset, e.stored_length, e.raw_length, e.type_tag, e.codec) for _, e in entries),
+        pack_name,
+    ]
+    body = b"".join(parts)
+    return body + _CHECKSUM.pack(xxhash.xxh3_64_intdigest(body))
+
+
+class PackIndex:
+    """A parsed, read-only pack index (backed by bytes or an mmap view)."""
+
+    def __init__(self, name: str, data: bytes | memoryview, digest_size: int) -> None:
+        self.name = name
+        self.digest_size = digest_size
+        view = memoryview(data)
+        minimum = _INDEX_HEADER.size + _FANOUT.size + _CHECKSUM.size
+        if len(view) < minimum:
+            raise FormatError(f"pack index {name} is truncated ({len(view)} bytes)")
+        magic, version, ds, _, count = _INDEX_HEADER.unpack_from(view, 0)
+        if magic != INDEX_MAGIC:
+            raise FormatError(f"pack index {name} has a bad magic number")
+        if version != INDEX_VERSION:
+            raise FormatError(f"pack index {name} has unsupported version {version}")
+        if ds != digest_size:
+            raise FormatError(f"pack index {name} uses {ds}-byte ids, the repository {digest_size}-byte ids")
+        expected = minimum + count * (ds + _INDEX_ENTRY.size) + ds
+        if len(view) != expected:
+            raise FormatError(f"pack index {name} is {len(view)} bytes, expected {expected}")
+        (checksum,) = _CHECKSUM.unpack_from(view, len(view) - _CHECKSUM.size)
+        if xxhash.xxh3_64_intdigest(view[: len(view) - _CHECKSUM.size]) != checksum:
+            raise FormatError(f"pack index {name} fails its checksum")
+        self.count = count
+        self._fanout = _FANOUT.unpack_from(view, _INDEX_HEADER.size)
+        if self._fanout[255] != count or any(a > b for a, b in zip(self._fanout, self._fanout[1:])):
+            raise FormatError(f"pack index {name} has an inconsistent fanout table")
+        self._ids_at = _INDEX_HEADER.size + _FANOUT.size
+        self._entries_at = self._ids_at + count * ds
+        self.pack_name = bytes(view[self._entries_at + count * _INDEX_ENTRY.size :][:ds]).hex()
+        self._view = view
+
+    def __len__(self) -> int:
+        return self.count
+
+    def id_at(self, i: int) -> bytes:
+        start = self._ids_at + i * self.digest_size
+        return bytes(self._view[start : start + self.digest_size])
+
+    def entry_at(self, i: int) -> IndexEntry:
+        return IndexEntry(*_INDEX_ENTRY.unpack_from(self._view, self._entries_at + i * _INDEX_ENTRY.size))
+
+    def find(self, oid: bytes) -> int:
+        """Position of ``oid`` in this index, or -1."""
+        first = oid[0]
+        lo = self._fanout[first - 1] if first else 0
+        hi = self._fanout[first]
+        view, ds, base = self._view, self.digest_size, self._ids_at
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            start = base + mid * ds
+            probe = view[start : start + ds]
+            if probe == oid:
+                return mid
+            if bytes(probe) < oid:
+                lo = mid + 1
+            else:
+                hi = mid
+        return -1
+
+    def get(self, oid: bytes) -> IndexEntry | None:
+        i = self.find(oid)
+        return self.entry_at(i) if i >= 0 else None
+
+    def ids(self) -> Iterator[bytes]:
+        for i in range(self.count):
+            yield self.id_at(i)
+
+    def items(self) -> Iterator[tuple[bytes, IndexEntry]]:
+        for i in range(self.count):
+            yield self.id_at(i), self.entry_at(i)
+
+    def with_prefix(self, prefix: bytes, odd_nibble: int | None = None) -> list[bytes]:
+        """Ids starting with ``prefix`` (then, if given, the high nibble ``odd_nibble``)."""
+        if not prefix:
+            return [oid for oid in self.ids() if odd_nibble is None or oid[0] >> 4 == odd_nibble]
+        first = prefix[0]
+        lo = self._fanout[first - 1] if first else 0
+        hi = self._fanout[first]
+        out = []
+        for i in range(lo, hi):
+            oid = self.id_at(i)
+            if oid.startswith(prefix) and (odd_nibble is None or (len(oid) > len(prefix) and oid[len(prefix)] >> 4 == odd_nibble)):
+                out.append(oid)
+        return out
+
+
+class PackWriter:
+    """Appends objects to a new pack in a local temp file, then publishes it."""
+
+    def __init__(self, storage: Storage, digest_size: int) -> None:
+        self.storage = storage
+        self.digest_size = digest_size
+        self._path = os.path.join(storage.local_temp_dir(), temp_name(".pack.tmp"))
+        with storage_errors(self._path):
+            self._file = open(self._path, "wb")
+        self._hasher = xxhash.xxh3_128()
+        self._entries: dict[bytes, IndexEntry] = {}
+        self._offset = 0
+        self._write(_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0))
+
+    def _write(self, data: bytes | memoryview) -> None:
+        with storage_errors(self._path):
+            self._file.write(data)
+        self._hasher.update(data)
+        self._offset += len(data)
+
+    @property
+    def size(self) -> int:
+        return self._offset
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, oid: bytes) -> bool:
+        return oid in self._entries
+
+    def add(self, oid: bytes, type_tag: int, codec: int, stored: bytes | memoryview, raw_length: int) -> None:
+        if oid in self._entries:
+            return
+        self._write(oid + _RECORD_TAIL.pack(type_tag, codec, len(stored), raw_length))
+        self._entries[oid] = IndexEntry(self._offset, len(stored), raw_length, type_tag, codec)
+        self._write(stored)
+
+    def read_back(self, oid: bytes) -> tuple[IndexEntry, bytes] | None:
+        """Bytes of an object written to this (unpublished) pack."""
+        entry = self._entries.get(oid)
+        if entry is None:
+            return None
+        self._file.flush()
+        with open(self._path, "rb") as f:
+            f.seek(entry.offset)
+            return entry, f.read(entry.stored_length)
+
+    def finish(self) -> str | None:
+        """Fsync and publish pack then index; return the pack name (None if empty)."""
+        try:
+            with storage_errors(self._path):
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+            if not self._entries:
+                os.unlink(self._path)
+                return None
+            raw_name = self._hasher.digest()
+            name = raw_name.hex()
+            index = encode_index(list(self._entries.items()), self.digest_size, raw_name)
+            self.storage.publish_file(self._path, pack_path(name))
+            self.storage.write_atomic(index_path(name), index)
+            return name
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            try:
+                os.unlink(self._path)
+            except FileNotFoundError:
+                pass
+
+
+def scan_pack(data: bytes | memoryview, digest_size: int) -> Iterator[tuple[bytes, IndexEntry]]:
+    """Walk a pack's records (to rebuild or check an index); ``FormatError`` if malformed."""
+    view = memoryview(data)
+    if len(view) < _PACK_HEADER.size:
+        raise FormatError("pack is shorter than its header")
+    magic, version, ds, _ = _PACK_HEADER.unpack_from(view, 0)
+    if magic != PACK_MAGIC or version != PACK_VERSION or ds != digest_size:
+        raise FormatError("pack header has a bad magic, version or id size")
+    pos = _PACK_HEADER.size
+    rh = record_header_size(digest_size)
+    while pos < len(view):
+        if pos + rh > len(view):
+            raise FormatError(f"pack record header at {pos} is truncated")
+        oid = bytes(view[pos : pos + digest_size])
+        tag, codec, stored, raw = _RECORD_TAIL.unpack_from(view, pos + digest_size)
+        start = pos + rh
+        if start + stored > len(view):
+            raise FormatError(f"pack record {oid.hex()} at {pos} is truncated")
+        yield oid, IndexEntry(start, stored, raw, tag, codec)
+        pos = start + stored

@@ -1,0 +1,233 @@
+"""Named pointers to objects, each with an append-only history.
+
+A ref is a folder ``refs/<name>/`` of numbered log entries ``@<seq>``. The
+entry with the highest number is the current value; an entry whose ``new``
+is null records a deletion. Moving a ref writes entry ``seq + 1`` with
+put-if-absent, so of two writers racing for the same number exactly one
+wins and the other re-reads and retries (or raises :class:`RefConflict` when
+it asked for a compare-and-set). Nothing is ever rewritten, so the history
+of every ref (who moved ``prod``, when, from what) is kept.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from .errors import FormatError, InvalidRefName, RefConflict, RefNotFound
+from .ids import ObjectId
+from .storage import Storage
+
+REFS_DIR = "refs"
+_ENTRY_PREFIX = "@"
+_SEQ_DIGITS = 16
+_COMPONENT = re.compile(r"[A-Za-z0-9._+,=~-]+")
+ENTRY_VERSION = 1
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+"""Pass as ``expect=`` to require that the ref does not exist yet."""
+
+
+def validate_ref_name(name: str) -> str:
+    """Check a ref name (``/``-separated components); return it unchanged."""
+    if not isinstance(name, str) or not name:
+        raise InvalidRefName(str(name), "a ref name must be a non-empty string")
+    for part in name.split("/"):
+        if not part:
+            raise InvalidRefName(name, "empty component (leading, trailing or double '/')")
+        if part in (".", ".."):
+            raise InvalidRefName(name, "'.' and '..' are not allowed as components")
+        if not _COMPONENT.fullmatch(part):
+            raise InvalidRefName(name, "components may use only letters, digits and . _ + , = ~ -")
+    return name
+
+
+def default_who() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class RefLogEntry:
+    """One move of a ref: ``old`` -> ``new`` (``new`` None = deleted)."""
+
+    name: str
+    seq: int
+    old: ObjectId | None
+    new: ObjectId | None
+    time: float
+    who: str
+    message: str
+
+    def encode(self) -> bytes:
+        return msgpack.packb(  # type: ignore[no-any-return]
+            [ENTRY_VERSION, self.name, self.seq, self.old, self.new, self.time, self.who, self.message],
+            use_bin_type=True,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> RefLogEntry:
+        try:
+            raw = msgpack.unpackb(data, raw=False)
+        except Exception as exc:
+            raise FormatError(f"ref log entry {where} is not valid msgpack: {exc}") from None
+        ok = (
+            isinstance(raw, list)
+            and len(raw) == 8
+            and raw[0] == ENTRY_VERSION
+            and isinstance(raw[1], str)
+            and isinstance(raw[2], int)
+            and all(isinstance(v, (str, type(None))) for v in raw[3:5])
+            and isinstance(raw[5], float)
+            and isinstance(raw[6], str)
+            and isinstance(raw[7], str)
+        )
+        if not ok:
+            raise FormatError(f"ref log entry {where} has the wrong shape")
+        return cls(raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7])
+
+
+def _entry_name(seq: int) -> str:
+    return f"{_ENTRY_PREFIX}{seq:0{_SEQ_DIGITS}d}"
+
+
+def _parse_seq(entry_name: str) -> int | None:
+    if entry_name.startswith(_ENTRY_PREFIX) and len(entry_name) == _SEQ_DIGITS + 1 and entry_name[1:].isdigit():
+        return int(entry_name[1:])
+    return None
+
+
+class RefStore:
+    """The refs of one repository."""
+
+    def __init__(self, storage: Storage, check_target: Callable[[str], ObjectId] | None = None) -> None:
+        self.storage = storage
+        # Resolves and checks a target before any ref points at it (the
+        # repository passes one that requires the object to be stored).
+        self._check_target = check_target or (lambda t: ObjectId(t))
+
+    def _dir(self, name: str) -> str:
+        return f"{REFS_DIR}/{name}"
+
+    def _seqs(self, name: str) -> list[int]:
+        seqs = [s for s in map(_parse_seq, self.storage.list(self._dir(name))) if s is not None]
+        seqs.sort()
+        return seqs
+
+    def _read_entry(self, name: str, seq: int) -> RefLogEntry:
+        path = f"{self._dir(name)}/{_entry_name(seq)}"
+        entry = RefLogEntry.decode(self.storage.read(path), path)
+        if entry.name != name or entry.seq != seq:
+            raise FormatError(f"ref log entry {path} claims to be {entry.name!r} #{entry.seq}")
+        return entry
+
+    def head(self, name: str) -> RefLogEntry | None:
+        """The latest log entry of a ref (a deletion included), or None."""
+        validate_ref_name(name)
+        seqs = self._seqs(name)
+        return self._read_entry(name, seqs[-1]) if seqs else None
+
+    def get(self, name: str) -> ObjectId:
+        """Current target of a ref; ``RefNotFound`` if absent or deleted."""
+        entry = self.head(name)
+        if entry is None or entry.new is None:
+            raise RefNotFound(name)
+        return entry.new
+
+    def exists(self, name: str) -> bool:
+        entry = self.head(name)
+        return entry is not None and entry.new is not None
+
+    def set(
+        self,
+        name: str,
+        target: str,
+        expect: str | None | _Absent = None,
+        *,
+        message: str = "",
+        who: str | None = None,
+    ) -> RefLogEntry:
+        """Point ``name`` at ``target``.
+
+        With ``expect`` (an id, or :data:`ABSENT`) this is a compare-and-set
+        that raises :class:`RefConflict` if the ref holds anything else; with
+        the default ``None`` the update is unconditional but still never lost.
+        """
+        validate_ref_name(name)
+        new = self._check_target(target)
+        return self._append(name, new, expect, message, who)
+
+    def delete(self, name: str, expect: str | None | _Absent = None, *, message: str = "", who: str | None = None) -> RefLogEntry:
+        """Delete a ref (its history stays); ``RefNotFound`` if it does not exist."""
+        validate_ref_name(name)
+        if not self.exists(name):
+            raise RefNotFound(name)
+        return self._append(name, None, expect, message, who)
+
+    def _append(self, name: str, new: ObjectId | None, expect: Any, message: str, who: str | None) -> RefLogEntry:
+        if expect is not None and expect is not ABSENT:
+            expect = self._check_target(expect)
+        who = who or default_who()
+        while True:
+            head = self.head(name)
+            current = head.new if head else None
+            if expect is ABSENT and current is not None:
+                raise RefConflict(name, None, current)
+            if expect is not None and expect is not ABSENT and expect != current:
+                raise RefConflict(name, expect, current)
+            seq = head.seq + 1 if head else 1
+            entry = RefLogEntry(name, seq, current, new, time.time(), who, message)
+            if self.storage.put_if_absent(f"{self._dir(name)}/{_entry_name(seq)}", entry.encode()):
+                return entry
+            # Another writer took this number first: re-read and decide again.
+
+    def history(self, name: str) -> list[RefLogEntry]:
+        """Every move of a ref, oldest first; ``RefNotFound`` if it never existed."""
+        validate_ref_name(name)
+        seqs = self._seqs(name)
+        if not seqs:
+            raise RefNotFound(name)
+        return [self._read_entry(name, s) for s in seqs]
+
+    def names(self, prefix: str = "") -> list[str]:
+        """Names of refs with any history under ``prefix`` (deleted ones included)."""
+        found = set()
+        for path in self.storage.walk_files(REFS_DIR):
+            folder, _, leaf = path.rpartition("/")
+            if _parse_seq(leaf) is not None:
+                found.add(folder[len(REFS_DIR) + 1 :])
+        return sorted(n for n in found if n.startswith(prefix))
+
+    def list(self, prefix: str = "") -> dict[str, ObjectId]:
+        """Live refs whose names start with ``prefix``: name -> target, sorted."""
+        out: dict[str, ObjectId] = {}
+        for name in self.names(prefix):
+            entry = self.head(name)
+            if entry is not None and entry.new is not None:
+                out[name] = entry.new
+        return out
+
+    def all_targets(self) -> set[ObjectId]:
+        """Every id any ref points at now or ever pointed at (for gc roots)."""
+        out: set[ObjectId] = set()
+        for name in self.names():
+            for e in self.history(name):
+                out.update(v for v in (e.old, e.new) if v)
+        return out

@@ -1,0 +1,395 @@
+"""``Repository``: the public face of an objstore repository.
+
+A repository is a folder, local or on any fsspec filesystem::
+
+    config              format version, hash algorithm, chunking (JSON)
+    packs/<name>.pack   objects, back to back
+    packs/<name>.idx    sorted index of one pack
+    refs/<name>/@<seq>  append-only log of one ref
+    tmp/                temp files of writers in progress
+    cache/              local caches (stat cache), never required
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .checkout import CheckoutResult, Materializer
+from .config import CONFIG_PATH, RepoConfig
+from .diff import Change, diff_trees
+from .errors import (
+    FormatError,
+    NotARepository,
+    ObjectNotFound,
+    PathNotFound,
+    RefNotFound,
+    RepositoryExists,
+    WrongObjectType,
+)
+from .ids import ObjectId, get_algorithm, is_hex
+from .objects import KIND_NAMES, Commit, Tree, TreeEntry, canonical, validate_name
+from .odb import ObjectDatabase
+from .reader import open_blob
+from .refs import RefStore, validate_ref_name
+from .snapshot import Snapshotter
+from .statcache import StatCache
+from .storage import LocalStorage, Storage, open_storage
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class RepoStats:
+    """Sizes and counts of a repository."""
+
+    logical_bytes: int
+    """Bytes of every distinct commit's tree, as a user would count them."""
+    raw_bytes: int
+    """Uncompressed bytes of every distinct stored object."""
+    stored_bytes: int
+    """Bytes of pack files and indexes on storage."""
+    objects: int
+    packs: int
+    refs: int
+    commits: int
+    files_on_disk: int
+
+    @property
+    def dedup_ratio(self) -> float:
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+
+def _cache_dir(storage: Storage, repo_id: str) -> str:
+    if isinstance(storage, LocalStorage):
+        return os.path.join(storage.root, "cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "objstore", repo_id)
+
+
+class Repository:
+    """A content-addressed store of files, trees, commits and refs."""
+
+    def __init__(self, storage: Storage, config: RepoConfig) -> None:
+        self.storage = storage
+        self.config = config
+        self.algorithm = get_algorithm(config.hash)
+        self.odb = ObjectDatabase(storage, self.algorithm, level=config.compression_level, pack_size=config.pack_size)
+        self.refs = RefStore(storage, self._check_ref_target)
+        self.cache_dir = _cache_dir(storage, config.repo_id)
+        salt = f"{config.hash}:{sorted(config.chunking.to_dict().items())}"
+        self.statcache = StatCache(os.path.join(self.cache_dir, "stat"), salt)
+
+    # -- lifecycle --------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        location: str | os.PathLike[str],
+        hash: str = "xxh3-128",
+        *,
+        storage_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Repository:
+        """Create a repository; ``RepositoryExists`` if there already is one.
+
+        ``options`` may set ``chunking`` (a ChunkParams), ``compression_level``
+        and ``pack_size``; they are recorded in the config.
+        """
+        location = os.fspath(location)
+        config = RepoConfig(hash=hash, **options)
+        storage = open_storage(location, storage_options)
+        if isinstance(storage, LocalStorage) and os.path.isfile(storage.root):
+            raise NotARepository(location, "a file, not a directory, is")
+        if not storage.put_if_absent(CONFIG_PATH, config.encode()):
+            raise RepositoryExists(location)
+        return cls(storage, config)
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Repository:
+        """Open an existing repository; ``NotARepository`` if there is none."""
+        location = os.fspath(location)
+        storage = open_storage(location, storage_options)
+        try:
+            raw = storage.read(CONFIG_PATH)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotARepository(location) from None
+        return cls(storage, RepoConfig.decode(raw, location))
+
+    def close(self) -> None:
+        """Publish nothing further and release file handles."""
+        self.odb.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Repository({self.storage.url!r})"
+
+    @property
+    def location(self) -> str:
+        return self.storage.url
+
+    # -- resolving names ----------------------------------------------------
+
+    def resolve(self, spec: str) -> ObjectId:
+        """A full object id from a ref name, a full id or a unique 8+ hex prefix."""
+        if not isinstance(spec, str) or not spec:
+            raise ObjectNotFound(repr(spec), "not a ref name or object id")
+        full = self.algorithm.hex_length
+        if len(spec) == full and is_hex(spec):
+            return self.odb.resolve_prefix(spec)
+        try:
+            validate_ref_name(spec)
+            return self.refs.get(spec)
+        except (RefNotFound, ValueError):
+            pass
+        if is_hex(spec.lower()) and len(spec) >= 8:
+            return self.odb.resolve_prefix(spec)
+        raise RefNotFound(spec)
+
+    def _check_ref_target(self, target: str) -> ObjectId:
+        oid = self.resolve(target)
+        if not self.odb.has(oid):
+            raise ObjectNotFound(oid)
+        return oid
+
+    def kind(self, spec: str) -> str:
+        """``blob``, ``chunked``, ``tree`` or ``commit``."""
+        return self.odb.type_of(self.resolve(spec))
+
+    def get(self, spec: str) -> Any:
+        """The decoded object (Blob, ChunkedBlob, Tree or Commit)."""
+        return self.odb.get(self.resolve(spec))
+
+    def get_commit(self, spec: str) -> Commit:
+        return self.odb.get_as(self.resolve(spec), Commit)
+
+    def get_tree(self, spec: str) -> Tree:
+        return self.odb.get_as(self.resolve(spec), Tree)
+
+    def tree_of(self, commit_or_tree: str) -> ObjectId:
+        """The tree id of a commit, or the id itself if it names a tree."""
+        oid = self.resolve(commit_or_tree)
+        obj = self.odb.get(oid)
+        if isinstance(obj, Commit):
+            return obj.tree
+        if isinstance(obj, Tree):
+            return oid
+        raise WrongObjectType(oid, "commit or tree", KIND_NAMES[obj.type_tag])
+
+    # -- writing ------------------------------------------------------------
+
+    def snapshot(self, path: str | os.PathLike[str], *, progress: Progress | None = None) -> ObjectId:
+        """Store a directory or file (symlinks as links, never followed); return its Tree id.
+
+        Everything is durable when this returns. Unchanged files (same size,
+        mtime, inode) are recognized from the stat cache without reading them.
+        """
+        snap = Snapshotter(self.odb, self.config.chunking, self.statcache, progress)
+        try:
+            tree_id = snap.snapshot(os.fspath(path))
+            self.odb.flush()
+        except BaseException:
+            self.odb.abort()
+            raise
+        finally:
+            self.statcache.save()
+        return tree_id
+
+    def store_bytes(self, data: bytes) -> ObjectId:
+        """Store bytes as a Blob (durable on return); return its id."""
+        from .objects import Blob
+
+        oid = self.odb.put(Blob(bytes(data)))
+        self.odb.flush()
+        return oid
+
+    def make_tree(self, entries: list[TreeEntry]) -> ObjectId:
+        """Store a tree built from entries (their objects must be stored); return its id."""
+        for e in entries:
+            if e.id is not None and not self.odb.has(e.id):
+                raise ObjectNotFound(e.id, f"tree entry {e.name!r} points at a missing object")
+        oid = self.odb.put(Tree.from_entries(entries))
+        self.odb.flush()
+        return oid
+
+    def commit(
+        self,
+        tree: str,
+        parents: list[str] | tuple[str, ...] = (),
+        message: str = "",
+        metadata: dict[str, Any] | None = None,
+        author: str | None = None,
+        *,
+        timestamp: float | None = None,
+    ) -> ObjectId:
+        """Record a commit of ``tree``; return its id (durable on return)."""
+        tree_id = self.resolve(tree)
+        self.odb.get_as(tree_id, Tree)
+        parent_ids = []
+        for p in parents:
+            pid = self.resolve(p)
+            self.odb.get_as(pid, Commit)
+            parent_ids.append(pid)
+        try:
+            meta = canonical(dict(metadata or {}))
+        except TypeError as exc:
+            raise TypeError(f"commit metadata cannot be stored: {exc}") from None
+        c = Commit(tree_id, tuple(parent_ids), time.time() if timestamp is None else float(timestamp), author, message, meta)
+        oid = self.odb.put(c)
+        self.odb.flush()
+        return oid
+
+    # -- reading ------------------------------------------------------------
+
+    def _entry(self, tree_id: ObjectId, path: str) -> TreeEntry | None:
+        """The entry at ``path`` under a tree (None for the root itself)."""
+        parts = [p for p in path.strip("/").split("/") if p]
+        entry: TreeEntry | None = None
+        current = tree_id
+        for i, part in enumerate(parts):
+            validate_name(part)
+            if i and (entry is None or entry.kind != "dir"):
+                raise PathNotFound(path, f"tree {tree_id}")
+            entry = self.odb.get_as(current, Tree).get(part)
+            if entry is None:
+                raise PathNotFound(path, f"tree {tree_id}")
+            if entry.kind == "dir":
+                assert entry.id is not None
+                current = entry.id
+        return entry
+
+    def entry(self, commit_or_tree: str, path: str) -> TreeEntry:
+        """The tree entry at ``path`` (``PathNotFound`` if there is none)."""
+        e = self._entry(self.tree_of(commit_or_tree), path)
+        if e is None:
+            raise PathNotFound(path, "(the root has no entry)")
+        return e
+
+    def open_file(self, commit_or_tree: str, path: str) -> io.BufferedReader:
+        """A seekable binary stream of one stored file; reads only the chunks it needs."""
+        e = self.entry(commit_or_tree, path)
+        if e.kind != "file":
+            raise PathNotFound(path, f"a {e.kind}, not a file,")
+        assert e.id is not None
+        return open_blob(self.odb, e.id, path)
+
+    def read_file(self, commit_or_tree: str, path: str) -> bytes:
+        with self.open_file(commit_or_tree, path) as f:
+            return f.read()
+
+    def ls(self, tree: str, path: str = "") -> list[TreeEntry]:
+        """Entries of the directory at ``path`` (default: the root)."""
+        tree_id = self.tree_of(tree)
+        e = self._entry(tree_id, path)
+        if e is not None:
+            if e.kind != "dir":
+                return [e]
+            assert e.id is not None
+            tree_id = e.id
+        return list(self.odb.get_as(tree_id, Tree).entries)
+
+    def walk(self, tree: str, path: str = "") -> Iterator[tuple[str, TreeEntry]]:
+        """Every entry under ``path``, depth first in name order, as (path, entry)."""
+        root = self.tree_of(tree)
+        start = self._entry(root, path)
+        prefix = path.strip("/")
+        if start is not None and start.kind != "dir":
+            yield prefix, start
+            return
+        tree_id = start.id if start is not None else root
+        assert tree_id is not None
+        yield from self._walk(tree_id, prefix + "/" if prefix else "")
+
+    def _walk(self, tree_id: ObjectId, prefix: str) -> Iterator[tuple[str, TreeEntry]]:
+        for e in self.odb.get_as(tree_id, Tree).entries:
+            yield prefix + e.name, e
+            if e.kind == "dir":
+                assert e.id is not None
+                yield from self._walk(e.id, f"{prefix}{e.name}/")
+
+    def log(self, ref_or_commit: str, limit: int | None = None) -> Iterator[tuple[ObjectId, Commit]]:
+        """Commits reachable from ``ref_or_commit``, newest first, as (id, commit)."""
+        start = self.resolve(ref_or_commit)
+        first = self.odb.get_as(start, Commit)
+        heap: list[tuple[float, str, Commit]] = [(-first.time, start, first)]
+        seen = {start}
+        n = 0
+        while heap and (limit is None or n < limit):
+            _, oid, c = heapq.heappop(heap)
+            yield ObjectId(oid), c
+            n += 1
+            for p in c.parents:
+                if p not in seen:
+                    seen.add(p)
+                    pc = self.odb.get_as(p, Commit)
+                    heapq.heappush(heap, (-pc.time, p, pc))
+
+    def diff(self, a: str | None, b: str | None) -> list[Change]:
+        """File-level changes from ``a`` to ``b`` (commits or trees; None = empty)."""
+        ta = self.tree_of(a) if a else None
+        tb = self.tree_of(b) if b else None
+        return list(diff_trees(lambda t: self.odb.get_as(t, Tree), ta, tb))
+
+    def checkout(
+        self,
+        commit_or_tree: str,
+        dest: str | os.PathLike[str],
+        paths: list[str] | None = None,
+        *,
+        skip_existing: bool = True,
+        progress: Progress | None = None,
+    ) -> CheckoutResult:
+        """Materialize a tree (or selected ``paths`` of it) under ``dest``.
+
+        Every byte is verified against its id; files already present with
+        the right content are left alone; nothing is written outside ``dest``.
+        """
+        tree_id = self.tree_of(commit_or_tree)
+        return Materializer(self.odb, self.config.chunking, progress).run(tree_id, os.fspath(dest), paths, skip_existing)
+
+    # -- accounting ---------------------------------------------------------
+
+    def reachable_commits(self) -> set[ObjectId]:
+        """Every commit reachable from any live ref."""
+        seen: set[ObjectId] = set()
+        stack = [t for t in self.refs.list().values()]
+        while stack:
+            oid = stack.pop()
+            if oid in seen:
+                continue
+            try:
+                obj = self.odb.get(oid)
+            except FormatError:
+                continue
+            if isinstance(obj, Commit):
+                seen.add(oid)
+                stack.extend(obj.parents)
+        return seen
+
+    def stats(self) -> RepoStats:
+        """Logical and stored bytes, object/pack/ref counts, files on disk."""
+        self.odb.refresh()
+        raw = 0
+        objects: set[bytes] = set()
+        stored = 0
+        for name in self.odb.pack_names:
+            idx = self.odb.index(name)
+            for oid, e in idx.items():
+                if oid not in objects:
+                    objects.add(oid)
+                    raw += e.raw_length
+            stored += self.storage.size(f"packs/{name}.pack") + self.storage.size(f"packs/{name}.idx")
+        commits = self.reachable_commits()
+        logical = sum(self.odb.get_as(self.odb.get_as(c, Commit).tree, Tree).size for c in commits)
+        files = len([p for p in self.storage.walk_files("") if not p.startswith("cache/")])
+        return RepoStats(logical, raw, stored, len(objects), len(self.odb.pack_names), len(self.refs.list()), len(commits), files)

@@ -1,0 +1,232 @@
+"""Turning files and directories on disk into stored objects.
+
+Small files become one Blob; larger ones are cut by FastCDC into chunk
+Blobs plus a ChunkedBlob listing them. Hashing and compression run on the
+shared thread pool with a bounded window, so a file of any size streams
+through in flat memory while both cores work. Unchanged files are answered
+from the stat cache without being read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from . import codec
+from .chunking import ChunkParams, iter_chunks
+from .errors import PathNotFound, UnsafePath
+from .ids import ObjectId, to_hex
+from .objects import BLOB, ChunkedBlob, Tree, TreeEntry, file_mode_from_stat, validate_name
+from .odb import ObjectDatabase
+from .parallel import bounded_map
+from .statcache import StatCache
+
+_READ_BLOCK = 4 * 1024 * 1024
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class _Prepared:
+    oid: bytes
+    codec: int
+    stored: bytes | memoryview | None  # None: already stored, nothing to write
+    raw_length: int
+
+
+_SmallResult = tuple[os.stat_result, os.stat_result, "_Prepared | ObjectId | None"]
+
+
+class Snapshotter:
+    """Stores the files under a path and returns the ids of their trees."""
+
+    def __init__(
+        self,
+        odb: ObjectDatabase,
+        params: ChunkParams,
+        statcache: StatCache | None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.odb = odb
+        self.params = params
+        self.statcache = statcache
+        self.progress = progress
+        self.files = 0
+        self.bytes_read = 0
+
+    # -- one encoded object ------------------------------------------------
+
+    def _prepare(self, encoded: bytes | bytearray | memoryview) -> _Prepared:
+        oid = self.odb.hash(encoded)
+        if self.odb.has_raw(oid):
+            return _Prepared(oid, codec.RAW, None, len(encoded))
+        codec_id, stored = codec.encode_stored(encoded, self.odb.level)
+        return _Prepared(oid, codec_id, stored, len(encoded))
+
+    def _store(self, p: _Prepared) -> None:
+        if p.stored is not None:
+            self.odb.add_stored(p.oid, BLOB, p.codec, p.stored, p.raw_length)
+
+    # -- files -------------------------------------------------------------
+
+    def _tick(self, n: int) -> None:
+        self.bytes_read += n
+        if self.progress is not None:
+            self.progress(n)
+
+    def _encoded_chunks(self, f: "os.PathLike[str] | object") -> Iterator[bytearray]:
+        for view in iter_chunks(f, self.params):  # type: ignore[arg-type]
+            buf = bytearray(len(view) + 1)
+            buf[0] = BLOB
+            buf[1:] = view
+            self._tick(len(view))
+            yield buf
+
+    def file_id(self, path: str, st: os.stat_result | None = None) -> ObjectId:
+        """Store one regular file; return the id of its Blob or ChunkedBlob."""
+        try:
+            before = st or os.stat(path)
+            if self.statcache is not None:
+                cached = self.statcache.lookup(path, before)
+                if cached is not None and self.odb.has(cached):
+                    self._tick(before.st_size)
+                    self.files += 1
+                    return cached
+            with open(path, "rb", buffering=0) as f:
+                if before.st_size <= self.params.small_file:
+                    data = f.read(self.params.small_file + 1)
+                    if len(data) <= self.params.small_file:
+                        self._tick(len(data))
+                        p = self._prepare(bytes((BLOB,)) + data)
+                        self._store(p)
+                        object_id = to_hex(p.oid)
+                        after = os.fstat(f.fileno())
+                    else:  # grew since stat: chunk it after all
+                        f.seek(0)
+                        object_id, after = self._chunked(f)
+                else:
+                    object_id, after = self._chunked(f)
+        except FileNotFoundError:
+            raise PathNotFound(path, "local filesystem") from None
+        self.files += 1
+        if self.statcache is not None:
+            self.statcache.record(path, before, after, object_id)
+        return object_id
+
+    def _chunked(self, f: object) -> tuple[ObjectId, os.stat_result]:
+        chunks: list[tuple[ObjectId, int]] = []
+        for p in bounded_map(self._prepare, self._encoded_chunks(f)):
+            self._store(p)
+            chunks.append((to_hex(p.oid), p.raw_length - 1))
+        after = os.fstat(f.fileno())  # type: ignore[attr-defined]
+        if not chunks:  # the file shrank to nothing while we looked
+            p = self._prepare(bytes((BLOB,)))
+            self._store(p)
+            return to_hex(p.oid), after
+        if len(chunks) == 1:
+            return chunks[0][0], after
+        return self.odb.put(ChunkedBlob(tuple(chunks))), after
+
+    # -- trees -------------------------------------------------------------
+
+    def entry_for(self, path: str, name: str, st: os.stat_result) -> TreeEntry | None:
+        """The tree entry for one path (a directory is stored recursively)."""
+        try:
+            validate_name(name)
+        except UnsafePath as exc:
+            raise UnsafePath(path, exc.reason) from None
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            return TreeEntry(name, "symlink", target=os.readlink(path))
+        if stat.S_ISDIR(mode):
+            tree_id, size = self.tree_id(path)
+            return TreeEntry(name, "dir", tree_id, size)
+        if stat.S_ISREG(mode):
+            return TreeEntry(name, "file", self.file_id(path, st), st.st_size, file_mode_from_stat(mode))
+        warnings.warn(f"objstore: skipping {path!r}: not a file, directory or symlink", stacklevel=3)
+        return None
+
+    def tree_id(self, dirpath: str) -> tuple[ObjectId, int]:
+        """Store a directory tree; return (tree id, total bytes)."""
+        entries = []
+        try:
+            with os.scandir(dirpath) as it:
+                listing = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            raise PathNotFound(dirpath, "local filesystem") from None
+        # Small files are read, hashed and compressed on the pool, in order,
+        # a bounded window ahead of the loop that stores them.
+        for d, (st, small) in zip(listing, bounded_map(self._prepare_small, listing)):
+            if small is not None:
+                entries.append(self._small_entry(d, small))
+                continue
+            entry = self.entry_for(d.path, d.name, st)
+            if entry is not None:
+                entries.append(entry)
+        tree = Tree.from_entries(entries)
+        return self.odb.put(tree), tree.size
+
+    def _prepare_small(self, d: os.DirEntry[str]) -> tuple[os.stat_result, _SmallResult | None]:
+        st = d.stat(follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > self.params.small_file:
+            return st, None
+        return st, self._read_small(d, st)
+
+    def _read_small(self, d: os.DirEntry[str], st: os.stat_result) -> _SmallResult:
+        if self.statcache is not None:
+            cached = self.statcache.lookup(d.path, st)
+            if cached is not None and self.odb.has(cached):
+                return st, st, cached
+        try:
+            with open(d.path, "rb", buffering=0) as f:
+                data = f.read(self.params.small_file + 1)
+                after = os.fstat(f.fileno())
+        except FileNotFoundError:
+            return st, st, None
+        if len(data) > self.params.small_file:
+            return st, after, None  # it grew: the slow path chunks it
+        return st, after, self._prepare(bytes((BLOB,)) + data)
+
+    def _small_entry(self, d: os.DirEntry[str], hit: _SmallResult) -> TreeEntry:
+        before, after, result = hit
+        try:
+            validate_name(d.name)
+        except UnsafePath as exc:
+            raise UnsafePath(d.path, exc.reason) from None
+        if result is None:  # vanished or grew while we read it: take the slow path
+            entry = self.entry_for(d.path, d.name, os.lstat(d.path))
+            if entry is None:
+                raise PathNotFound(d.path, "changed while being read")
+            return entry
+        if isinstance(result, _Prepared):
+            self._store(result)
+            object_id = to_hex(result.oid)
+            self._tick(result.raw_length - 1)
+            if self.statcache is not None:
+                self.statcache.record(d.path, before, after, object_id)
+        else:
+            object_id = result
+            self._tick(after.st_size)
+        self.files += 1
+        return TreeEntry(d.name, "file", object_id, after.st_size, file_mode_from_stat(after.st_mode))
+
+    def snapshot(self, path: str) -> ObjectId:
+        """Store ``path`` (a directory, file or symlink) and return a Tree id.
+
+        A directory becomes its own tree; a single file or symlink becomes a
+        tree holding one entry named after it.
+        """
+        path = os.path.abspath(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise PathNotFound(path, "local filesystem") from None
+        if stat.S_ISDIR(st.st_mode):
+            return self.tree_id(path)[0]
+        entry = self.entry_for(path, os.path.basename(path), st)
+        if entry is None:
+            raise PathNotFound(path, "not a regular file, directory or symlink")
+        return self.odb.put(Tree.from_entries([entry]))

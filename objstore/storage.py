@@ -1,0 +1,338 @@
+"""The few primitive operations a repository needs from a filesystem.
+
+A repository is a folder on any fsspec filesystem. ``LocalStorage`` talks to
+the OS directly (fsync, rename, ``link`` for put-if-absent, mmap for reads)
+because that is where speed and crash safety are won; ``FsspecStorage``
+maps the same operations onto any fsspec filesystem (``memory://``,
+``s3://``, ``sftp://``...). Paths are relative to the repository root and
+always use ``/``.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import fsspec
+
+from .errors import StorageError
+
+# Filesystems whose single-object writes are atomic (an object appears whole
+# or not at all), so a direct put needs no temp-and-rename dance.
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "adl", "memory", "hf", "oss"}
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn OS-level write failures into a ``StorageError`` naming the target."""
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        reason = {
+            errno.ENOSPC: "no space left on device",
+            errno.EROFS: "read-only filesystem",
+            errno.EACCES: "permission denied",
+            errno.EDQUOT: "disk quota exceeded",
+        }.get(exc.errno or 0, str(exc))
+        raise StorageError(f"cannot write {what}: {reason}") from exc
+
+
+def temp_name(suffix: str = "") -> str:
+    return f"{uuid.uuid4().hex}{suffix}"
+
+
+class Storage(ABC):
+    """Primitive, repository-relative file operations."""
+
+    url: str
+    is_local: bool = False
+
+    @abstractmethod
+    def read(self, path: str) -> bytes: ...
+
+    @abstractmethod
+    def read_range(self, path: str, start: int, length: int) -> bytes | memoryview: ...
+
+    @abstractmethod
+    def write_atomic(self, path: str, data: bytes) -> None:
+        """Create or replace ``path`` so readers see the old or the new bytes."""
+
+    @abstractmethod
+    def put_if_absent(self, path: str, data: bytes) -> bool:
+        """Create ``path`` with ``data`` unless it exists; False if it did."""
+
+    @abstractmethod
+    def publish_file(self, local_path: str, path: str) -> None:
+        """Move (or upload) a finished local temp file to ``path``."""
+
+    @abstractmethod
+    def list(self, dirpath: str) -> list[str]:
+        """Names of the entries directly in ``dirpath`` ([] if it is missing)."""
+
+    @abstractmethod
+    def walk_files(self, dirpath: str) -> list[str]:
+        """Every file under ``dirpath`` as a path relative to the root."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, path: str) -> int: ...
+
+    @abstractmethod
+    def delete(self, path: str) -> None: ...
+
+    def local_temp_dir(self) -> str:
+        """A local directory for files that will be published here."""
+        import tempfile
+
+        return tempfile.gettempdir()
+
+    def close(self) -> None:
+        """Release cached handles."""
+
+
+class LocalStorage(Storage):
+    """A repository in a local directory."""
+
+    is_local = True
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.url = self.root
+        self._maps: dict[str, tuple[Any, mmap.mmap | None]] = {}
+        self._maps_lock = threading.Lock()
+
+    def full(self, path: str) -> str:
+        return os.path.join(self.root, *path.split("/")) if path else self.root
+
+    def read(self, path: str) -> bytes:
+        with open(self.full(path), "rb") as f:
+            return f.read()
+
+    def mmap(self, path: str) -> memoryview:
+        """A read-only view of an immutable file, cached for reuse."""
+        with self._maps_lock:
+            hit = self._maps.get(path)
+            if hit is None:
+                with open(self.full(path), "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size else None
+                hit = self._maps[path] = (memoryview(m) if m is not None else memoryview(b""), m)
+            return hit[0]  # type: ignore[no-any-return]
+
+    def read_range(self, path: str, start: int, length: int) -> memoryview:
+        view = self.mmap(path)
+        if start + length > len(view):
+            raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}, it has {len(view)}")
+        return view[start : start + length]
+
+    def _tmp(self, suffix: str = "") -> str:
+        d = os.path.join(self.root, "tmp")
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, temp_name(suffix))
+
+    def _fsync_dir(self, d: str) -> None:
+        try:
+            fd = os.open(d, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_tmp(self, data: bytes) -> str:
+        tmp = self._tmp()
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        final = self.full(path)
+        with storage_errors(path):
+            tmp = self._write_tmp(data)
+            try:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(tmp, final)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            self._fsync_dir(os.path.dirname(final))
+
+    def put_if_absent(self, path: str, data: bytes) -> bool:
+        # link() publishes a fully written, fsynced file under the final name
+        # and fails if the name exists: put-if-absent with no torn entries.
+        final = self.full(path)
+        with storage_errors(path):
+            tmp = self._write_tmp(data)
+            try:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+            finally:
+                _unlink_quietly(tmp)
+            self._fsync_dir(os.path.dirname(final))
+            return True
+
+    def publish_file(self, local_path: str, path: str) -> None:
+        final = self.full(path)
+        with storage_errors(path):
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(local_path, final)
+            self._fsync_dir(os.path.dirname(final))
+
+    def local_temp_dir(self) -> str:
+        d = os.path.join(self.root, "tmp")
+        with storage_errors("tmp/"):
+            os.makedirs(d, exist_ok=True)
+        return d
+
+    def list(self, dirpath: str) -> list[str]:
+        try:
+            return os.listdir(self.full(dirpath))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def walk_files(self, dirpath: str) -> list[str]:
+        base = self.full(dirpath)
+        out = []
+        for top, _dirs, files in os.walk(base):
+            rel = os.path.relpath(top, self.root).replace(os.sep, "/")
+            out.extend(f"{rel}/{f}" for f in files)
+        return out
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(self.full(path))
+
+    def size(self, path: str) -> int:
+        return os.path.getsize(self.full(path))
+
+    def delete(self, path: str) -> None:
+        with self._maps_lock:
+            self._maps.pop(path, None)
+        _unlink_quietly(self.full(path))
+
+    def close(self) -> None:
+        with self._maps_lock:
+            maps, self._maps = self._maps, {}
+        for view, m in maps.values():
+            try:
+                view.release()
+                if m is not None:
+                    m.close()
+            except (BufferError, ValueError):
+                pass  # a caller still holds a slice; the GC will unmap it
+
+
+class FsspecStorage(Storage):
+    """A repository in a folder of any fsspec filesystem."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, url: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.url = url
+        protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        self.atomic_put = any(p in _OBJECT_STORES for p in protocols)
+
+    def full(self, path: str) -> str:
+        return f"{self.root}/{path}" if path else self.root
+
+    def read(self, path: str) -> bytes:
+        return self.fs.cat_file(self.full(path))  # type: ignore[no-any-return]
+
+    def read_range(self, path: str, start: int, length: int) -> bytes:
+        data: bytes = self.fs.cat_file(self.full(path), start=start, end=start + length)
+        if len(data) != length:
+            raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}")
+        return data
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        with storage_errors(path):
+            if self.atomic_put:
+                self.fs.pipe_file(self.full(path), data)
+                return
+            tmp = self.full(f"tmp/{temp_name()}")
+            self.fs.makedirs(self.full("tmp"), exist_ok=True)
+            self.fs.pipe_file(tmp, data)
+            self.fs.makedirs(self.fs._parent(self.full(path)), exist_ok=True)
+            self.fs.mv(tmp, self.full(path))
+
+    def put_if_absent(self, path: str, data: bytes) -> bool:
+        with storage_errors(path):
+            if not self.atomic_put:
+                self.fs.makedirs(self.fs._parent(self.full(path)), exist_ok=True)
+            try:
+                with self.fs.open(self.full(path), "xb") as f:
+                    f.write(data)
+            except FileExistsError:
+                return False
+            return True
+
+    def publish_file(self, local_path: str, path: str) -> None:
+        with storage_errors(path):
+            if not self.atomic_put:
+                self.fs.makedirs(self.fs._parent(self.full(path)), exist_ok=True)
+            self.fs.put_file(local_path, self.full(path))
+        os.unlink(local_path)
+
+    def list(self, dirpath: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self.full(dirpath), detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+
+    def walk_files(self, dirpath: str) -> list[str]:
+        try:
+            found = self.fs.find(self.full(dirpath))
+        except FileNotFoundError:
+            return []
+        root = self.root.lstrip("/")
+        out = []
+        for p in found:
+            p2 = p.lstrip("/")
+            out.append(p2[len(root) + 1 :] if root else p2)
+        return out
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.exists(self.full(path)))
+
+    def size(self, path: str) -> int:
+        return int(self.fs.size(self.full(path)))
+
+    def delete(self, path: str) -> None:
+        try:
+            self.fs.rm_file(self.full(path))
+        except FileNotFoundError:
+            pass
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def open_storage(location: str, storage_options: dict[str, Any] | None = None) -> Storage:
+    """Storage for a local path, a ``file://`` URL or any fsspec URL."""
+    if "://" not in location or location.startswith("file://"):
+        path = location[len("file://") :] if location.startswith("file://") else location
+        return LocalStorage(os.path.expanduser(path))
+    fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
+    return FsspecStorage(fs, root, location)

@@ -16,7 +16,7 @@ from .diff import Change
 from .ids import ObjectId
 from .objects import Blob, ChunkedBlob, Commit, Tree, TreeEntry
 from .refs import ABSENT, RefLogEntry
-from .repo import RepoStats, Repository
+from .repo import Repository, RepoStats
 
 __version__ = "0.1.0"
 

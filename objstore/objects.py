@@ -16,11 +16,12 @@ equal content always has one encoding and therefore one id.
 
 from __future__ import annotations
 
+import itertools
 import math
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import msgpack
 
@@ -241,7 +242,7 @@ class Tree:
     def from_entries(cls, entries: Iterable[TreeEntry]) -> Tree:
         """Sort entries into canonical order; ``UnsafePath`` on duplicate names."""
         ordered = sorted(entries, key=_name_key)
-        for a, b in zip(ordered, ordered[1:]):
+        for a, b in itertools.pairwise(ordered):
             if a.name == b.name:
                 raise UnsafePath(a.name, "duplicate name in one directory")
         return cls(tuple(ordered))
@@ -273,7 +274,7 @@ class Tree:
             raise FormatError("tree body must be a list of entries")
         entries = tuple(TreeEntry._decode(raw, digest_size) for raw in data)
         keys = [_name_key(e) for e in entries]
-        if any(a >= b for a, b in zip(keys, keys[1:])):
+        if any(a >= b for a, b in itertools.pairwise(keys)):
             raise FormatError("tree entries are not strictly sorted (duplicate or out of order)")
         return cls(entries)
 
@@ -322,7 +323,7 @@ class Commit:
         return cls(ObjectId(tree.hex()), tuple(ObjectId(p.hex()) for p in parents), time_, author, message, metadata)
 
 
-StoredObject = Union[Blob, ChunkedBlob, Tree, Commit]
+StoredObject = Blob | ChunkedBlob | Tree | Commit
 
 
 def decode(encoded: bytes | memoryview, digest_size: int) -> StoredObject:

@@ -51,7 +51,7 @@ class ObjectDatabase:
 
     def refresh(self) -> None:
         """Load indexes of packs published since the last look (by anyone)."""
-        names = {n[: -len(".idx")] for n in self.storage.list(PACK_DIR) if n.endswith(".idx")}
+        names = {n[: -len(".idx")] for n in self.storage.listdir(PACK_DIR) if n.endswith(".idx")}
         with self._lock:
             for gone in set(self._indexes) - names:
                 del self._indexes[gone]

@@ -107,7 +107,7 @@ class PackIndex:
         if xxhash.xxh3_64_intdigest(view[: len(view) - _CHECKSUM.size]) != checksum:
             raise FormatError(f"pack index {name} fails its checksum")
         self.count = count
-        self._fanout = _FANOUT.unpack_from(view, _INDEX_HEADER.size)
+        self._fanout: tuple[int, ...] = _FANOUT.unpack_from(view, _INDEX_HEADER.size)
         if self._fanout[255] != count or any(a > b for a, b in zip(self._fanout, self._fanout[1:])):
             raise FormatError(f"pack index {name} has an inconsistent fanout table")
         self._ids_at = _INDEX_HEADER.size + _FANOUT.size
@@ -116,7 +116,7 @@ class PackIndex:
         self._view = view
 
     def __len__(self) -> int:
-        return self.count
+        return int(self.count)
 
     def id_at(self, i: int) -> bytes:
         start = self._ids_at + i * self.digest_size
@@ -178,7 +178,7 @@ class PackWriter:
         self.digest_size = digest_size
         self._path = os.path.join(storage.local_temp_dir(), temp_name(".pack.tmp"))
         with storage_errors(self._path):
-            self._file = open(self._path, "wb")
+            self._file = open(self._path, "wb")  # noqa: SIM115 - closed in finish()/abort()
         self._hasher = xxhash.xxh3_128()
         self._entries: dict[bytes, IndexEntry] = {}
         self._offset = 0

@@ -74,7 +74,7 @@ class BlobReader(io.RawIOBase):
         return written
 
     def readall(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             b = self.read(max(self.size - self._pos, 1 << 20))
             if not b:

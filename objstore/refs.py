@@ -11,6 +11,7 @@ of every ref (who moved ``prod``, when, from what) is kept.
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import os
 import re
@@ -126,8 +127,8 @@ class RefStore:
     def _dir(self, name: str) -> str:
         return f"{REFS_DIR}/{name}"
 
-    def _seqs(self, name: str) -> list[int]:
-        seqs = [s for s in map(_parse_seq, self.storage.list(self._dir(name))) if s is not None]
+    def _seqs(self, name: str) -> builtins.list[int]:
+        seqs = [s for s in map(_parse_seq, self.storage.listdir(self._dir(name))) if s is not None]
         seqs.sort()
         return seqs
 
@@ -159,7 +160,7 @@ class RefStore:
         self,
         name: str,
         target: str,
-        expect: str | None | _Absent = None,
+        expect: str | _Absent | None = None,
         *,
         message: str = "",
         who: str | None = None,
@@ -174,7 +175,7 @@ class RefStore:
         new = self._check_target(target)
         return self._append(name, new, expect, message, who)
 
-    def delete(self, name: str, expect: str | None | _Absent = None, *, message: str = "", who: str | None = None) -> RefLogEntry:
+    def delete(self, name: str, expect: str | _Absent | None = None, *, message: str = "", who: str | None = None) -> RefLogEntry:
         """Delete a ref (its history stays); ``RefNotFound`` if it does not exist."""
         validate_ref_name(name)
         if not self.exists(name):
@@ -198,7 +199,7 @@ class RefStore:
                 return entry
             # Another writer took this number first: re-read and decide again.
 
-    def history(self, name: str) -> list[RefLogEntry]:
+    def history(self, name: str) -> builtins.list[RefLogEntry]:
         """Every move of a ref, oldest first; ``RefNotFound`` if it never existed."""
         validate_ref_name(name)
         seqs = self._seqs(name)
@@ -206,7 +207,7 @@ class RefStore:
             raise RefNotFound(name)
         return [self._read_entry(name, s) for s in seqs]
 
-    def names(self, prefix: str = "") -> list[str]:
+    def names(self, prefix: str = "") -> builtins.list[str]:
         """Names of refs with any history under ``prefix`` (deleted ones included)."""
         found = set()
         for path in self.storage.walk_files(REFS_DIR):
@@ -224,9 +225,9 @@ class RefStore:
                 out[name] = entry.new
         return out
 
-    def all_targets(self) -> set[ObjectId]:
+    def all_targets(self) -> builtins.set[ObjectId]:
         """Every id any ref points at now or ever pointed at (for gc roots)."""
-        out: set[ObjectId] = set()
+        out: builtins.set[ObjectId] = builtins.set()
         for name in self.names():
             for e in self.history(name):
                 out.update(v for v in (e.old, e.new) if v)

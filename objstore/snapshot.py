@@ -14,6 +14,7 @@ import stat
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from . import codec
 from .chunking import ChunkParams, iter_chunks
@@ -59,7 +60,7 @@ class Snapshotter:
 
     # -- one encoded object ------------------------------------------------
 
-    def _prepare(self, encoded: bytes | bytearray | memoryview) -> _Prepared:
+    def _prepare(self, encoded: bytes | memoryview) -> _Prepared:
         oid = self.odb.hash(encoded)
         if self.odb.has_raw(oid):
             return _Prepared(oid, codec.RAW, None, len(encoded))
@@ -77,13 +78,13 @@ class Snapshotter:
         if self.progress is not None:
             self.progress(n)
 
-    def _encoded_chunks(self, f: "os.PathLike[str] | object") -> Iterator[bytearray]:
-        for view in iter_chunks(f, self.params):  # type: ignore[arg-type]
+    def _encoded_chunks(self, f: BinaryIO) -> Iterator[memoryview]:
+        for view in iter_chunks(f, self.params):
             buf = bytearray(len(view) + 1)
             buf[0] = BLOB
             buf[1:] = view
             self._tick(len(view))
-            yield buf
+            yield memoryview(buf)
 
     def file_id(self, path: str, st: os.stat_result | None = None) -> ObjectId:
         """Store one regular file; return the id of its Blob or ChunkedBlob."""
@@ -116,12 +117,12 @@ class Snapshotter:
             self.statcache.record(path, before, after, object_id)
         return object_id
 
-    def _chunked(self, f: object) -> tuple[ObjectId, os.stat_result]:
+    def _chunked(self, f: BinaryIO) -> tuple[ObjectId, os.stat_result]:
         chunks: list[tuple[ObjectId, int]] = []
         for p in bounded_map(self._prepare, self._encoded_chunks(f)):
             self._store(p)
             chunks.append((to_hex(p.oid), p.raw_length - 1))
-        after = os.fstat(f.fileno())  # type: ignore[attr-defined]
+        after = os.fstat(f.fileno())
         if not chunks:  # the file shrank to nothing while we looked
             p = self._prepare(bytes((BLOB,)))
             self._store(p)

@@ -77,7 +77,7 @@ class Storage(ABC):
         """Move (or upload) a finished local temp file to ``path``."""
 
     @abstractmethod
-    def list(self, dirpath: str) -> list[str]:
+    def listdir(self, dirpath: str) -> list[str]:
         """Names of the entries directly in ``dirpath`` ([] if it is missing)."""
 
     @abstractmethod
@@ -99,7 +99,7 @@ class Storage(ABC):
 
         return tempfile.gettempdir()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release cached handles."""
 
 
@@ -202,7 +202,7 @@ class LocalStorage(Storage):
             os.makedirs(d, exist_ok=True)
         return d
 
-    def list(self, dirpath: str) -> list[str]:
+    def listdir(self, dirpath: str) -> list[str]:
         try:
             return os.listdir(self.full(dirpath))
         except (FileNotFoundError, NotADirectoryError):
@@ -210,7 +210,7 @@ class LocalStorage(Storage):
 
     def walk_files(self, dirpath: str) -> list[str]:
         base = self.full(dirpath)
-        out = []
+        out: list[str] = []
         for top, _dirs, files in os.walk(base):
             rel = os.path.relpath(top, self.root).replace(os.sep, "/")
             out.extend(f"{rel}/{f}" for f in files)
@@ -290,7 +290,7 @@ class FsspecStorage(Storage):
             self.fs.put_file(local_path, self.full(path))
         os.unlink(local_path)
 
-    def list(self, dirpath: str) -> list[str]:
+    def listdir(self, dirpath: str) -> list[str]:
         try:
             entries = self.fs.ls(self.full(dirpath), detail=False)
         except (FileNotFoundError, NotADirectoryError):

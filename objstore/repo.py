@@ -16,7 +16,8 @@ import heapq
 import io
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,7 @@ class Repository:
         self.cache_dir = _cache_dir(storage, config.repo_id)
         salt = f"{config.hash}:{sorted(config.chunking.to_dict().items())}"
         self.statcache = StatCache(os.path.join(self.cache_dir, "stat"), salt)
+        self._batch_depth = 0
 
     # -- lifecycle --------------------------------------------------------
 
@@ -157,6 +159,7 @@ class Repository:
         raise RefNotFound(spec)
 
     def _check_ref_target(self, target: str) -> ObjectId:
+        self.odb.flush()  # a ref may only point at durable objects
         oid = self.resolve(target)
         if not self.odb.has(oid):
             raise ObjectNotFound(oid)
@@ -188,6 +191,29 @@ class Repository:
 
     # -- writing ------------------------------------------------------------
 
+    @contextmanager
+    def batch(self) -> Iterator[Repository]:
+        """Group writes into one pack: snapshots and commits inside the block
+        publish together when it ends (or when a ref is moved, since a ref
+        may only point at durable objects). On an exception nothing written
+        in the block is published.
+        """
+        self._batch_depth += 1
+        try:
+            yield self
+        except BaseException:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                self.odb.abort()
+            raise
+        self._batch_depth -= 1
+        if self._batch_depth == 0:
+            self.odb.flush()
+
+    def _durable(self) -> None:
+        if self._batch_depth == 0:
+            self.odb.flush()
+
     def snapshot(self, path: str | os.PathLike[str], *, progress: Progress | None = None) -> ObjectId:
         """Store a directory or file (symlinks as links, never followed); return its Tree id.
 
@@ -195,22 +221,42 @@ class Repository:
         mtime, inode) are recognized from the stat cache without reading them.
         """
         snap = Snapshotter(self.odb, self.config.chunking, self.statcache, progress)
+        return self._writing(lambda: snap.snapshot(os.fspath(path)))
+
+    def build_tree(
+        self,
+        files: Mapping[str, str | os.PathLike[str] | TreeEntry],
+        *,
+        progress: Progress | None = None,
+    ) -> ObjectId:
+        """Store a tree laid out by logical paths (``{"sub/a.bin": "/local/a.bin", ...}``).
+
+        Values are local files (symlinks followed), local directories
+        (stored recursively) or ready ``TreeEntry`` values such as external
+        references. Intermediate directories are created; ``..``, absolute
+        paths, duplicates and file/directory collisions raise ``UnsafePath``.
+        """
+        snap = Snapshotter(self.odb, self.config.chunking, self.statcache, progress)
+        return self._writing(lambda: snap.tree_from_files(files))
+
+    def _writing(self, work: Callable[[], ObjectId]) -> ObjectId:
         try:
-            tree_id = snap.snapshot(os.fspath(path))
-            self.odb.flush()
+            oid = work()
+            self._durable()
         except BaseException:
-            self.odb.abort()
+            if self._batch_depth == 0:
+                self.odb.abort()
             raise
         finally:
             self.statcache.save()
-        return tree_id
+        return oid
 
     def store_bytes(self, data: bytes) -> ObjectId:
         """Store bytes as a Blob (durable on return); return its id."""
         from .objects import Blob
 
         oid = self.odb.put(Blob(bytes(data)))
-        self.odb.flush()
+        self._durable()
         return oid
 
     def make_tree(self, entries: list[TreeEntry]) -> ObjectId:
@@ -219,7 +265,7 @@ class Repository:
             if e.id is not None and not self.odb.has(e.id):
                 raise ObjectNotFound(e.id, f"tree entry {e.name!r} points at a missing object")
         oid = self.odb.put(Tree.from_entries(entries))
-        self.odb.flush()
+        self._durable()
         return oid
 
     def commit(
@@ -246,7 +292,7 @@ class Repository:
             raise TypeError(f"commit metadata cannot be stored: {exc}") from None
         c = Commit(tree_id, tuple(parent_ids), time.time() if timestamp is None else float(timestamp), author, message, meta)
         oid = self.odb.put(c)
-        self.odb.flush()
+        self._durable()
         return oid
 
     # -- reading ------------------------------------------------------------

@@ -9,16 +9,18 @@ from the stat cache without being read.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import stat
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from . import codec
 from .chunking import ChunkParams, iter_chunks
-from .errors import PathNotFound, UnsafePath
+from .errors import ObjectNotFound, PathNotFound, UnsafePath
 from .ids import ObjectId, to_hex
 from .objects import BLOB, ChunkedBlob, Tree, TreeEntry, file_mode_from_stat, validate_name
 from .odb import ObjectDatabase
@@ -162,7 +164,7 @@ class Snapshotter:
         # a bounded window ahead of the loop that stores them.
         for d, (st, small) in zip(listing, bounded_map(self._prepare_small, listing)):
             if small is not None:
-                entries.append(self._small_entry(d, small))
+                entries.append(self._small_entry(d.path, d.name, small))
                 continue
             entry = self.entry_for(d.path, d.name, st)
             if entry is not None:
@@ -174,15 +176,15 @@ class Snapshotter:
         st = d.stat(follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode) or st.st_size > self.params.small_file:
             return st, None
-        return st, self._read_small(d, st)
+        return st, self._read_small(d.path, st)
 
-    def _read_small(self, d: os.DirEntry[str], st: os.stat_result) -> _SmallResult:
+    def _read_small(self, path: str, st: os.stat_result) -> _SmallResult:
         if self.statcache is not None:
-            cached = self.statcache.lookup(d.path, st)
+            cached = self.statcache.lookup(path, st)
             if cached is not None and self.odb.has(cached):
                 return st, st, cached
         try:
-            with open(d.path, "rb", buffering=0) as f:
+            with open(path, "rb", buffering=0) as f:
                 data = f.read(self.params.small_file + 1)
                 after = os.fstat(f.fileno())
         except FileNotFoundError:
@@ -191,28 +193,32 @@ class Snapshotter:
             return st, after, None  # it grew: the slow path chunks it
         return st, after, self._prepare(bytes((BLOB,)) + data)
 
-    def _small_entry(self, d: os.DirEntry[str], hit: _SmallResult) -> TreeEntry:
+    def _small_entry(self, path: str, name: str, hit: _SmallResult) -> TreeEntry:
         before, after, result = hit
         try:
-            validate_name(d.name)
+            validate_name(name)
         except UnsafePath as exc:
-            raise UnsafePath(d.path, exc.reason) from None
+            raise UnsafePath(path, exc.reason) from None
         if result is None:  # vanished or grew while we read it: take the slow path
-            entry = self.entry_for(d.path, d.name, os.lstat(d.path))
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                raise PathNotFound(path, "local filesystem (it vanished during the snapshot)") from None
+            entry = self.entry_for(path, name, st)
             if entry is None:
-                raise PathNotFound(d.path, "changed while being read")
+                raise PathNotFound(path, "changed while being read")
             return entry
         if isinstance(result, _Prepared):
             self._store(result)
             object_id = to_hex(result.oid)
             self._tick(result.raw_length - 1)
             if self.statcache is not None:
-                self.statcache.record(d.path, before, after, object_id)
+                self.statcache.record(path, before, after, object_id)
         else:
             object_id = result
             self._tick(after.st_size)
         self.files += 1
-        return TreeEntry(d.name, "file", object_id, after.st_size, file_mode_from_stat(after.st_mode))
+        return TreeEntry(name, "file", object_id, after.st_size, file_mode_from_stat(after.st_mode))
 
     def snapshot(self, path: str) -> ObjectId:
         """Store ``path`` (a directory, file or symlink) and return a Tree id.
@@ -231,3 +237,82 @@ class Snapshotter:
         if entry is None:
             raise PathNotFound(path, "not a regular file, directory or symlink")
         return self.odb.put(Tree.from_entries([entry]))
+
+    def tree_from_files(self, files: Mapping[str, str | os.PathLike[str] | TreeEntry]) -> ObjectId:
+        """Store a tree laid out by logical paths; return its id.
+
+        Each value is a local path (a file, followed if it is a symlink, or a
+        directory, stored recursively) or a ready TreeEntry (a reference, a
+        symlink, or a file whose object is already stored). Paths are
+        ``/``-separated and relative; ``UnsafePath`` for ``..``, absolute
+        paths, duplicates, or a path that is both a file and a directory.
+        """
+        items = sorted((split_logical_path(k), v) for k, v in files.items())
+        for (a, _), (b, _) in itertools.pairwise(items):
+            if a == b or b[: len(a)] == a:
+                raise UnsafePath("/".join(b), f"collides with {'/'.join(a)!r}")
+        root: dict[str, Any] = {}
+        for (parts, src), hit in zip(items, bounded_map(self._prepare_source, items)):
+            node = root
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = self._source_entry(parts[-1], src, hit)
+        return self._store_nested(root)[0]
+
+    def _prepare_source(self, item: tuple[tuple[str, ...], str | os.PathLike[str] | TreeEntry]) -> _SmallResult | None:
+        src = item[1]
+        if isinstance(src, TreeEntry):
+            return None
+        path = os.path.abspath(os.fspath(src))
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise PathNotFound(path, "local filesystem") from None
+        if stat.S_ISREG(st.st_mode) and st.st_size <= self.params.small_file:
+            return self._read_small(path, st)
+        return None
+
+    def _source_entry(self, name: str, src: str | os.PathLike[str] | TreeEntry, hit: _SmallResult | None) -> TreeEntry:
+        if isinstance(src, TreeEntry):
+            if src.id is not None and not self.odb.has(src.id):
+                raise ObjectNotFound(src.id, f"entry {name!r} points at a missing object")
+            return dataclasses.replace(src, name=name)
+        path = os.path.abspath(os.fspath(src))
+        if hit is not None:
+            return self._small_entry(path, name, hit)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise PathNotFound(path, "local filesystem") from None
+        if stat.S_ISDIR(st.st_mode):
+            tree_id, size = self.tree_id(path)
+            return TreeEntry(name, "dir", tree_id, size)
+        if stat.S_ISREG(st.st_mode):
+            return TreeEntry(name, "file", self.file_id(path, st), st.st_size, file_mode_from_stat(st.st_mode))
+        raise PathNotFound(path, "not a regular file or directory")
+
+    def _store_nested(self, node: dict[str, Any]) -> tuple[ObjectId, int]:
+        entries = []
+        for name, child in node.items():
+            if isinstance(child, dict):
+                tree_id, size = self._store_nested(child)
+                entries.append(TreeEntry(name, "dir", tree_id, size))
+            else:
+                entries.append(child)
+        tree = Tree.from_entries(entries)
+        return self.odb.put(tree), tree.size
+
+
+def split_logical_path(path: str) -> tuple[str, ...]:
+    """Split a relative ``/``-separated path into validated names."""
+    if not isinstance(path, str) or not path:
+        raise UnsafePath(str(path), "a path must be a non-empty string")
+    if path.startswith("/") or "\\" in path:
+        raise UnsafePath(path, "a path must be relative and use '/' separators")
+    parts = tuple(path.split("/"))
+    for p in parts:
+        try:
+            validate_name(p)
+        except UnsafePath as exc:
+            raise UnsafePath(path, exc.reason) from None
+    return parts

@@ -1,0 +1,267 @@
+"""``trackio.Artifact``: a versioned, named bundle of files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from objstore import TreeEntry
+
+from . import names, references
+from .errors import ArtifactFrozenError, ArtifactPathError, ManifestPathError
+from .registry import ArtifactRegistry, VersionInfo, manifest_of
+from .store import get_repo
+
+if TYPE_CHECKING:
+    from .run import Run
+
+
+class Artifact:
+    """A versioned, named bundle of files attached to a project.
+
+    Built mutable (``add_file``, ``add_dir``, ``add_reference``); logging it
+    (``trackio.log_artifact``) or fetching it (``trackio.use_artifact``,
+    ``trackio.Api().artifact``) freezes it and fills ``version``,
+    ``aliases``, ``size``, ``manifest`` and ``digest``.
+    """
+
+    def __init__(self, name: str, type: str, description: str | None = None, metadata: dict[str, Any] | None = None) -> None:
+        self._name = names.validate_name(name)
+        self._type = names.validate_name(type, "Artifact type")
+        self._description = description
+        self._metadata: dict[str, Any] = dict(metadata) if metadata else {}
+        self._entries: dict[str, str | TreeEntry] = {}
+        self._info: VersionInfo | None = None
+        self._aliases: tuple[str, ...] = ()
+        self._manifest: list[dict[str, Any]] | None = None
+
+    # -- identity -----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def type(self) -> str:
+        return self._type
+
+    @property
+    def description(self) -> str | None:
+        return self._description
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        self._check_mutable()
+        self._description = value
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any] | None) -> None:
+        self._check_mutable()
+        self._metadata = dict(value) if value else {}
+
+    @property
+    def version(self) -> str | None:
+        """``"v<N>"`` once logged or fetched, else None."""
+        return None if self._info is None else f"v{self._info.version}"
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return self._aliases
+
+    @property
+    def size(self) -> int | None:
+        return None if self._info is None else self._info.size
+
+    @property
+    def manifest(self) -> list[dict[str, Any]] | None:
+        """One dict per file, sorted by path: ``{"path", "digest", "size"}`` (+ ``"ref"``)."""
+        if self._info is None:
+            return None
+        if self._manifest is None:
+            self._manifest = manifest_of(get_repo(), self._info.tree_id)
+        return [dict(e) for e in self._manifest]
+
+    @property
+    def digest(self) -> str | None:
+        """One digest over the manifest: identical content, identical digest."""
+        return None if self._info is None else self._info.digest
+
+    manifest_digest = digest
+
+    @property
+    def project(self) -> str | None:
+        return None if self._info is None else self._info.project
+
+    @property
+    def qualified_name(self) -> str:
+        """``"<project>/<name>:v<N>"``."""
+        if self._info is None:
+            raise ArtifactFrozenError("an Artifact has no qualified name until it is logged or fetched")
+        return f"{self._info.project}/{self._name}:v{self._info.version}"
+
+    @property
+    def id(self) -> str | None:
+        """The objstore commit id of this version."""
+        return None if self._info is None else self._info.commit_id
+
+    @property
+    def created_at(self) -> float | None:
+        return None if self._info is None else self._info.created_at
+
+    @property
+    def is_frozen(self) -> bool:
+        return self._info is not None
+
+    # -- building -------------------------------------------------------------
+
+    def _check_mutable(self) -> None:
+        if self._info is not None:
+            raise ArtifactFrozenError(
+                f"Artifact {self.qualified_name} has been logged or fetched and is frozen; construct a new Artifact to log again"
+            )
+
+    def _add(self, logical: str, source: str | TreeEntry) -> None:
+        names.validate_logical_path(logical)
+        if logical in self._entries:
+            raise ManifestPathError(f"Duplicate logical path in artifact {self._name!r}: {logical!r}")
+        self._entries[logical] = source
+
+    def add_file(self, local_path: str | os.PathLike[str], name: str | None = None) -> None:
+        """Add one file, at logical path ``name`` (default: its basename)."""
+        self._check_mutable()
+        src = Path(local_path)
+        if not src.is_file():
+            what = "does not exist" if not src.exists() else "is not a regular file"
+            raise ArtifactPathError(f"Cannot add {os.fspath(local_path)!r} to artifact {self._name!r}: it {what}")
+        self._add(name if name is not None else src.name, os.path.abspath(src))
+
+    def add_dir(self, local_dir: str | os.PathLike[str], name: str | None = None) -> None:
+        """Add every file under a directory, nested under logical prefix ``name`` (default: the root)."""
+        self._check_mutable()
+        root = Path(local_dir)
+        if not root.is_dir():
+            what = "does not exist" if not root.exists() else "is not a directory"
+            raise ArtifactPathError(f"Cannot add {os.fspath(local_dir)!r} to artifact {self._name!r}: it {what}")
+        prefix = names.validate_logical_path(name.strip("/")) + "/" if name and name.strip("/") else ""
+        base = os.path.abspath(root)
+        for top, dirs, files in os.walk(base):
+            dirs.sort()
+            rel_top = os.path.relpath(top, base)
+            for f in sorted(files):
+                full = os.path.join(top, f)
+                if not os.path.isfile(full):
+                    continue  # a dangling symlink, a socket, ...
+                rel = f if rel_top == "." else f"{rel_top.replace(os.sep, '/')}/{f}"
+                self._add(prefix + rel, full)
+
+    def add_reference(self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None) -> None:
+        """Record external data by URI without copying its bytes into the store.
+
+        A URI ending in ``/`` expands into one entry per object under it,
+        nested under ``name`` (default: its last segment).
+        """
+        self._check_mutable()
+        if not isinstance(uri, str) or "://" not in uri:
+            raise ArtifactPathError(f"add_reference needs a URI with a scheme (e.g. Path(...).as_uri()), got {uri!r}")
+        last = uri.rstrip("/").rsplit("/", 1)[-1]
+        base = name.strip("/") if name else last
+        for rel, ref in references.expand(uri, checksum=checksum, max_objects=max_objects):
+            logical = f"{base}/{rel}" if rel else base
+            entry = TreeEntry(logical.rsplit("/", 1)[-1], "reference", size=ref.size, target=ref.uri, digest=ref.digest)
+            self._add(logical, entry)
+
+    # -- after logging ------------------------------------------------------
+
+    def _hydrate(self, info: VersionInfo, aliases: tuple[str, ...]) -> Artifact:
+        self._name, self._type = info.name, info.type
+        self._description = info.description
+        self._metadata = dict(info.metadata)
+        self._info = info
+        self._aliases = aliases
+        self._manifest = None
+        return self
+
+    @classmethod
+    def _from_version(cls, info: VersionInfo) -> Artifact:
+        art = cls(info.name, info.type)
+        return art._hydrate(info, ArtifactRegistry(get_repo()).aliases_of(info))
+
+    def _frozen_info(self) -> VersionInfo:
+        if self._info is None:
+            raise ArtifactFrozenError(f"Artifact {self._name!r} has not been logged or fetched yet")
+        return self._info
+
+    def wait(self, timeout: float | None = None) -> Artifact:
+        """Block until the version is stored (and pushed, when a remote is set)."""
+        self._frozen_info()
+        from .sync import wait_for
+
+        wait_for(self, timeout)
+        return self
+
+    def download(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Materialize the files; return the directory.
+
+        Default ``./artifacts/<project>/<name>_v<N>/``. Idempotent: files
+        already present with the right content are skipped. Every byte is
+        verified against its id (references against their checksum).
+        """
+        info = self._frozen_info()
+        if root is None:
+            root = os.path.join(os.getcwd(), "artifacts", info.project, f"{info.name}_v{info.version}")
+        root = os.path.abspath(os.fspath(root))
+        repo = get_repo()
+        from .sync import ensure_local
+
+        ensure_local(info)
+        result = repo.checkout(info.commit_id, root)
+        for path, entry in result.references:
+            assert entry.target is not None
+            ref = references.Reference(entry.target, entry.size, entry.digest)
+            if not references.is_current(ref, path):
+                references.download(ref, path)
+        return root
+
+    def files(self) -> list[str]:
+        """Logical paths of the files in this version."""
+        return [e["path"] for e in self.manifest or []]
+
+    def open(self, path: str) -> Any:
+        """A seekable binary stream of one stored file (no download)."""
+        return get_repo().open_file(self._frozen_info().commit_id, path)
+
+    def logged_by(self) -> Run | None:
+        """The run that logged this version (None if logged outside a run)."""
+        info = self._frozen_info()
+        if info.run_id is None:
+            return None
+        from .run import load_run
+
+        return load_run(info.run_project or info.project, info.run_id)
+
+    def used_by(self) -> list[Run]:
+        """Runs that used this version as an input."""
+        from .run import runs_using
+
+        return runs_using(self._frozen_info().commit_id)
+
+    def __repr__(self) -> str:
+        parts = [f"name={self._name!r}", f"type={self._type!r}"]
+        if self._info is not None:
+            parts.append(f"version=v{self._info.version}")
+        if self._aliases:
+            parts.append(f"aliases={list(self._aliases)!r}")
+        return f"Artifact({', '.join(parts)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Artifact) or self._info is None or other._info is None:
+            return NotImplemented if not isinstance(other, Artifact) else self is other
+        return self._info.commit_id == other._info.commit_id
+
+    def __hash__(self) -> int:
+        return hash(self._info.commit_id) if self._info is not None else id(self)

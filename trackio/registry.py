@@ -1,0 +1,253 @@
+"""Artifact versions and aliases as objstore commits and refs.
+
+Version ``N`` of an artifact is a commit whose parent is version ``N-1`` and
+whose tree is the artifact's files. The ``latest`` alias ref is the head of
+that chain and the only lock: a new version is committed on top of the head
+and published with a compare-and-set on ``latest``; the loser of a race
+re-reads the head and takes the next number, so concurrent loggers get
+distinct consecutive versions and nothing is lost. ``versions/vN`` refs are
+an index for O(1) lookups (the chain is the truth if one is missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from objstore import ABSENT, Commit, Repository
+from objstore.errors import RefConflict, RefNotFound
+from objstore.ids import ObjectId
+
+from . import names
+from .errors import ArtifactNotFoundError, ArtifactTypeError, InvalidNameError
+
+KIND_VERSION = "artifact-version"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What one stored artifact version says about itself."""
+
+    commit_id: ObjectId
+    tree_id: ObjectId
+    project: str
+    name: str
+    type: str
+    version: int
+    description: str | None
+    metadata: dict[str, Any]
+    digest: str
+    size: int
+    run_id: str | None
+    run_project: str | None
+    created_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _info(commit_id: ObjectId, c: Commit) -> VersionInfo:
+    m = c.metadata
+    if m.get("kind") != KIND_VERSION:
+        raise ArtifactNotFoundError(f"commit {commit_id} is not an artifact version")
+    return VersionInfo(
+        commit_id=commit_id,
+        tree_id=c.tree,
+        project=m["project"],
+        name=m["name"],
+        type=m["type"],
+        version=m["version"],
+        description=m.get("description"),
+        metadata=dict(m.get("metadata") or {}),
+        digest=m["digest"],
+        size=m["size"],
+        run_id=m.get("run_id"),
+        run_project=m.get("run_project"),
+        created_at=c.time,
+    )
+
+
+def manifest_digest(repo: Repository, manifest: list[dict[str, Any]]) -> str:
+    """One digest over the manifest: identical content gives an identical digest."""
+    encoded = msgpack.packb([[e["path"], e["digest"], e["size"], e.get("ref")] for e in manifest], use_bin_type=True)
+    return repo.algorithm.digest(encoded).hex()
+
+
+def manifest_of(repo: Repository, tree_id: ObjectId) -> list[dict[str, Any]]:
+    """The artifact manifest (sorted by path) of a stored tree."""
+    out: list[dict[str, Any]] = []
+    for path, e in repo.walk(tree_id):
+        if e.kind == "file":
+            out.append({"path": path, "digest": e.id, "size": e.size})
+        elif e.kind == "reference":
+            out.append({"path": path, "digest": e.digest or e.target, "size": max(e.size, 0), "ref": e.target})
+    out.sort(key=lambda e: e["path"])
+    return out
+
+
+class ArtifactRegistry:
+    """Versions, aliases and lookups of artifacts in one repository."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+
+    # -- reading ------------------------------------------------------------
+
+    def info(self, commit_id: ObjectId) -> VersionInfo:
+        return _info(commit_id, self.repo.get_commit(commit_id))
+
+    def latest(self, project: str, name: str) -> VersionInfo | None:
+        try:
+            head = self.repo.refs.get(names.alias_ref(project, name, names.LATEST))
+        except RefNotFound:
+            return None
+        return self.info(head)
+
+    def chain(self, project: str, name: str) -> Iterator[VersionInfo]:
+        """Every version, newest first."""
+        v = self.latest(project, name)
+        while v is not None:
+            yield v
+            parents = self.repo.get_commit(v.commit_id).parents
+            v = self.info(parents[0]) if parents else None
+
+    def version(self, project: str, name: str, number: int) -> VersionInfo:
+        try:
+            return self.info(self.repo.refs.get(names.version_ref(project, name, number)))
+        except RefNotFound:
+            pass
+        for v in self.chain(project, name):  # the index ref may be missing after a crash
+            if v.version == number:
+                return v
+            if v.version < number:
+                break
+        raise ArtifactNotFoundError(f"Artifact '{project}/{name}:v{number}' not found (no such version)")
+
+    def resolve(self, project: str, name: str, selector: str) -> VersionInfo:
+        if self.latest(project, name) is None:
+            raise ArtifactNotFoundError(f"Artifact {name!r} not found in project {project!r}")
+        m = names.VERSION_RE.fullmatch(selector)
+        if m:
+            return self.version(project, name, int(m.group(1)))
+        try:
+            return self.info(self.repo.refs.get(names.alias_ref(project, name, selector)))
+        except RefNotFound:
+            raise ArtifactNotFoundError(f"Artifact '{project}/{name}' has no alias {selector!r}") from None
+
+    def aliases_of(self, v: VersionInfo) -> tuple[str, ...]:
+        """Aliases on a version: ``latest`` first, then in the order they were set."""
+        prefix = names.alias_ref(v.project, v.name, "")
+        found = []
+        for ref in self.repo.refs.names(prefix):
+            head = self.repo.refs.head(ref)
+            if head is not None and head.new == v.commit_id:
+                found.append((ref[len(prefix):] != names.LATEST, head.time, ref[len(prefix):]))
+        return tuple(alias for _, _, alias in sorted(found))
+
+    def artifact_names(self, project: str) -> list[str]:
+        prefix = names.project_prefix(project) + "/artifacts/"
+        suffix = "/aliases/" + names.LATEST
+        return sorted({r[len(prefix) : -len(suffix)] for r in self.repo.refs.list(prefix) if r.endswith(suffix)})
+
+    def projects(self) -> list[str]:
+        out = set()
+        for ref in self.repo.refs.names(names.ROOT + "/"):
+            out.add(names.unescape_component(ref.split("/")[1]))
+        return sorted(out)
+
+    # -- writing ------------------------------------------------------------
+
+    def log_version(
+        self,
+        *,
+        project: str,
+        name: str,
+        type: str,
+        description: str | None,
+        metadata: dict[str, Any],
+        tree_id: ObjectId,
+        digest: str,
+        size: int,
+        aliases: list[str],
+        run_id: str | None,
+        run_project: str | None,
+    ) -> tuple[VersionInfo, bool]:
+        """Record a version (or find an identical one); returns (version, created)."""
+        latest_ref = names.alias_ref(project, name, names.LATEST)
+        while True:
+            head = self.latest(project, name)
+            if head is not None and head.type != type:
+                raise ArtifactTypeError(
+                    f"Artifact {name!r} in project {project!r} has type {head.type!r}; cannot log it as type {type!r}"
+                )
+            same = next((v for v in self.chain(project, name) if v.digest == digest), None)
+            if same is not None:
+                self.set_aliases(same, aliases)
+                return same, False
+            number = head.version + 1 if head else 0
+            meta = {
+                "kind": KIND_VERSION,
+                "project": project,
+                "name": name,
+                "type": type,
+                "version": number,
+                "description": description,
+                "metadata": metadata,
+                "digest": digest,
+                "size": size,
+                "run_id": run_id,
+                "run_project": run_project,
+            }
+            commit_id = self.repo.commit(
+                tree_id,
+                parents=[head.commit_id] if head else [],
+                message=f"{name}:v{number}",
+                metadata=meta,
+                author=run_id,
+            )
+            try:
+                self.repo.refs.set(latest_ref, commit_id, expect=head.commit_id if head else ABSENT, message=f"log v{number}")
+            except RefConflict:
+                continue  # another process logged first: re-read and take the next number
+            self.repo.refs.set(names.version_ref(project, name, number), commit_id, expect=ABSENT, message="version")
+            v = self.info(commit_id)
+            self.set_aliases(v, aliases)
+            return v, True
+
+    def set_aliases(self, v: VersionInfo, aliases: list[str]) -> None:
+        for alias in aliases:
+            if alias == names.LATEST:
+                continue  # managed automatically: it only ever moves forward
+            ref = names.alias_ref(v.project, v.name, alias)
+            self.repo.refs.set(ref, v.commit_id, message=f"alias {alias} -> v{v.version}")
+
+    def remove_alias(self, project: str, name: str, alias: str) -> None:
+        names.validate_alias(alias)
+        if alias == names.LATEST:
+            raise InvalidNameError("the 'latest' alias is managed automatically and cannot be removed")
+        try:
+            self.repo.refs.delete(names.alias_ref(project, name, alias), message=f"remove alias {alias}")
+        except RefNotFound:
+            raise ArtifactNotFoundError(f"Artifact '{project}/{name}' has no alias {alias!r}") from None
+
+    def alias_history(self, project: str, name: str, alias: str) -> list[dict[str, Any]]:
+        try:
+            entries = self.repo.refs.history(names.alias_ref(project, name, alias))
+        except RefNotFound:
+            raise ArtifactNotFoundError(f"Artifact '{project}/{name}' never had alias {alias!r}") from None
+
+        def version_of(commit_id: str | None) -> str | None:
+            return None if commit_id is None else f"v{self.info(ObjectId(commit_id)).version}"
+
+        return [
+            {
+                "alias": alias,
+                "version": version_of(e.new),
+                "previous": version_of(e.old),
+                "time": e.time,
+                "who": e.who,
+                "message": e.message,
+            }
+            for e in entries
+        ]

@@ -1,0 +1,362 @@
+"""Runs: who produced and who consumed which artifact versions.
+
+A run's record is a chain of objstore commits under
+``trackio/<project>/runs/<run id>``; its metadata holds the run's name,
+config, status and the commit ids of the artifact versions it logged
+(outputs) and used (inputs), and its tree holds the logged metrics. Because
+records live in the store, lineage travels with the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from objstore import TreeEntry
+from objstore.errors import RefConflict, RefNotFound
+from objstore.ids import ObjectId
+from objstore.objects import canonical
+
+from . import names
+from .artifact import Artifact
+from .errors import ArtifactFrozenError, ArtifactTypeError, InvalidNameError, NoActiveRunError
+from .registry import ArtifactRegistry, manifest_digest, manifest_of
+from .store import get_repo
+
+KIND_RUN = "run"
+METRICS_FILE = "metrics.msgpack"
+
+_ADJECTIVES = ("brave", "calm", "dainty", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lively", "misty", "noble", "proud", "quiet", "swift", "witty")
+_NOUNS = ("sunset", "river", "forest", "meadow", "comet", "harbor", "summit", "breeze", "canyon", "glacier", "island", "lantern", "orchid", "pebble", "rocket", "valley")
+
+
+def storable(value: Any) -> Any:
+    """``value`` in a form objstore can store (JSON-like; other objects become strings)."""
+    try:
+        return canonical(value)
+    except TypeError:
+        return canonical(json.loads(json.dumps(value, default=str)))
+
+
+class Run:
+    """One execution of a script: config, metrics, and artifact lineage."""
+
+    def __init__(
+        self,
+        project: str,
+        name: str | None = None,
+        config: dict[str, Any] | None = None,
+        *,
+        group: str | None = None,
+        remote: str | None = None,
+        run_id: str | None = None,
+        _record: dict[str, Any] | None = None,
+    ) -> None:
+        self.project = names.validate_project(project)
+        self.remote = remote
+        if _record is not None:  # a stored run, read back
+            self.id: str = _record["id"]
+            self.name: str = _record["name"]
+            self.config: dict[str, Any] = dict(_record.get("config") or {})
+            self.group: str | None = _record.get("group")
+            self.status: str = _record.get("status", "running")
+            self.started_at: float = _record.get("started_at", 0.0)
+            self.finished_at: float | None = _record.get("finished_at")
+            self._outputs: list[str] = list(_record.get("outputs") or [])
+            self._inputs: list[str] = list(_record.get("inputs") or [])
+            self._metrics_id: str | None = _record.get("_metrics_id")
+            self._metrics: list[dict[str, Any]] | None = None
+            self._active = False
+            return
+        self.id = run_id or uuid.uuid4().hex
+        self.name = name or self._generate_name()
+        self.config = dict(config or {})
+        self.group = group
+        self.status = "running"
+        self.started_at = time.time()
+        self.finished_at = None
+        self._outputs = []
+        self._inputs = []
+        self._metrics_id = None
+        self._metrics = []
+        self._next_step = 0
+        self._active = True
+        self._save()
+
+    def _generate_name(self) -> str:
+        taken = len(list_run_refs(self.project))
+        rng = random.Random()
+        return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}-{taken}"
+
+    # -- the record -----------------------------------------------------------
+
+    def _record(self) -> dict[str, Any]:
+        return {
+            "kind": KIND_RUN,
+            "id": self.id,
+            "name": self.name,
+            "project": self.project,
+            "group": self.group,
+            "config": storable(self.config),
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "outputs": list(self._outputs),
+            "inputs": list(self._inputs),
+        }
+
+    def _save(self) -> None:
+        """Write the record (and metrics so far) as the next commit of the run's ref."""
+        repo = get_repo()
+        ref = names.run_ref(self.project, self.id)
+        entries: list[TreeEntry] = []
+        with repo.batch():
+            if self._metrics:
+                data = msgpack.packb(storable(self._metrics), use_bin_type=True)
+                entries.append(TreeEntry(METRICS_FILE, "file", repo.store_bytes(data), len(data)))
+            tree = repo.make_tree(entries)
+            while True:
+                try:
+                    parent = repo.refs.get(ref)
+                except RefNotFound:
+                    parent = None
+                if parent is not None:  # merge what another writer of this run recorded
+                    other = repo.get_commit(parent).metadata
+                    self._outputs = _union(other.get("outputs", []), self._outputs)
+                    self._inputs = _union(other.get("inputs", []), self._inputs)
+                commit = repo.commit(tree, parents=[parent] if parent else [], message=f"run {self.name}", metadata=self._record())
+                try:
+                    repo.refs.set(ref, commit, expect=parent, message=self.status)
+                    return
+                except RefConflict:
+                    continue
+
+    # -- the user API -----------------------------------------------------------
+
+    def _check_active(self) -> None:
+        if not self._active:
+            raise NoActiveRunError(f"run {self.name!r} is finished (or was read back); call trackio.init() to start a new one")
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Record a dict of metrics at ``step`` (default: the next step)."""
+        self._check_active()
+        if not isinstance(metrics, dict):
+            raise TypeError(f"trackio.log expects a dict of metrics, got {type(metrics).__name__}")
+        if step is None:
+            step = self._next_step
+        self._next_step = max(self._next_step, step + 1)
+        assert self._metrics is not None
+        self._metrics.append({"step": step, "time": time.time(), "metrics": storable(metrics)})
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every logged metrics row: ``{"step", "time", "metrics"}``."""
+        if self._metrics is None:
+            self._metrics = []
+            if self._metrics_id:
+                data = get_repo().read_file(self._metrics_id, METRICS_FILE)
+                self._metrics = list(msgpack.unpackb(data, raw=False))
+        return list(self._metrics)
+
+    def finish(self) -> None:
+        """End the run: its record and metrics are stored."""
+        self._end("finished")
+
+    def _end(self, status: str) -> None:
+        global _current
+        if not self._active:
+            return
+        self._active = False
+        self.status = status
+        self.finished_at = time.time()
+        self._save()
+        if _current is self:
+            _current = None
+        from . import sync
+
+        sync.on_run_finished(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._end("failed" if exc_type is not None else "finished")
+
+    def log_artifact(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+    ) -> Artifact:
+        """Log an Artifact (or a file/directory path) as an output of this run."""
+        self._check_active()
+        if isinstance(artifact_or_path, Artifact):
+            artifact = artifact_or_path
+            if name is not None or type is not None:
+                raise InvalidNameError("name/type can only be passed when logging a path; set them on the Artifact instead")
+            if artifact.is_frozen:
+                raise ArtifactFrozenError(f"Artifact {artifact.qualified_name} has already been logged or fetched; construct a new Artifact to log again")
+        else:
+            path = Path(artifact_or_path)
+            base = path.resolve().name if path.exists() else path.name
+            default = "run-" + self.id + "-" + "".join(c if names.NAME_RE.fullmatch(c) else "-" for c in base)
+            artifact = Artifact(name if name is not None else default, type if type is not None else "unspecified")
+            if path.is_dir():
+                artifact.add_dir(path)
+            else:
+                artifact.add_file(path)
+        user_aliases = names.validate_aliases(aliases)
+        if not artifact._entries:
+            raise InvalidNameError(f"Artifact {artifact.name!r} has no files; call add_file/add_dir/add_reference first")
+        try:
+            storable_meta = canonical(artifact.metadata)
+        except TypeError as exc:
+            raise ValueError(f"Artifact {artifact.name!r} metadata cannot be stored: {exc}") from None
+        repo = get_repo()
+        registry = ArtifactRegistry(repo)
+        with repo.batch():
+            tree_id = repo.build_tree(artifact._entries)
+            manifest = manifest_of(repo, tree_id)
+            info, _created = registry.log_version(
+                project=self.project,
+                name=artifact.name,
+                type=artifact.type,
+                description=artifact.description,
+                metadata=storable_meta,
+                tree_id=tree_id,
+                digest=manifest_digest(repo, manifest),
+                size=sum(e["size"] for e in manifest),
+                aliases=user_aliases,
+                run_id=self.id,
+                run_project=self.project,
+            )
+        artifact._hydrate(info, registry.aliases_of(info))
+        artifact._manifest = manifest
+        if info.commit_id not in self._outputs:
+            self._outputs.append(info.commit_id)
+            self._save()
+        from . import sync
+
+        sync.on_logged(self, artifact)
+        return artifact
+
+    def use_artifact(self, artifact_or_name: Artifact | str, type: str | None = None) -> Artifact:
+        """Resolve ``name``, ``name:vN``, ``name:alias`` or ``project/name:alias``; record it as an input."""
+        self._check_active()
+        spec = artifact_or_name.qualified_name if isinstance(artifact_or_name, Artifact) else artifact_or_name
+        from . import sync
+
+        project, name, selector = names.parse_spec(spec, self.project)
+        info = sync.resolve(project, name, selector)
+        if type is not None and info.type != type:
+            raise ArtifactTypeError(f"Artifact {spec!r} has type {info.type!r}, not {type!r}")
+        if info.commit_id not in self._inputs:
+            self._inputs.append(info.commit_id)
+            self._save()
+        return Artifact._from_version(info)
+
+    def logged_artifacts(self) -> list[Artifact]:
+        """Artifact versions this run logged, in order."""
+        return _artifacts(self._outputs)
+
+    def used_artifacts(self) -> list[Artifact]:
+        """Artifact versions this run used, in order."""
+        return _artifacts(self._inputs)
+
+    def __repr__(self) -> str:
+        return f"Run(project={self.project!r}, name={self.name!r}, id={self.id!r}, status={self.status!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and (other.project, other.id) == (self.project, self.id)
+
+    def __hash__(self) -> int:
+        return hash((self.project, self.id))
+
+
+def _union(a: list[str], b: list[str]) -> list[str]:
+    return list(dict.fromkeys([*a, *b]))
+
+
+def _artifacts(commit_ids: list[str]) -> list[Artifact]:
+    registry = ArtifactRegistry(get_repo())
+    return [Artifact._from_version(registry.info(ObjectId(c))) for c in commit_ids]
+
+
+def list_run_refs(project: str) -> list[str]:
+    prefix = names.project_prefix(project) + "/runs/"
+    return get_repo().refs.names(prefix)
+
+
+def _record_of(ref: str) -> tuple[dict[str, Any], str] | None:
+    repo = get_repo()
+    try:
+        commit_id = repo.refs.get(ref)
+    except RefNotFound:
+        return None
+    c = repo.get_commit(commit_id)
+    if c.metadata.get("kind") != KIND_RUN:
+        return None
+    record = dict(c.metadata)
+    if any(e.name == METRICS_FILE for e in repo.get_tree(c.tree).entries):
+        record["_metrics_id"] = commit_id
+    return record, commit_id
+
+
+def load_run(project: str, run_id: str) -> Run | None:
+    hit = _record_of(names.run_ref(project, run_id))
+    if hit is None:
+        return None
+    return Run(hit[0]["project"], _record=hit[0])
+
+
+def iter_runs(project: str | None = None) -> Iterator[Run]:
+    """Stored runs (of one project, or all), oldest first."""
+    repo = get_repo()
+    prefix = names.project_prefix(project) + "/runs/" if project is not None else names.ROOT + "/"
+    runs = []
+    for ref in repo.refs.names(prefix):
+        if "/runs/" not in ref:
+            continue
+        hit = _record_of(ref)
+        if hit is not None:
+            runs.append(Run(hit[0]["project"], _record=hit[0]))
+    runs.sort(key=lambda r: (r.started_at, r.id))
+    yield from runs
+
+
+def runs_using(commit_id: str) -> list[Run]:
+    return [r for r in iter_runs() if commit_id in r._inputs]
+
+
+# -- the module-level current run ---------------------------------------------
+
+_current: Run | None = None
+
+
+def current_run() -> Run | None:
+    return _current
+
+
+def require_run(what: str) -> Run:
+    if _current is None or not _current._active:
+        raise NoActiveRunError(f"{what} needs an active run: call trackio.init(project=...) first")
+    return _current
+
+
+def start_run(project: str, name: str | None, config: dict[str, Any] | None, group: str | None, remote: str | None) -> Run:
+    global _current
+    if _current is not None and _current._active:
+        warnings.warn(f"trackio.init: finishing the active run {_current.name!r} before starting a new one", stacklevel=3)
+        _current.finish()
+    _current = Run(project, name, config, group=group, remote=remote)
+    return _current

@@ -23,6 +23,8 @@ from .storage import LocalStorage, Storage
 T = TypeVar("T", bound=StoredObject)
 
 _CACHE_SIZE = 4096
+AUTO_REPACK_PACKS = 32
+"""Once this many packs under ``pack_size / 16`` exist, a flush merges them."""
 
 
 class ObjectDatabase:
@@ -41,6 +43,7 @@ class ObjectDatabase:
         self.digest_size = algorithm.digest_size
         self.level = level
         self.pack_size = pack_size
+        self.auto_repack = True
         self._indexes: dict[str, PackIndex] = {}
         self._writer: PackWriter | None = None
         self._lock = threading.RLock()
@@ -56,7 +59,10 @@ class ObjectDatabase:
             for gone in set(self._indexes) - names:
                 del self._indexes[gone]
             for name in sorted(names - set(self._indexes)):
-                self._indexes[name] = self._load_index(name)
+                try:
+                    self._indexes[name] = self._load_index(name)
+                except FileNotFoundError:
+                    continue  # removed by a concurrent repack or gc since the listing
 
     def _load_index(self, name: str) -> PackIndex:
         path = index_path(name)
@@ -171,7 +177,18 @@ class ObjectDatabase:
             self._writer = None
             name = w.finish()
             self.refresh()
-            return name
+        if self.auto_repack and len(self._indexes) >= AUTO_REPACK_PACKS:
+            self._compact_small_packs()
+        return name
+
+    def _compact_small_packs(self) -> None:
+        """Merge small packs once there are many (many small commits make many)."""
+        from .maintenance import repack
+
+        try:
+            repack(self, only_smaller_than=self.pack_size // 16, min_packs=AUTO_REPACK_PACKS)
+        except (FileNotFoundError, CorruptObject):
+            pass  # a concurrent repack got there first, or fsck has work to do: try next time
 
     def abort(self) -> None:
         """Drop the open pack without publishing anything."""
@@ -199,8 +216,21 @@ class ObjectDatabase:
         where = pack_path(name)
         try:
             data = self.storage.read_range(where, entry.offset, entry.stored_length)
-        except (EOFError, FileNotFoundError) as exc:
-            raise CorruptObject(oid.hex(), f"pack is missing or truncated ({exc})", where) from None
+        except FileNotFoundError:
+            # A concurrent repack may have replaced this pack: its objects
+            # are in the new pack, published before the old one was removed.
+            self.refresh()
+            moved = self.locate(oid)
+            if moved is None or moved[0] == name:
+                raise CorruptObject(oid.hex(), "its pack file is missing", where) from None
+            name, entry = moved
+            where = pack_path(name)
+            try:
+                data = self.storage.read_range(where, entry.offset, entry.stored_length)
+            except (EOFError, FileNotFoundError) as exc:
+                raise CorruptObject(oid.hex(), f"pack is missing or truncated ({exc})", where) from None
+        except EOFError as exc:
+            raise CorruptObject(oid.hex(), f"pack is truncated ({exc})", where) from None
         return entry, data, where
 
     def get_encoded(self, object_id: str | bytes) -> bytes | memoryview:

@@ -34,6 +34,7 @@ from .errors import (
     WrongObjectType,
 )
 from .ids import ObjectId, get_algorithm, is_hex
+from .maintenance import RepackResult, repack
 from .objects import KIND_NAMES, Commit, Tree, TreeEntry, canonical, validate_name
 from .odb import ObjectDatabase
 from .reader import open_blob
@@ -402,6 +403,12 @@ class Repository:
         """
         tree_id = self.tree_of(commit_or_tree)
         return Materializer(self.odb, self.config.chunking, progress).run(tree_id, os.fspath(dest), paths, skip_existing)
+
+    # -- maintenance ----------------------------------------------------------
+
+    def repack(self, *, only_smaller_than: int | None = None) -> RepackResult:
+        """Merge packs into one (all of them, or those under a size), atomically."""
+        return repack(self.odb, only_smaller_than=only_smaller_than)
 
     # -- accounting ---------------------------------------------------------
 

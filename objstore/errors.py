@@ -134,3 +134,17 @@ class UnsafePath(ObjstoreError, ValueError):
 
 class StorageError(ObjstoreError, OSError):
     """The storage backend failed (disk full, read-only, network)."""
+
+
+class PushRejected(ObjstoreError):
+    """A remote ref moved to something that is not an ancestor of what we push."""
+
+    def __init__(self, refs: dict[str, tuple[str | None, str | None]], result: object = None) -> None:
+        names = ", ".join(f"{n!r} (remote has {r or '<absent>'}, we have {loc})" for n, (r, loc) in refs.items())
+        super().__init__(f"push rejected: the remote moved {names}; fetch and re-base, or push with force=True")
+        self.refs = refs
+        self.result = result
+
+
+class RemoteError(ObjstoreError):
+    """A remote is not a compatible objstore repository."""

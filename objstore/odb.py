@@ -8,6 +8,7 @@ before handing it out, so corrupt bytes are never returned as data.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ class ObjectDatabase:
         *,
         level: int = codec.DEFAULT_LEVEL,
         pack_size: int = DEFAULT_PACK_SIZE,
+        index_cache_dir: str | None = None,
     ) -> None:
         self.storage = storage
         self.algorithm = algorithm
@@ -44,6 +46,9 @@ class ObjectDatabase:
         self.level = level
         self.pack_size = pack_size
         self.auto_repack = True
+        # Pack indexes of a remote store are cached locally by pack name:
+        # packs are immutable, so a cached index never goes stale.
+        self.index_cache_dir = index_cache_dir
         self._indexes: dict[str, PackIndex] = {}
         self._writer: PackWriter | None = None
         self._lock = threading.RLock()
@@ -67,10 +72,29 @@ class ObjectDatabase:
     def _load_index(self, name: str) -> PackIndex:
         path = index_path(name)
         if isinstance(self.storage, LocalStorage):
-            data: bytes | memoryview = self.storage.mmap(path)
-        else:
-            data = self.storage.read(path)
-        return PackIndex(name, data, self.digest_size)
+            return PackIndex(name, self.storage.mmap(path), self.digest_size)
+        cached = os.path.join(self.index_cache_dir, f"{name}.idx") if self.index_cache_dir else None
+        if cached is not None:
+            try:
+                with open(cached, "rb") as f:
+                    return PackIndex(name, f.read(), self.digest_size)
+            except (OSError, FormatError):
+                pass  # missing or damaged: read it again
+        data = self.storage.read(path)
+        idx = PackIndex(name, data, self.digest_size)
+        if cached is not None:
+            self.remember_index(name, data)
+        return idx
+
+    def remember_index(self, name: str, data: bytes) -> None:
+        """Put an index in the local cache (after writing it to a remote ourselves)."""
+        if not self.index_cache_dir:
+            return
+        os.makedirs(self.index_cache_dir, exist_ok=True)
+        tmp = os.path.join(self.index_cache_dir, f".{name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, os.path.join(self.index_cache_dir, f"{name}.idx"))
 
     @property
     def pack_names(self) -> list[str]:
@@ -176,6 +200,8 @@ class ObjectDatabase:
                 return None
             self._writer = None
             name = w.finish()
+            if name is not None and w.index_data is not None:
+                self.remember_index(name, w.index_data)
             self.refresh()
         if self.auto_repack and len(self._indexes) >= AUTO_REPACK_PACKS:
             self._compact_small_packs()

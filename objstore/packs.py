@@ -182,6 +182,7 @@ class PackWriter:
         self._hasher = xxhash.xxh3_128()
         self._entries: dict[bytes, IndexEntry] = {}
         self._offset = 0
+        self.index_data: bytes | None = None
         self._write(_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0))
 
     def _write(self, data: bytes | memoryview) -> None:
@@ -232,6 +233,7 @@ class PackWriter:
             index = encode_index(list(self._entries.items()), self.digest_size, raw_name)
             self.storage.publish_file(self._path, pack_path(name))
             self.storage.write_atomic(index_path(name), index)
+            self.index_data = index
             return name
         except BaseException:
             self.abort()

@@ -118,8 +118,16 @@ def _parse_seq(entry_name: str) -> int | None:
 class RefStore:
     """The refs of one repository."""
 
-    def __init__(self, storage: Storage, check_target: Callable[[str], ObjectId] | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        check_target: Callable[[str], ObjectId] | None = None,
+        entry_cache_dir: str | None = None,
+    ) -> None:
         self.storage = storage
+        # Log entries never change once written, so a remote's can be cached
+        # locally by (name, seq): listing then costs one request.
+        self.entry_cache_dir = entry_cache_dir
         # Resolves and checks a target before any ref points at it (the
         # repository passes one that requires the object to be stored).
         self._check_target = check_target or (lambda t: ObjectId(t))
@@ -134,10 +142,31 @@ class RefStore:
 
     def _read_entry(self, name: str, seq: int) -> RefLogEntry:
         path = f"{self._dir(name)}/{_entry_name(seq)}"
-        entry = RefLogEntry.decode(self.storage.read(path), path)
+        cached = os.path.join(self.entry_cache_dir, *path.split("/")) if self.entry_cache_dir else None
+        if cached is not None:
+            try:
+                with open(cached, "rb") as f:
+                    entry = RefLogEntry.decode(f.read(), path)
+                if entry.name == name and entry.seq == seq:
+                    return entry
+            except (OSError, FormatError):
+                pass
+        data = self.storage.read(path)
+        entry = RefLogEntry.decode(data, path)
         if entry.name != name or entry.seq != seq:
             raise FormatError(f"ref log entry {path} claims to be {entry.name!r} #{entry.seq}")
+        self._cache_entry(path, data)
         return entry
+
+    def _cache_entry(self, path: str, data: bytes) -> None:
+        if not self.entry_cache_dir:
+            return
+        cached = os.path.join(self.entry_cache_dir, *path.split("/"))
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        tmp = f"{cached}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, cached)
 
     def head(self, name: str) -> RefLogEntry | None:
         """The latest log entry of a ref (a deletion included), or None."""
@@ -182,12 +211,23 @@ class RefStore:
             raise RefNotFound(name)
         return self._append(name, None, expect, message, who)
 
-    def _append(self, name: str, new: ObjectId | None, expect: Any, message: str, who: str | None) -> RefLogEntry:
+    def _append(
+        self,
+        name: str,
+        new: ObjectId | None,
+        expect: Any,
+        message: str,
+        who: str | None,
+        known_head: RefLogEntry | _Absent | None = ABSENT,
+    ) -> RefLogEntry:
         if expect is not None and expect is not ABSENT:
             expect = self._check_target(expect)
         who = who or default_who()
         while True:
-            head = self.head(name)
+            if known_head is ABSENT:
+                head = self.head(name)
+            else:
+                head, known_head = known_head, ABSENT  # type: ignore[assignment]
             current = head.new if head else None
             if expect is ABSENT and current is not None:
                 raise RefConflict(name, None, current)
@@ -195,7 +235,9 @@ class RefStore:
                 raise RefConflict(name, expect, current)
             seq = head.seq + 1 if head else 1
             entry = RefLogEntry(name, seq, current, new, time.time(), who, message)
-            if self.storage.put_if_absent(f"{self._dir(name)}/{_entry_name(seq)}", entry.encode()):
+            data = entry.encode()
+            if self.storage.put_if_absent(f"{self._dir(name)}/{_entry_name(seq)}", data):
+                self._cache_entry(f"{self._dir(name)}/{_entry_name(seq)}", data)
                 return entry
             # Another writer took this number first: re-read and decide again.
 
@@ -207,23 +249,30 @@ class RefStore:
             raise RefNotFound(name)
         return [self._read_entry(name, s) for s in seqs]
 
-    def names(self, prefix: str = "") -> builtins.list[str]:
-        """Names of refs with any history under ``prefix`` (deleted ones included)."""
-        found = set()
+    def _latest_seqs(self, prefix: str = "") -> dict[str, int]:
+        """Every ref name under ``prefix`` with its highest entry number (one listing)."""
+        found: dict[str, int] = {}
         for path in self.storage.walk_files(REFS_DIR):
             folder, _, leaf = path.rpartition("/")
-            if _parse_seq(leaf) is not None:
-                found.add(folder[len(REFS_DIR) + 1 :])
-        return sorted(n for n in found if n.startswith(prefix))
+            seq = _parse_seq(leaf)
+            if seq is None:
+                continue
+            name = folder[len(REFS_DIR) + 1 :]
+            if name.startswith(prefix) and seq > found.get(name, 0):
+                found[name] = seq
+        return found
+
+    def names(self, prefix: str = "") -> builtins.list[str]:
+        """Names of refs with any history under ``prefix`` (deleted ones included)."""
+        return sorted(self._latest_seqs(prefix))
+
+    def heads(self, prefix: str = "") -> dict[str, RefLogEntry]:
+        """The latest log entry of every ref under ``prefix`` (deletions included)."""
+        return {name: self._read_entry(name, seq) for name, seq in sorted(self._latest_seqs(prefix).items())}
 
     def list(self, prefix: str = "") -> dict[str, ObjectId]:
         """Live refs whose names start with ``prefix``: name -> target, sorted."""
-        out: dict[str, ObjectId] = {}
-        for name in self.names(prefix):
-            entry = self.head(name)
-            if entry is not None and entry.new is not None:
-                out[name] = entry.new
-        return out
+        return {name: e.new for name, e in self.heads(prefix).items() if e.new is not None}
 
     def all_targets(self) -> builtins.set[ObjectId]:
         """Every id any ref points at now or ever pointed at (for gc roots)."""

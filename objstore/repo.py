@@ -39,6 +39,7 @@ from .objects import KIND_NAMES, Commit, Tree, TreeEntry, canonical, validate_na
 from .odb import ObjectDatabase
 from .reader import open_blob
 from .refs import RefStore, validate_ref_name
+from .remote import Remote, TransferResult
 from .snapshot import Snapshotter
 from .statcache import StatCache
 from .storage import LocalStorage, Storage, open_storage
@@ -403,6 +404,62 @@ class Repository:
         """
         tree_id = self.tree_of(commit_or_tree)
         return Materializer(self.odb, self.config.chunking, progress).run(tree_id, os.fspath(dest), paths, skip_existing)
+
+    # -- remotes --------------------------------------------------------------
+
+    def push(
+        self,
+        url: str,
+        refs: list[str] | str | None = None,
+        *,
+        force: bool = False,
+        storage_options: dict[str, Any] | None = None,
+    ) -> TransferResult:
+        """Send what ``url`` lacks of ``refs`` (default: all) and move its refs.
+
+        The remote repository is created if the URL holds none. A remote ref
+        that moved to something that is not an ancestor of ours raises
+        :class:`~objstore.errors.PushRejected` (objects already sent stay)
+        unless ``force``.
+        """
+        remote = Remote(self, url, storage_options, create=True)
+        try:
+            return remote.push(refs, force=force)
+        finally:
+            remote.close()
+
+    def fetch(self, url: str, refs: list[str] | str | None = None, *, storage_options: dict[str, Any] | None = None) -> TransferResult:
+        """Bring in what ``refs`` (default: all) of ``url`` need; fast-forward local refs.
+
+        Refs that diverged locally are left alone and listed in
+        ``refs_rejected``.
+        """
+        remote = Remote(self, url, storage_options)
+        try:
+            return remote.fetch(refs)
+        finally:
+            remote.close()
+
+    @classmethod
+    def clone(cls, url: str, dest: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Repository:
+        """A new repository at ``dest`` with every ref and object of ``url``."""
+        src = open_storage(url, storage_options)
+        try:
+            raw = src.read(CONFIG_PATH)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotARepository(url) from None
+        finally:
+            src.close()
+        theirs = RepoConfig.decode(raw, url)
+        repo = cls.init(
+            dest,
+            theirs.hash,
+            chunking=theirs.chunking,
+            compression_level=theirs.compression_level,
+            pack_size=theirs.pack_size,
+        )
+        repo.fetch(url, storage_options=storage_options)
+        return repo
 
     # -- maintenance ----------------------------------------------------------
 

@@ -251,14 +251,14 @@ class Remote:
 
     # -- fetch ----------------------------------------------------------------
 
-    def fetch(self, refs: Iterable[str] | None = None) -> TransferResult:
+    def fetch(self, refs: Iterable[str] | None = None, *, depth: int | None = None) -> TransferResult:
         result = TransferResult()
         local = self.local
         heads = {n: e for n, e in self.refs.heads().items() if e.new is not None}
         names = self._selected(refs, heads)
         targets = [e.new for e in (heads[n] for n in names) if e.new is not None]
         try:
-            self._fetch_closure(targets, result)
+            self.fetch_objects(targets, result, depth=depth)
         except BaseException:
             local.odb.abort()
             raise
@@ -268,11 +268,28 @@ class Remote:
         result.requests = self.storage.requests
         return result
 
-    def _fetch_closure(self, targets: list[ObjectId], result: TransferResult) -> None:
+    def fetch_objects(self, targets: list[ObjectId], result: TransferResult | None = None, *, depth: int | None = None) -> TransferResult:
+        """Bring in the closure of ``targets`` (objects only; no ref moves).
+
+        With ``depth``, commit history is cut after that many commits per
+        target; the cut commits are recorded as shallow.
+        """
+        result = result or TransferResult()
         local = self.local.odb
         metadata: dict[bytes, tuple[IndexEntry, bytes, Any]] = {}
+        commit_depth: dict[bytes, int] = {}
+        shallow: set[bytes] = set()
         frontier = {local.raw_id(t) for t in targets}
         frontier = {o for o in frontier if not local.has_raw(o)}
+        for o in frontier:
+            commit_depth[o] = 1
+        deepened: list[ObjectId] = []
+        if depth is None:  # a full fetch also completes history cut by earlier shallow fetches
+            for commit_id in self.local.shallow_commits():
+                missing = [p for p in self.local.get_commit(commit_id).parents if not local.has(p)]
+                if all(self.odb.has(p) for p in missing):
+                    frontier.update(local.raw_id(p) for p in missing)
+                    deepened.append(commit_id)
         while frontier:
             found: set[bytes] = set()
             for oid, entry, stored, obj in self._download(sorted(frontier)):
@@ -282,14 +299,33 @@ class Remote:
                     local.add_stored(oid, BLOB, entry.codec, stored, entry.raw_length)
                     continue
                 metadata[oid] = (entry, bytes(stored), obj)
-                for child in _object_children(obj, self.local.odb.digest_size):
+                children = _object_children(obj, local.digest_size)
+                if isinstance(obj, Commit):
+                    d = commit_depth.get(oid, 1)
+                    parents = [bytes.fromhex(p) for p in obj.parents]
+                    if depth is not None and d >= depth:
+                        children = [bytes.fromhex(obj.tree)]
+                        if any(not local.has_raw(p) for p in parents):
+                            shallow.add(oid)
+                    else:
+                        for p in parents:
+                            commit_depth[p] = min(commit_depth.get(p, d + 1), d + 1)
+                for child in children:
                     if child not in metadata and not local.has_raw(child):
                         found.add(child)
             frontier = found - set(metadata)
+        # Shallow markers go first: a commit is never stored without either
+        # its parents or the record that they were left behind on purpose.
+        for oid in shallow:
+            self.local.mark_shallow(oid.hex())
         # Structured objects last, children before parents.
         for oid in _children_first(metadata):
             entry, stored, _ = metadata[oid]
             local.add_stored(oid, entry.type_tag, entry.codec, stored, entry.raw_length)
+        local.flush()
+        for commit_id in deepened:
+            self.local.unmark_shallow(commit_id)
+        return result
 
     def _download(self, oids: list[bytes]) -> Iterator[tuple[bytes, IndexEntry, bytes | memoryview, Any]]:
         """Fetch objects with coalesced ranged reads; verify each; yield it decoded."""
@@ -402,7 +438,7 @@ def _children_first(metadata: dict[bytes, tuple[IndexEntry, bytes, Any]]) -> lis
                 continue
             done.add(oid)
             stack.append((oid, True))
-            stack.extend((c, False) for c in _object_children(metadata[oid][2], 0))
+            stack.extend((c, False) for c in _object_children(metadata[oid][2], 0) if c in metadata)
     return order
 
 

@@ -379,6 +379,8 @@ class Repository:
             for p in c.parents:
                 if p not in seen:
                     seen.add(p)
+                    if not self.odb.has(p) and self.is_shallow(oid):
+                        continue  # history cut on purpose by a shallow fetch
                     pc = self.odb.get_as(p, Commit)
                     heapq.heappush(heap, (-pc.time, p, pc))
 
@@ -428,17 +430,39 @@ class Repository:
         finally:
             remote.close()
 
-    def fetch(self, url: str, refs: list[str] | str | None = None, *, storage_options: dict[str, Any] | None = None) -> TransferResult:
+    def fetch(
+        self,
+        url: str,
+        refs: list[str] | str | None = None,
+        *,
+        depth: int | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> TransferResult:
         """Bring in what ``refs`` (default: all) of ``url`` need; fast-forward local refs.
 
-        Refs that diverged locally are left alone and listed in
-        ``refs_rejected``.
+        ``depth=1`` fetches only the commits the refs point at (and their
+        trees), not their history. Refs that diverged locally are left alone
+        and listed in ``refs_rejected``.
         """
         remote = Remote(self, url, storage_options)
         try:
-            return remote.fetch(refs)
+            return remote.fetch(refs, depth=depth)
         finally:
             remote.close()
+
+    def mark_shallow(self, commit_id: str) -> None:
+        """Record that a commit's parents were deliberately not fetched."""
+        self.storage.put_if_absent(f"shallow/{commit_id}", b"")
+
+    def is_shallow(self, commit_id: str) -> bool:
+        return self.storage.exists(f"shallow/{commit_id}")
+
+    def shallow_commits(self) -> list[ObjectId]:
+        """Commits whose history a shallow fetch left behind."""
+        return [ObjectId(n) for n in self.storage.listdir("shallow") if is_hex(n)]
+
+    def unmark_shallow(self, commit_id: str) -> None:
+        self.storage.delete(f"shallow/{commit_id}")
 
     @classmethod
     def clone(cls, url: str, dest: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Repository:

@@ -12,7 +12,10 @@ import atexit
 import os
 from typing import Any
 
+from objstore.remote import TransferResult
+
 from . import errors
+from . import remote_sync as _sync
 from .api import Api
 from .artifact import Artifact
 from .errors import (
@@ -24,6 +27,7 @@ from .errors import (
     ManifestPathError,
     NoActiveRunError,
     ReservedAliasError,
+    SyncError,
 )
 from .run import Run, current_run, require_run, start_run
 from .store import store_path, trackio_dir
@@ -38,12 +42,29 @@ def init(
     remote: str | None = None,
     *,
     group: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    space_id: str | None = None,
+    dataset_id: str | None = None,
+    bucket_id: str | None = None,
 ) -> Run:
     """Start a run in ``project`` (finishing any active one) and return it.
 
+    ``remote`` (or ``TRACKIO_REMOTE``) is any fsspec URL to sync with, e.g.
+    ``"s3://bucket/prefix"``; ``storage_options`` pass through to fsspec.
+    ``space_id`` / ``dataset_id`` / ``bucket_id`` map to an ``hf://`` remote.
     Usable as a context manager: ``with trackio.init(project="p") as run:``.
     """
-    return start_run(project, name, config, group, remote or os.environ.get("TRACKIO_REMOTE"))
+    return start_run(
+        project,
+        name,
+        config,
+        group=group,
+        remote=remote,
+        storage_options=storage_options,
+        space_id=space_id,
+        dataset_id=dataset_id,
+        bucket_id=bucket_id,
+    )
 
 
 def log(metrics: dict[str, Any], step: int | None = None) -> None:
@@ -78,6 +99,20 @@ def use_artifact(artifact_or_name: Artifact | str, type: str | None = None) -> A
     return require_run("trackio.use_artifact()").use_artifact(artifact_or_name, type=type)
 
 
+def sync(remote: str | None = None, *, storage_options: dict[str, Any] | None = None) -> TransferResult:
+    """Push everything logged here that the remote lacks (runs, versions, aliases).
+
+    Defaults to the active run's remote, then ``TRACKIO_REMOTE``.
+    """
+    run = current_run()
+    spec = _sync.remote_spec(remote, storage_options=storage_options)
+    if spec is None and run is not None:
+        spec = run.remote_spec
+    if spec is None:
+        raise SyncError("trackio.sync() needs a remote: pass remote=..., set TRACKIO_REMOTE, or init(remote=...)")
+    return _sync.sync(spec)
+
+
 def _finish_at_exit() -> None:
     run = current_run()
     if run is not None:
@@ -100,6 +135,7 @@ __all__ = [
     "ManifestPathError",
     "NoActiveRunError",
     "ReservedAliasError",
+    "SyncError",
     "Run",
     "current_run",
     "errors",
@@ -108,6 +144,7 @@ __all__ = [
     "log",
     "log_artifact",
     "store_path",
+    "sync",
     "trackio_dir",
     "use_artifact",
 ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from . import names, sync
+from objstore import Repository
+
+from . import names
+from . import remote_sync as sync
 from .artifact import Artifact
 from .errors import ArtifactNotFoundError, ArtifactTypeError, InvalidNameError
 from .registry import ArtifactRegistry
@@ -15,12 +19,28 @@ from .store import get_repo
 class Api:
     """Query artifacts, versions, aliases and runs (lineage) without a run."""
 
-    def __init__(self, project: str | None = None) -> None:
+    def __init__(self, project: str | None = None, remote: str | None = None, storage_options: dict[str, Any] | None = None) -> None:
         run = current_run()
         self.default_project = project or (run.project if run is not None else None)
+        self.remote_spec = sync.remote_spec(remote, storage_options=storage_options)
+        if self.remote_spec is None and run is not None:
+            self.remote_spec = run.remote_spec
+
+    def _store(self) -> Repository:
+        """The remote when one is set and reachable, else the local store."""
+        if self.remote_spec is not None:
+            try:
+                return sync.remote_repo(self.remote_spec)
+            except Exception as exc:
+                warnings.warn(f"trackio: remote {self.remote_spec.url} unreachable ({exc!r}); reading the local store", stacklevel=3)
+        return get_repo()
+
+    def _stores(self) -> list[Repository]:
+        store = self._store()
+        return [store] if store is get_repo() else [store, get_repo()]
 
     def _registry(self) -> ArtifactRegistry:
-        return ArtifactRegistry(get_repo())
+        return ArtifactRegistry(self._store())
 
     def _project(self, project: str | None) -> str:
         chosen = project or self.default_project
@@ -32,40 +52,42 @@ class Api:
         """Resolve ``[project/]name[:vN|:alias]`` (default ``latest``)."""
         default = project or self.default_project
         p, name, selector = names.parse_spec(spec, default)
-        info = sync.resolve(p, name, selector)
+        info, source = sync.resolve(p, name, selector, self.remote_spec)
         if type is not None and info.type != type:
             raise ArtifactTypeError(f"Artifact {spec!r} has type {info.type!r}, not {type!r}")
-        return Artifact._from_version(info)
+        return Artifact._from_version(info, source)
 
     def artifact_versions(self, name: str, project: str | None = None) -> list[Artifact]:
         """Every version of an artifact, oldest first."""
         p = self._project(project)
         names.validate_name(name)
-        versions = list(self._registry().chain(p, name))
-        if not versions:
-            raise ArtifactNotFoundError(f"Artifact {name!r} not found in project {p!r}")
-        return [Artifact._from_version(v) for v in reversed(versions)]
+        for store in self._stores():
+            versions = list(ArtifactRegistry(store).chain(p, name))
+            if versions:
+                return [Artifact._from_version(v, store) for v in reversed(versions)]
+        raise ArtifactNotFoundError(f"Artifact {name!r} not found in project {p!r}")
 
     def artifacts(self, project: str | None = None, type: str | None = None) -> list[Artifact]:
         """The latest version of every artifact in a project (optionally of one type)."""
         p = self._project(project)
-        registry = self._registry()
-        out = []
-        for name in registry.artifact_names(p):
-            info = registry.latest(p, name)
-            if info is not None and (type is None or info.type == type):
-                out.append(Artifact._from_version(info))
-        return out
+        out: dict[str, Artifact] = {}
+        for store in self._stores():
+            registry = ArtifactRegistry(store)
+            for name in registry.artifact_names(p):
+                info = registry.latest(p, name)
+                if name not in out and info is not None and (type is None or info.type == type):
+                    out[name] = Artifact._from_version(info, store)
+        return [out[n] for n in sorted(out)]
 
     def runs(self, project: str | None = None) -> list[Run]:
         """Stored runs of a project, oldest first."""
-        return list(iter_runs(self._project(project)))
+        return list(iter_runs(self._project(project), self._stores()))
 
     def run(self, run_id: str, project: str | None = None) -> Run:
         p = self._project(project)
-        found = load_run(p, run_id)
+        found = next((r for r in (load_run(p, run_id, s) for s in self._stores()) if r is not None), None)
         if found is None:
-            matches = [r for r in iter_runs(p) if r.name == run_id]
+            matches = [r for r in iter_runs(p, self._stores()) if r.name == run_id]
             if len(matches) == 1:
                 return matches[0]
             raise ArtifactNotFoundError(f"no run {run_id!r} in project {p!r}")
@@ -78,15 +100,18 @@ class Api:
         """Point ``alias`` at the version ``spec`` resolves to."""
         art = self.artifact(spec, project)
         names.validate_alias(alias)
-        registry = self._registry()
+        registry = ArtifactRegistry(get_repo())
         info = art._frozen_info()
         if alias == names.LATEST:
             raise InvalidNameError("the 'latest' alias is managed automatically")
+        sync.ensure_local(info, art._store())
+        if not get_repo().odb.has(info.commit_id):
+            raise ArtifactNotFoundError(f"{art.qualified_name} is on the remote only: use it or download it first")
         registry.set_aliases(info, [alias])
         return Artifact._from_version(info)
 
     def remove_alias(self, name: str, alias: str, project: str | None = None) -> None:
-        self._registry().remove_alias(self._project(project), names.validate_name(name), alias)
+        ArtifactRegistry(get_repo()).remove_alias(self._project(project), names.validate_name(name), alias)
 
     def alias_history(self, name: str, alias: str, project: str | None = None) -> list[dict[str, Any]]:
         """Every move of an alias: version, previous version, time, who."""

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from objstore import TreeEntry
+from objstore import Repository, TreeEntry
 
 from . import names, references
 from .errors import ArtifactFrozenError, ArtifactPathError, ManifestPathError
@@ -35,6 +35,8 @@ class Artifact:
         self._info: VersionInfo | None = None
         self._aliases: tuple[str, ...] = ()
         self._manifest: list[dict[str, Any]] | None = None
+        self._source: Repository | None = None  # the store this version was read from
+        self._sync_job: Any = None
 
     # -- identity -----------------------------------------------------------
 
@@ -83,7 +85,7 @@ class Artifact:
         if self._info is None:
             return None
         if self._manifest is None:
-            self._manifest = manifest_of(get_repo(), self._info.tree_id)
+            self._manifest = manifest_of(self._store(), self._info.tree_id)
         return [dict(e) for e in self._manifest]
 
     @property
@@ -177,7 +179,12 @@ class Artifact:
 
     # -- after logging ------------------------------------------------------
 
-    def _hydrate(self, info: VersionInfo, aliases: tuple[str, ...]) -> Artifact:
+    def _store(self) -> Repository:
+        return self._source if self._source is not None else get_repo()
+
+    def _hydrate(self, info: VersionInfo, aliases: tuple[str, ...], source: Repository | None = None) -> Artifact:
+        if source is not None:
+            self._source = source
         self._name, self._type = info.name, info.type
         self._description = info.description
         self._metadata = dict(info.metadata)
@@ -187,9 +194,10 @@ class Artifact:
         return self
 
     @classmethod
-    def _from_version(cls, info: VersionInfo) -> Artifact:
+    def _from_version(cls, info: VersionInfo, source: Repository | None = None) -> Artifact:
         art = cls(info.name, info.type)
-        return art._hydrate(info, ArtifactRegistry(get_repo()).aliases_of(info))
+        store = source if source is not None else get_repo()
+        return art._hydrate(info, ArtifactRegistry(store).aliases_of(info), store)
 
     def _frozen_info(self) -> VersionInfo:
         if self._info is None:
@@ -199,7 +207,7 @@ class Artifact:
     def wait(self, timeout: float | None = None) -> Artifact:
         """Block until the version is stored (and pushed, when a remote is set)."""
         self._frozen_info()
-        from .sync import wait_for
+        from .remote_sync import wait_for
 
         wait_for(self, timeout)
         return self
@@ -215,11 +223,10 @@ class Artifact:
         if root is None:
             root = os.path.join(os.getcwd(), "artifacts", info.project, f"{info.name}_v{info.version}")
         root = os.path.abspath(os.fspath(root))
-        repo = get_repo()
-        from .sync import ensure_local
+        from .remote_sync import ensure_local
 
-        ensure_local(info)
-        result = repo.checkout(info.commit_id, root)
+        ensure_local(info, self._store())
+        result = get_repo().checkout(info.tree_id, root)
         for path, entry in result.references:
             assert entry.target is not None
             ref = references.Reference(entry.target, entry.size, entry.digest)
@@ -233,7 +240,8 @@ class Artifact:
 
     def open(self, path: str) -> Any:
         """A seekable binary stream of one stored file (no download)."""
-        return get_repo().open_file(self._frozen_info().commit_id, path)
+        info = self._frozen_info()
+        return self._store().open_file(info.tree_id, path)
 
     def logged_by(self) -> Run | None:
         """The run that logged this version (None if logged outside a run)."""
@@ -242,13 +250,17 @@ class Artifact:
             return None
         from .run import load_run
 
-        return load_run(info.run_project or info.project, info.run_id)
+        project = info.run_project or info.project
+        return load_run(project, info.run_id, self._store()) or load_run(project, info.run_id, get_repo())
 
     def used_by(self) -> list[Run]:
         """Runs that used this version as an input."""
         from .run import runs_using
 
-        return runs_using(self._frozen_info().commit_id)
+        stores = [self._store()]
+        if stores[0] is not get_repo():
+            stores.append(get_repo())
+        return runs_using(self._frozen_info().commit_id, stores)
 
     def __repr__(self) -> str:
         parts = [f"name={self._name!r}", f"type={self._type!r}"]

@@ -46,3 +46,7 @@ class NoActiveRunError(TrackioError, RuntimeError):
 
 class ReferenceChangedError(TrackioError, ValueError):
     """A referenced file no longer matches the checksum recorded when it was logged."""
+
+
+class SyncError(TrackioError, RuntimeError):
+    """The remote could not be reached or kept rejecting the push."""

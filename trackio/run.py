@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from objstore import TreeEntry
+from objstore import Repository, TreeEntry
 from objstore.errors import RefConflict, RefNotFound
 from objstore.ids import ObjectId
 from objstore.objects import canonical
@@ -58,11 +58,21 @@ class Run:
         *,
         group: str | None = None,
         remote: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        space_id: str | None = None,
+        dataset_id: str | None = None,
+        bucket_id: str | None = None,
         run_id: str | None = None,
         _record: dict[str, Any] | None = None,
+        _store: Repository | None = None,
     ) -> None:
+        from .remote_sync import remote_spec
+
         self.project = names.validate_project(project)
-        self.remote = remote
+        self.remote_spec = None if _record is not None else remote_spec(
+            remote, storage_options=storage_options, space_id=space_id, dataset_id=dataset_id, bucket_id=bucket_id
+        )
+        self.remote = self.remote_spec.url if self.remote_spec else None
         if _record is not None:  # a stored run, read back
             self.id: str = _record["id"]
             self.name: str = _record["name"]
@@ -76,6 +86,7 @@ class Run:
             self._metrics_id: str | None = _record.get("_metrics_id")
             self._metrics: list[dict[str, Any]] | None = None
             self._active = False
+            self._store = _store
             return
         self.id = run_id or uuid.uuid4().hex
         self.name = name or self._generate_name()
@@ -90,6 +101,7 @@ class Run:
         self._metrics = []
         self._next_step = 0
         self._active = True
+        self._store = None
         self._save()
 
     def _generate_name(self) -> str:
@@ -114,14 +126,19 @@ class Run:
             "inputs": list(self._inputs),
         }
 
-    def _save(self) -> None:
-        """Write the record (and metrics so far) as the next commit of the run's ref."""
+    def _save(self, replace: bool = False) -> None:
+        """Write the record (and metrics so far) as the next commit of the run's ref.
+
+        Outputs and inputs another writer recorded are merged in, unless
+        ``replace`` (a re-base rewrote them).
+        """
         repo = get_repo()
         ref = names.run_ref(self.project, self.id)
         entries: list[TreeEntry] = []
+        metrics = self.metrics  # a record read back keeps its metrics when rewritten
         with repo.batch():
-            if self._metrics:
-                data = msgpack.packb(storable(self._metrics), use_bin_type=True)
+            if metrics:
+                data = msgpack.packb(storable(metrics), use_bin_type=True)
                 entries.append(TreeEntry(METRICS_FILE, "file", repo.store_bytes(data), len(data)))
             tree = repo.make_tree(entries)
             while True:
@@ -129,7 +146,7 @@ class Run:
                     parent = repo.refs.get(ref)
                 except RefNotFound:
                     parent = None
-                if parent is not None:  # merge what another writer of this run recorded
+                if parent is not None and not replace:  # merge what another writer of this run recorded
                     other = repo.get_commit(parent).metadata
                     self._outputs = _union(other.get("outputs", []), self._outputs)
                     self._inputs = _union(other.get("inputs", []), self._inputs)
@@ -163,7 +180,7 @@ class Run:
         if self._metrics is None:
             self._metrics = []
             if self._metrics_id:
-                data = get_repo().read_file(self._metrics_id, METRICS_FILE)
+                data = (self._store or get_repo()).read_file(self._metrics_id, METRICS_FILE)
                 self._metrics = list(msgpack.unpackb(data, raw=False))
         return list(self._metrics)
 
@@ -181,7 +198,7 @@ class Run:
         self._save()
         if _current is self:
             _current = None
-        from . import sync
+        from . import remote_sync as sync
 
         sync.on_run_finished(self)
 
@@ -245,7 +262,7 @@ class Run:
         if info.commit_id not in self._outputs:
             self._outputs.append(info.commit_id)
             self._save()
-        from . import sync
+        from . import remote_sync as sync
 
         sync.on_logged(self, artifact)
         return artifact
@@ -254,16 +271,16 @@ class Run:
         """Resolve ``name``, ``name:vN``, ``name:alias`` or ``project/name:alias``; record it as an input."""
         self._check_active()
         spec = artifact_or_name.qualified_name if isinstance(artifact_or_name, Artifact) else artifact_or_name
-        from . import sync
+        from . import remote_sync as sync
 
         project, name, selector = names.parse_spec(spec, self.project)
-        info = sync.resolve(project, name, selector)
+        info, source = sync.resolve(project, name, selector, self.remote_spec)
         if type is not None and info.type != type:
             raise ArtifactTypeError(f"Artifact {spec!r} has type {info.type!r}, not {type!r}")
         if info.commit_id not in self._inputs:
             self._inputs.append(info.commit_id)
             self._save()
-        return Artifact._from_version(info)
+        return Artifact._from_version(info, source)
 
     def logged_artifacts(self) -> list[Artifact]:
         """Artifact versions this run logged, in order."""
@@ -288,8 +305,16 @@ def _union(a: list[str], b: list[str]) -> list[str]:
 
 
 def _artifacts(commit_ids: list[str]) -> list[Artifact]:
-    registry = ArtifactRegistry(get_repo())
-    return [Artifact._from_version(registry.info(ObjectId(c))) for c in commit_ids]
+    from .remote_sync import remote_repo
+
+    out = []
+    local = get_repo()
+    for c in commit_ids:
+        store = local
+        if not local.odb.has(c) and _current is not None and _current.remote_spec is not None:
+            store = remote_repo(_current.remote_spec)
+        out.append(Artifact._from_version(ArtifactRegistry(store).info(ObjectId(c)), store))
+    return out
 
 
 def list_run_refs(project: str) -> list[str]:
@@ -297,8 +322,7 @@ def list_run_refs(project: str) -> list[str]:
     return get_repo().refs.names(prefix)
 
 
-def _record_of(ref: str) -> tuple[dict[str, Any], str] | None:
-    repo = get_repo()
+def _record_of(ref: str, repo: Repository) -> tuple[dict[str, Any], str] | None:
     try:
         commit_id = repo.refs.get(ref)
     except RefNotFound:
@@ -312,30 +336,42 @@ def _record_of(ref: str) -> tuple[dict[str, Any], str] | None:
     return record, commit_id
 
 
-def load_run(project: str, run_id: str) -> Run | None:
-    hit = _record_of(names.run_ref(project, run_id))
+def load_run(project: str, run_id: str, repo: Repository | None = None) -> Run | None:
+    repo = repo or get_repo()
+    hit = _record_of(names.run_ref(project, run_id), repo)
     if hit is None:
         return None
-    return Run(hit[0]["project"], _record=hit[0])
+    return Run(hit[0]["project"], _record=hit[0], _store=repo)
 
 
-def iter_runs(project: str | None = None) -> Iterator[Run]:
-    """Stored runs (of one project, or all), oldest first."""
-    repo = get_repo()
+def iter_runs(project: str | None = None, stores: list[Repository] | None = None) -> Iterator[Run]:
+    """Stored runs (of one project, or all), oldest first; the first store wins on duplicates."""
     prefix = names.project_prefix(project) + "/runs/" if project is not None else names.ROOT + "/"
-    runs = []
-    for ref in repo.refs.names(prefix):
-        if "/runs/" not in ref:
-            continue
-        hit = _record_of(ref)
-        if hit is not None:
-            runs.append(Run(hit[0]["project"], _record=hit[0]))
-    runs.sort(key=lambda r: (r.started_at, r.id))
-    yield from runs
+    runs: dict[tuple[str, str], Run] = {}
+    for repo in stores or [get_repo()]:
+        for ref in repo.refs.names(prefix):
+            if "/runs/" not in ref:
+                continue
+            hit = _record_of(ref, repo)
+            if hit is not None:
+                run = Run(hit[0]["project"], _record=hit[0], _store=repo)
+                runs.setdefault((run.project, run.id), run)
+    yield from sorted(runs.values(), key=lambda r: (r.started_at, r.id))
 
 
-def runs_using(commit_id: str) -> list[Run]:
-    return [r for r in iter_runs() if commit_id in r._inputs]
+def runs_using(commit_id: str, stores: list[Repository] | None = None) -> list[Run]:
+    return [r for r in iter_runs(None, stores) if commit_id in r._inputs]
+
+
+def remap_outputs(project: str, mapping: dict[str, str]) -> None:
+    """After a re-base renumbered versions, point run records at the new commits."""
+    if not mapping:
+        return
+    for run in iter_runs(project):
+        if any(o in mapping for o in run._outputs):
+            live = _current if _current is not None and _current.id == run.id else run
+            live._outputs = [mapping.get(o, o) for o in live._outputs]
+            live._save(replace=True)
 
 
 # -- the module-level current run ---------------------------------------------
@@ -353,10 +389,10 @@ def require_run(what: str) -> Run:
     return _current
 
 
-def start_run(project: str, name: str | None, config: dict[str, Any] | None, group: str | None, remote: str | None) -> Run:
+def start_run(project: str, name: str | None, config: dict[str, Any] | None, **options: Any) -> Run:
     global _current
     if _current is not None and _current._active:
         warnings.warn(f"trackio.init: finishing the active run {_current.name!r} before starting a new one", stacklevel=3)
         _current.finish()
-    _current = Run(project, name, config, group=group, remote=remote)
+    _current = Run(project, name, config, **options)
     return _current

@@ -1,0 +1,346 @@
+"""Syncing the local store with a remote: any fsspec URL holding an objstore repository.
+
+Offline first: everything is logged locally, then pushed in the background
+(``Artifact.wait()`` blocks until a version is on the remote). If the remote
+is unreachable the log still succeeds, with a warning, and the next push
+(``trackio.sync()`` or the next ``log_artifact``) sends everything not yet
+there, since a push always compares all of trackio's refs with the remote.
+
+When two machines log the same artifact at once, the second push loses the
+race on the remote's ``latest`` ref; its versions are then re-based on top
+of the remote's (renumbered as the next free versions, identical content
+reusing the remote's version), and pushed again, so both survive.
+
+Reads (``use_artifact``, ``Api``) look at the remote directly: an objstore
+repository on any filesystem is readable in place, its indexes and ref
+entries cached locally. ``download()`` fetches only the objects it lacks.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from objstore import Repository
+from objstore.errors import NotARepository, ObjectNotFound, PushRejected, RefNotFound
+from objstore.ids import ObjectId
+from objstore.remote import Remote, TransferResult
+
+from . import names
+from .errors import ArtifactNotFoundError, SyncError
+from .registry import KIND_VERSION, ArtifactRegistry, VersionInfo
+from .store import get_repo
+
+if TYPE_CHECKING:
+    from .artifact import Artifact
+    from .run import Run
+
+_MAX_REBASES = 20
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """A remote URL and the fsspec storage options to reach it."""
+
+    url: str
+    storage_options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.storage_options)
+
+
+def remote_spec(
+    remote: str | None = None,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    space_id: str | None = None,
+    dataset_id: str | None = None,
+    bucket_id: str | None = None,
+) -> RemoteSpec | None:
+    """Where to sync: an explicit URL, ``TRACKIO_REMOTE``, or a Hugging Face target."""
+    url = remote or hf_url(space_id=space_id, dataset_id=dataset_id, bucket_id=bucket_id) or os.environ.get("TRACKIO_REMOTE")
+    if not url:
+        return None
+    return RemoteSpec(url, tuple(sorted((storage_options or {}).items())))
+
+
+def hf_url(*, space_id: str | None = None, dataset_id: str | None = None, bucket_id: str | None = None) -> str | None:
+    """The ``hf://`` URL a Space, Dataset or Bucket id maps to (needs huggingface_hub)."""
+    if not (space_id or dataset_id or bucket_id):
+        return None
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        raise SyncError("space_id / dataset_id / bucket_id need huggingface_hub: pip install huggingface_hub") from None
+    if bucket_id:
+        return f"hf://buckets/{bucket_id}/trackio-objstore"
+    return f"hf://datasets/{dataset_id or f'{space_id}-dataset'}/trackio-objstore"
+
+
+# -- reading from a remote ------------------------------------------------------
+
+_views: dict[RemoteSpec, Repository] = {}
+_views_lock = threading.Lock()
+
+
+def remote_repo(spec: RemoteSpec) -> Repository:
+    """The remote repository, opened in place (read access; cached per process)."""
+    with _views_lock:
+        repo = _views.get(spec)
+        if repo is None:
+            repo = _views[spec] = Repository.open(spec.url, storage_options=spec.options)
+        return repo
+
+
+def forget_views() -> None:
+    with _views_lock:
+        for repo in _views.values():
+            repo.close()
+        _views.clear()
+
+
+def _warn_offline(spec: RemoteSpec, exc: BaseException, what: str) -> None:
+    warnings.warn(f"trackio: remote {spec.url} unreachable while {what} ({exc!r}); working locally", stacklevel=4)
+
+
+def resolve(project: str, name: str, selector: str, spec: RemoteSpec | None = None) -> tuple[VersionInfo, Repository]:
+    """Find a version by number or alias: on the remote first (it numbers
+    versions for everyone), then locally (unpushed versions, or offline)."""
+    if spec is not None:
+        try:
+            view = remote_repo(spec)
+            return ArtifactRegistry(view).resolve(project, name, selector), view
+        except (ArtifactNotFoundError, NotARepository):
+            pass
+        except Exception as exc:  # the network: fall back to what is here
+            _warn_offline(spec, exc, f"resolving {project}/{name}:{selector}")
+    local = get_repo()
+    return ArtifactRegistry(local).resolve(project, name, selector), local
+
+
+def ensure_local(info: VersionInfo, source: Repository) -> None:
+    """Make sure a version's files (its tree closure) are in the local store."""
+    local = get_repo()
+    if local.odb.has(info.tree_id):
+        return
+    if source is local:
+        raise ObjectNotFound(info.tree_id, "files of this version are missing from the local store")
+    remote = Remote(local, source.location, _options_for(source))
+    try:
+        remote.fetch_objects([info.tree_id])
+    finally:
+        remote.close()
+
+
+def _options_for(repo: Repository) -> dict[str, Any]:
+    for spec, view in _views.items():
+        if view is repo:
+            return spec.options
+    return {}
+
+
+# -- pushing ----------------------------------------------------------------------
+
+
+def push(spec: RemoteSpec) -> TransferResult:
+    """Push every trackio ref, re-basing artifact versions that lost a race."""
+    local = get_repo()
+    for _ in range(_MAX_REBASES):
+        if not _trackio_refs(local):
+            return TransferResult()
+        try:
+            return local.push(spec.url, refs=_trackio_refs(local), storage_options=spec.options)
+        except PushRejected as rejected:
+            forced = []
+            for ref in rejected.refs:
+                parts = ref.split("/")
+                if len(parts) >= 5 and parts[2] == "artifacts" and parts[-2] in ("aliases", "versions"):
+                    if parts[-2] == "versions" or parts[-1] == names.LATEST:
+                        _rebase(local, spec, names.unescape_component(parts[1]), "/".join(parts[3:-2]))
+                    else:
+                        forced.append(ref)  # a moving alias: the latest move wins, history keeps both
+                else:
+                    forced.append(ref)
+            if forced:
+                local.push(spec.url, refs=forced, force=True, storage_options=spec.options)
+    raise SyncError(f"could not push to {spec.url}: the remote kept moving after {_MAX_REBASES} re-bases")
+
+
+def _trackio_refs(local: Repository) -> list[str]:
+    return list(local.refs.list(names.ROOT + "/"))
+
+
+def _rebase(local: Repository, spec: RemoteSpec, project: str, name: str) -> None:
+    """Put this machine's unpushed versions of an artifact on top of the remote's."""
+    view = remote_repo(spec)
+    remote_registry = ArtifactRegistry(view)
+    remote_head = remote_registry.latest(project, name)
+    if remote_head is None:
+        return
+    remote_chain = list(remote_registry.chain(project, name))
+    remote_ids = {v.commit_id for v in remote_chain}
+    remote_by_digest = {v.digest: v for v in remote_chain}
+    # The remote head's commit (and files) must be local to build on it.
+    remote = Remote(local, spec.url, spec.options)
+    try:
+        remote.fetch_objects([remote_head.commit_id], depth=1)
+    finally:
+        remote.close()
+    registry = ArtifactRegistry(local)
+    local_head = registry.latest(project, name)
+    if local_head is None:
+        return
+    mine: list[VersionInfo] = []
+    for v in registry.chain(project, name):
+        if v.commit_id in remote_ids:
+            break
+        mine.append(v)
+    mapping: dict[str, VersionInfo] = {}
+    base = remote_head
+    for v in reversed(mine):
+        same = remote_by_digest.get(v.digest)
+        if same is not None:
+            mapping[v.commit_id] = same
+            continue
+        c = local.get_commit(v.commit_id)
+        meta = dict(c.metadata)
+        meta["version"] = base.version + 1
+        new_id = local.commit(v.tree_id, parents=[base.commit_id], message=f"{name}:v{base.version + 1}", metadata=meta, author=c.author, timestamp=c.time)
+        base = registry.info(new_id)
+        mapping[v.commit_id] = base
+    local.refs.set(names.alias_ref(project, name, names.LATEST), base.commit_id, expect=local_head.commit_id, message="re-base on remote")
+    for v in remote_chain:
+        local.refs.set(names.version_ref(project, name, v.version), v.commit_id, message="re-base on remote")
+    for old, new in mapping.items():
+        local.refs.set(names.version_ref(project, name, new.version), new.commit_id, message="re-base on remote")
+        for alias, target in local.refs.list(names.alias_ref(project, name, "")).items():
+            if target == old and not alias.endswith("/" + names.LATEST):
+                local.refs.set(alias, new.commit_id, message="re-base on remote")
+    from .run import remap_outputs
+
+    remap_outputs(project, {k: v.commit_id for k, v in mapping.items()})
+    _renumbered.update(mapping)
+
+
+_renumbered: dict[str, VersionInfo] = {}
+
+
+# -- the background worker ----------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    spec: RemoteSpec
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.jobs: queue.Queue[_Job] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="trackio-sync", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                push(job.spec)
+                for art in job.artifacts:
+                    _apply_renumbering(art)
+            except BaseException as exc:
+                job.error = exc
+                _warn_queued(job.spec, exc)
+            finally:
+                job.done.set()
+                self.jobs.task_done()
+
+
+_worker: _Worker | None = None
+_worker_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+def _warn_queued(spec: RemoteSpec, exc: BaseException) -> None:
+    if spec.url in _warned:
+        return
+    _warned.add(spec.url)
+    warnings.warn(
+        f"trackio: could not push to {spec.url} ({exc!r}); everything stays logged locally and is sent by "
+        "trackio.sync() or the next successful push",
+        stacklevel=2,
+    )
+
+
+def _submit(spec: RemoteSpec, artifact: Artifact | None = None) -> _Job:
+    global _worker
+    with _worker_lock:
+        if _worker is None or not _worker.thread.is_alive():
+            _worker = _Worker()
+        job = _Job(spec, artifacts=[artifact] if artifact is not None else [])
+        _worker.jobs.put(job)
+        return job
+
+
+def _apply_renumbering(art: Artifact) -> None:
+    info = art._info
+    if info is None or info.commit_id not in _renumbered:
+        return
+    new = _renumbered[info.commit_id]
+    warnings.warn(
+        f"trackio: {info.project}/{info.name}:v{info.version} was logged concurrently elsewhere; "
+        f"it is v{new.version} on the remote",
+        stacklevel=2,
+    )
+    art._hydrate(new, ArtifactRegistry(get_repo()).aliases_of(new))
+
+
+def on_logged(run: Run, artifact: Artifact) -> None:
+    """After a local log: push in the background when the run has a remote."""
+    if run.remote_spec is not None:
+        artifact._sync_job = _submit(run.remote_spec, artifact)
+
+
+def on_run_saved(run: Run) -> None:
+    """Run records travel with the data."""
+
+
+def on_run_finished(run: Run) -> None:
+    """Push the final record and wait for this run's pushes (warn, never raise, if offline)."""
+    if run.remote_spec is not None:
+        job = _submit(run.remote_spec)
+        job.done.wait()
+
+
+def wait_for(artifact: Artifact, timeout: float | None = None) -> None:
+    """Block until a logged version is on the remote (locally stored: already done)."""
+    job: _Job | None = getattr(artifact, "_sync_job", None)
+    if job is None:
+        return
+    if not job.done.wait(timeout):
+        raise SyncError(f"{artifact.qualified_name} is not on {job.spec.url} after {timeout} s")
+    if job.error is not None:
+        raise SyncError(f"{artifact.qualified_name} could not be pushed to {job.spec.url}: {job.error!r}") from job.error
+
+
+def sync(spec: RemoteSpec) -> TransferResult:
+    """Push everything not yet on the remote (synchronously)."""
+    result = push(spec)
+    _warned.discard(spec.url)
+    return result
+
+
+def is_version(repo: Repository, commit_id: str) -> bool:
+    try:
+        return repo.get_commit(commit_id).metadata.get("kind") == KIND_VERSION
+    except (ObjectNotFound, RefNotFound):
+        return False
+
+
+__all__ = ["ObjectId", "RemoteSpec", "ensure_local", "on_logged", "on_run_finished", "push", "remote_spec", "resolve", "sync", "wait_for"]

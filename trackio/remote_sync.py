@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from objstore import Repository
-from objstore.errors import NotARepository, ObjectNotFound, PushRejected, RefNotFound
+from objstore.errors import NotARepository, ObjectNotFound, PushRejected, RefConflict, RefNotFound
 from objstore.ids import ObjectId
 from objstore.remote import Remote, TransferResult
 
 from . import names
 from .errors import ArtifactNotFoundError, SyncError
 from .registry import KIND_VERSION, ArtifactRegistry, VersionInfo
-from .store import get_repo
+from .store import get_repo, store_path
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -147,9 +147,9 @@ def _options_for(repo: Repository) -> dict[str, Any]:
 # -- pushing ----------------------------------------------------------------------
 
 
-def push(spec: RemoteSpec) -> TransferResult:
+def push(spec: RemoteSpec, local: Repository | None = None) -> TransferResult:
     """Push every trackio ref, re-basing artifact versions that lost a race."""
-    local = get_repo()
+    local = local or get_repo()
     for _ in range(_MAX_REBASES):
         if not _trackio_refs(local):
             return TransferResult()
@@ -161,7 +161,10 @@ def push(spec: RemoteSpec) -> TransferResult:
                 parts = ref.split("/")
                 if len(parts) >= 5 and parts[2] == "artifacts" and parts[-2] in ("aliases", "versions"):
                     if parts[-2] == "versions" or parts[-1] == names.LATEST:
-                        _rebase(local, spec, names.unescape_component(parts[1]), "/".join(parts[3:-2]))
+                        try:
+                            _rebase(local, spec, names.unescape_component(parts[1]), "/".join(parts[3:-2]))
+                        except RefConflict:
+                            pass  # a version was logged here meanwhile: re-base again on the next round
                     else:
                         forced.append(ref)  # a moving alias: the latest move wins, history keeps both
                 else:
@@ -223,7 +226,7 @@ def _rebase(local: Repository, spec: RemoteSpec, project: str, name: str) -> Non
                 local.refs.set(alias, new.commit_id, message="re-base on remote")
     from .run import remap_outputs
 
-    remap_outputs(project, {k: v.commit_id for k, v in mapping.items()})
+    remap_outputs(project, {k: v.commit_id for k, v in mapping.items()}, local)
     _renumbered.update(mapping)
 
 
@@ -248,10 +251,17 @@ class _Worker:
         self.thread.start()
 
     def _run(self) -> None:
+        # The worker has its own handle on the store, as a second process
+        # would: its writes never mix with the main thread's open pack.
+        repos: dict[str, Repository] = {}
         while True:
             job = self.jobs.get()
             try:
-                push(job.spec)
+                path = store_path()
+                if path not in repos:
+                    get_repo()  # make sure the store exists
+                    repos[path] = Repository.open(path)
+                push(job.spec, repos[path])
                 for art in job.artifacts:
                     _apply_renumbering(art)
             except BaseException as exc:
@@ -298,7 +308,7 @@ def _apply_renumbering(art: Artifact) -> None:
         f"it is v{new.version} on the remote",
         stacklevel=2,
     )
-    art._hydrate(new, ArtifactRegistry(get_repo()).aliases_of(new))
+    art._hydrate(new, ArtifactRegistry(Repository.open(store_path())).aliases_of(new))
 
 
 def on_logged(run: Run, artifact: Artifact) -> None:

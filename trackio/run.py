@@ -126,13 +126,13 @@ class Run:
             "inputs": list(self._inputs),
         }
 
-    def _save(self, replace: bool = False) -> None:
+    def _save(self, replace: bool = False, repo: Repository | None = None) -> None:
         """Write the record (and metrics so far) as the next commit of the run's ref.
 
         Outputs and inputs another writer recorded are merged in, unless
         ``replace`` (a re-base rewrote them).
         """
-        repo = get_repo()
+        repo = repo or get_repo()
         ref = names.run_ref(self.project, self.id)
         entries: list[TreeEntry] = []
         metrics = self.metrics  # a record read back keeps its metrics when rewritten
@@ -363,15 +363,17 @@ def runs_using(commit_id: str, stores: list[Repository] | None = None) -> list[R
     return [r for r in iter_runs(None, stores) if commit_id in r._inputs]
 
 
-def remap_outputs(project: str, mapping: dict[str, str]) -> None:
+def remap_outputs(project: str, mapping: dict[str, str], repo: Repository) -> None:
     """After a re-base renumbered versions, point run records at the new commits."""
     if not mapping:
         return
-    for run in iter_runs(project):
+    for run in iter_runs(project, [repo]):
         if any(o in mapping for o in run._outputs):
-            live = _current if _current is not None and _current.id == run.id else run
-            live._outputs = [mapping.get(o, o) for o in live._outputs]
-            live._save(replace=True)
+            run._outputs = [mapping.get(o, o) for o in run._outputs]
+            run._save(replace=True, repo=repo)
+            live = _current
+            if live is not None and live.id == run.id:
+                live._outputs = [mapping.get(o, o) for o in live._outputs]
 
 
 # -- the module-level current run ---------------------------------------------

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 
+import trackio
 from objstore import Repository
 
 
@@ -68,13 +69,47 @@ def main() -> None:
 
         out = os.path.join(work, "restored")
         result = repo.checkout("model/latest", out)
-        assert open(f"{out}/model.bin", "rb").read() == bytes(weights)
+        with open(f"{out}/model.bin", "rb") as restored:
+            assert restored.read() == bytes(weights)
         assert os.access(f"{out}/train.sh", os.X_OK)
         print(f"checked out {result.files} files, {result.bytes / 1e6:.1f} MB, every byte verified")
         again = repo.checkout("model/latest", out)
         print(f"second checkout skipped {again.skipped} files already in place")
+
+        # A remote is any fsspec URL with the same layout: push sends only what it lacks.
+        remote = "file://" + os.path.join(work, "remote")
+        sent = repo.push(remote)
+        again_sent = repo.push(remote)
+        print(f"\npush: {sent.objects} objects in {sent.packs} pack(s); second push: {again_sent.objects} objects")
+        clone = Repository.clone(remote, os.path.join(work, "clone"))
+        print(f"clone has refs {sorted(clone.refs.list())}")
+
+        trackio_tour(work, run_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def trackio_tour(work: str, run_dir: str) -> None:
+    """The same store under trackio's artifact API."""
+    os.environ["TRACKIO_DIR"] = os.path.join(work, "trackio")  # one store per machine; here a temp one
+    os.chdir(work)
+
+    print("\n-- trackio --")
+    with trackio.init(project="demo", config={"lr": 0.001}):
+        trackio.log({"loss": 0.42})
+        art = trackio.Artifact("my-model", type="model", metadata={"epochs": 3})
+        art.add_dir(run_dir)
+        logged = trackio.log_artifact(art, aliases=["prod"])
+        print(f"logged {logged.qualified_name} aliases={logged.aliases} size={logged.size} digest={logged.digest[:12]}")
+        same = trackio.Artifact("my-model", type="model")
+        same.add_dir(run_dir)
+        again = trackio.log_artifact(same)
+        print(f"re-logging identical content reuses {again.version}")
+    with trackio.init(project="demo") as consumer:
+        used = trackio.use_artifact("my-model:prod", type="model")
+        path = used.download()
+        print(f"{consumer.name} used {used.qualified_name}, downloaded to {os.path.relpath(path, work)}")
+        print(f"logged by {used.logged_by().name}; used by {[r.name for r in used.used_by()]}")
 
 
 if __name__ == "__main__":

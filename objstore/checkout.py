@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .chunking import ChunkParams, iter_chunks
-from .errors import CorruptObject, PathNotFound, UnsafePath
+from .errors import CorruptObject, NotADirectory, PathNotFound, UnsafePath
 from .ids import HashAlgorithm, ObjectId, to_hex
 from .objects import BLOB, MODE_EXEC, Blob, ChunkedBlob, Tree, TreeEntry, validate_name
 from .odb import ObjectDatabase
@@ -117,7 +117,7 @@ class Materializer:
     def _ensure_dir(self, path: str) -> None:
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             os.mkdir(path)
             self.result.dirs += 1
             return
@@ -130,7 +130,7 @@ class Materializer:
     def _clear_for_file(self, path: str) -> None:
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(path)
@@ -141,7 +141,7 @@ class Materializer:
             return False  # reached through a symlink: _apply replaces it first
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
             return False
@@ -207,6 +207,8 @@ class Materializer:
 
     def run(self, tree_id: ObjectId, dest: str, paths: list[str] | None = None, skip_existing: bool = True) -> CheckoutResult:
         dest = os.path.realpath(dest)
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise NotADirectory(dest, "the checkout destination exists and is not a directory")
         with storage_errors(dest):
             os.makedirs(dest, exist_ok=True)
             items = [(os.path.join(dest, *self._parts(rel)), entry) for rel, entry in self._select(tree_id, paths)]

@@ -52,7 +52,7 @@ class RepoConfig:
     def decode(cls, raw: bytes, where: str) -> RepoConfig:
         try:
             data: Any = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise FormatError(f"repository config {where} is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise FormatError(f"{where} is not an objstore repository config")
@@ -68,5 +68,5 @@ class RepoConfig:
                 repo_id=str(data["id"]),
                 version=version,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise FormatError(f"repository config {where} is incomplete or invalid: {exc!r}") from None

@@ -123,6 +123,14 @@ class PathNotFound(ObjstoreError, FileNotFoundError):
         self.path = path
 
 
+class NotADirectory(ObjstoreError, NotADirectoryError):
+    """A path that must be a directory is something else."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{reason}: {path!r}")
+        self.path = path
+
+
 class UnsafePath(ObjstoreError, ValueError):
     """A name or path would escape its directory or is not representable."""
 

@@ -207,7 +207,7 @@ class TreeEntry:
         if not isinstance(raw, list) or len(raw) < 3:
             raise FormatError("tree entry must be a list of at least 3 fields")
         name, kind = raw[0], raw[1]
-        if not isinstance(name, str) or kind not in ENTRY_KIND_NAMES:
+        if not isinstance(name, str) or not isinstance(kind, int) or kind not in ENTRY_KIND_NAMES:
             raise FormatError(f"tree entry has bad name or kind: {raw[:2]!r}")
         shape = {FILE: (bytes, int, int), DIR: (bytes, int), SYMLINK: (str,), REFERENCE: (str, int, (str, type(None)))}[kind]
         if len(raw) != 2 + len(shape) or not all(isinstance(v, t) for v, t in zip(raw[2:], shape)):
@@ -336,18 +336,21 @@ def decode(encoded: bytes | memoryview, digest_size: int) -> StoredObject:
     if tag == BLOB:
         return Blob(bytes(body))
     obj: StoredObject
-    if tag == CHUNKED:
-        obj = ChunkedBlob._decode(body, digest_size)
-    elif tag == TREE:
-        obj = Tree._decode(body, digest_size)
-    elif tag == COMMIT:
-        obj = Commit._decode(body, digest_size)
-    else:
-        raise FormatError(f"unknown object type tag {tag}")
+    try:
+        if tag == CHUNKED:
+            obj = ChunkedBlob._decode(body, digest_size)
+        elif tag == TREE:
+            obj = Tree._decode(body, digest_size)
+        elif tag == COMMIT:
+            obj = Commit._decode(body, digest_size)
+        else:
+            raise FormatError(f"unknown object type tag {tag}")
+    except RecursionError:
+        raise FormatError(f"{KIND_NAMES.get(tag, 'object')} is nested too deeply") from None
     try:
         again = obj.encode()
-    except (TypeError, ValueError) as exc:
-        raise FormatError(f"{KIND_NAMES[tag]} does not re-encode: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise FormatError(f"{KIND_NAMES[tag]} does not re-encode: {exc!r}") from None
     if again != mv:
         raise FormatError(f"{KIND_NAMES[tag]} encoding is not canonical")
     return obj

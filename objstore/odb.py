@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TypeVar
@@ -50,10 +51,20 @@ class ObjectDatabase:
         # packs are immutable, so a cached index never goes stale.
         self.index_cache_dir = index_cache_dir
         self._indexes: dict[str, PackIndex] = {}
-        self._writer: PackWriter | None = None
+        # Each thread writes its own pack: one thread's abort (or flush)
+        # never drops (or half-publishes) another thread's objects.
+        self._tls = threading.local()
         self._lock = threading.RLock()
         self._cache: OrderedDict[bytes, StoredObject] = OrderedDict()
         self.refresh()
+
+    @property
+    def _writer(self) -> PackWriter | None:
+        return getattr(self._tls, "writer", None)
+
+    @_writer.setter
+    def _writer(self, writer: PackWriter | None) -> None:
+        self._tls.writer = writer
 
     # -- indexes ---------------------------------------------------------
 
@@ -90,11 +101,14 @@ class ObjectDatabase:
         """Put an index in the local cache (after writing it to a remote ourselves)."""
         if not self.index_cache_dir:
             return
-        os.makedirs(self.index_cache_dir, exist_ok=True)
-        tmp = os.path.join(self.index_cache_dir, f".{name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, os.path.join(self.index_cache_dir, f"{name}.idx"))
+        try:
+            os.makedirs(self.index_cache_dir, exist_ok=True)
+            tmp = os.path.join(self.index_cache_dir, f".{name}.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, os.path.join(self.index_cache_dir, f"{name}.idx"))
+        except OSError:
+            pass  # only a cache
 
     @property
     def pack_names(self) -> list[str]:
@@ -129,11 +143,14 @@ class ObjectDatabase:
         return self.locate(oid) is not None
 
     def has(self, object_id: str) -> bool:
-        """True if an object with this full id is stored."""
+        """True if an object with this full id is stored (looking for new packs on a miss)."""
         try:
             oid = from_hex(object_id, self.digest_size)
         except ValueError:
             return False
+        if self.has_raw(oid):
+            return True
+        self.refresh()
         return self.has_raw(oid)
 
     def resolve_prefix(self, prefix: str) -> ObjectId:
@@ -175,10 +192,9 @@ class ObjectDatabase:
 
     def add_stored(self, oid: bytes, type_tag: int, codec_id: int, stored: bytes | memoryview, raw_length: int) -> None:
         """Append an already-encoded object unless it is stored (caller hashed it)."""
-        with self._lock:
-            if self.has_raw(oid):
-                return
-            self._writer_for(len(stored)).add(oid, type_tag, codec_id, stored, raw_length)
+        if self.has_raw(oid):
+            return
+        self._writer_for(len(stored)).add(oid, type_tag, codec_id, stored, raw_length)
 
     def put_encoded(self, encoded: bytes | memoryview) -> ObjectId:
         """Store a typed encoding; return its id."""

@@ -35,6 +35,7 @@ _FANOUT = struct.Struct("<256I")
 _CHECKSUM = struct.Struct("<Q")
 
 PACK_DIR = "packs"
+PACK_NAME_SIZE = 16  # packs are named by the xxh3-128 of their bytes, whatever the id hash
 DEFAULT_PACK_SIZE = 64 * 1024 * 1024
 
 
@@ -100,7 +101,7 @@ class PackIndex:
             raise FormatError(f"pack index {name} has unsupported version {version}")
         if ds != digest_size:
             raise FormatError(f"pack index {name} uses {ds}-byte ids, the repository {digest_size}-byte ids")
-        expected = minimum + count * (ds + _INDEX_ENTRY.size) + ds
+        expected = minimum + count * (ds + _INDEX_ENTRY.size) + PACK_NAME_SIZE
         if len(view) != expected:
             raise FormatError(f"pack index {name} is {len(view)} bytes, expected {expected}")
         (checksum,) = _CHECKSUM.unpack_from(view, len(view) - _CHECKSUM.size)
@@ -112,7 +113,7 @@ class PackIndex:
             raise FormatError(f"pack index {name} has an inconsistent fanout table")
         self._ids_at = _INDEX_HEADER.size + _FANOUT.size
         self._entries_at = self._ids_at + count * ds
-        self.pack_name = bytes(view[self._entries_at + count * _INDEX_ENTRY.size :][:ds]).hex()
+        self.pack_name = bytes(view[self._entries_at + count * _INDEX_ENTRY.size :][:PACK_NAME_SIZE]).hex()
         self._view = view
 
     def __len__(self) -> int:

@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -162,11 +163,14 @@ class RefStore:
         if not self.entry_cache_dir:
             return
         cached = os.path.join(self.entry_cache_dir, *path.split("/"))
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        tmp = f"{cached}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, cached)
+        try:
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            tmp = f"{cached}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # only a cache
 
     def head(self, name: str) -> RefLogEntry | None:
         """The latest log entry of a ref (a deletion included), or None."""

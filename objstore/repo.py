@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import io
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -82,12 +83,21 @@ class Repository:
         self.storage = storage
         self.config = config
         self.algorithm = get_algorithm(config.hash)
-        self.odb = ObjectDatabase(storage, self.algorithm, level=config.compression_level, pack_size=config.pack_size)
-        self.refs = RefStore(storage, self._check_ref_target)
         self.cache_dir = _cache_dir(storage, config.repo_id)
+        remote = not isinstance(storage, LocalStorage)
+        self.odb = ObjectDatabase(
+            storage,
+            self.algorithm,
+            level=config.compression_level,
+            pack_size=config.pack_size,
+            index_cache_dir=os.path.join(self.cache_dir, "packs") if remote else None,
+        )
+        self.refs = RefStore(
+            storage, self._check_ref_target, entry_cache_dir=os.path.join(self.cache_dir, "refs") if remote else None
+        )
         salt = f"{config.hash}:{sorted(config.chunking.to_dict().items())}"
         self.statcache = StatCache(os.path.join(self.cache_dir, "stat"), salt)
-        self._batch_depth = 0
+        self._tls = threading.local()  # batch depth is per thread, like the open pack
 
     # -- lifecycle --------------------------------------------------------
 
@@ -156,8 +166,8 @@ class Repository:
             return self.refs.get(spec)
         except (RefNotFound, ValueError):
             pass
-        if is_hex(spec.lower()) and len(spec) >= 8:
-            return self.odb.resolve_prefix(spec)
+        if is_hex(spec.lower()):
+            return self.odb.resolve_prefix(spec)  # explains that a prefix needs 8+ digits
         raise RefNotFound(spec)
 
     def _check_ref_target(self, target: str) -> ObjectId:
@@ -190,6 +200,14 @@ class Repository:
         if isinstance(obj, Tree):
             return oid
         raise WrongObjectType(oid, "commit or tree", KIND_NAMES[obj.type_tag])
+
+    @property
+    def _batch_depth(self) -> int:
+        return getattr(self._tls, "batch_depth", 0)  # type: ignore[no-any-return]
+
+    @_batch_depth.setter
+    def _batch_depth(self, depth: int) -> None:
+        self._tls.batch_depth = depth
 
     # -- writing ------------------------------------------------------------
 
@@ -292,6 +310,8 @@ class Repository:
             meta = canonical(dict(metadata or {}))
         except TypeError as exc:
             raise TypeError(f"commit metadata cannot be stored: {exc}") from None
+        except RecursionError:
+            raise TypeError("commit metadata cannot be stored: it is nested too deeply") from None
         c = Commit(tree_id, tuple(parent_ids), time.time() if timestamp is None else float(timestamp), author, message, meta)
         oid = self.odb.put(c)
         self._durable()

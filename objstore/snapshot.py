@@ -112,7 +112,7 @@ class Snapshotter:
                         object_id, after = self._chunked(f)
                 else:
                     object_id, after = self._chunked(f)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path, "local filesystem") from None
         self.files += 1
         if self.statcache is not None:
@@ -158,7 +158,7 @@ class Snapshotter:
         try:
             with os.scandir(dirpath) as it:
                 listing = sorted(it, key=lambda e: e.name)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(dirpath, "local filesystem") from None
         # Small files are read, hashed and compressed on the pool, in order,
         # a bounded window ahead of the loop that stores them.
@@ -229,7 +229,7 @@ class Snapshotter:
         path = os.path.abspath(path)
         try:
             st = os.lstat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path, "local filesystem") from None
         if stat.S_ISDIR(st.st_mode):
             return self.tree_id(path)[0]
@@ -266,7 +266,7 @@ class Snapshotter:
         path = os.path.abspath(os.fspath(src))
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path, "local filesystem") from None
         if stat.S_ISREG(st.st_mode) and st.st_size <= self.params.small_file:
             return self._read_small(path, st)
@@ -282,7 +282,7 @@ class Snapshotter:
             return self._small_entry(path, name, hit)
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path, "local filesystem") from None
         if stat.S_ISDIR(st.st_mode):
             tree_id, size = self.tree_id(path)

@@ -26,6 +26,7 @@ from .errors import StorageError
 
 # Filesystems whose single-object writes are atomic (an object appears whole
 # or not at all), so a direct put needs no temp-and-rename dance.
+_memory_lock = threading.Lock()
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "adl", "memory", "hf", "oss"}
 
 
@@ -248,6 +249,7 @@ class FsspecStorage(Storage):
         self.url = url
         protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
         self.atomic_put = any(p in _OBJECT_STORES for p in protocols)
+        self.is_memory = "memory" in protocols
 
     def full(self, path: str) -> str:
         return f"{self.root}/{path}" if path else self.root
@@ -273,6 +275,14 @@ class FsspecStorage(Storage):
             self.fs.mv(tmp, self.full(path))
 
     def put_if_absent(self, path: str, data: bytes) -> bool:
+        if self.is_memory:
+            # fsspec's memory filesystem checks and creates in two steps; it
+            # lives in this process, so a lock makes the pair atomic.
+            with _memory_lock:
+                if self.fs.exists(self.full(path)):
+                    return False
+                self.fs.pipe_file(self.full(path), data)
+                return True
         with storage_errors(path):
             if not self.atomic_put:
                 self.fs.makedirs(self.fs._parent(self.full(path)), exist_ok=True)

@@ -81,7 +81,8 @@ def manifest_of(repo: Repository, tree_id: ObjectId) -> list[dict[str, Any]]:
         if e.kind == "file":
             out.append({"path": path, "digest": e.id, "size": e.size})
         elif e.kind == "reference":
-            out.append({"path": path, "digest": e.digest or e.target, "size": max(e.size, 0), "ref": e.target})
+            digest = e.digest.split(":", 1)[1] if e.digest else e.target  # "sha256:<hex>" -> "<hex>"
+            out.append({"path": path, "digest": digest, "size": max(e.size, 0), "ref": e.target})
     out.sort(key=lambda e: e["path"])
     return out
 

@@ -1,4 +1,6 @@
-"""Repacking: merging many small packs into one, atomically.
+"""Maintenance: repack, fsck and gc.
+
+Repacking merges many small packs into one, atomically.
 
 Every object of the packs being merged is copied (verified against its id,
 never recompressed) into a new pack, which is published — pack, then
@@ -11,12 +13,21 @@ object in at least one published pack.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from . import codec
-from .errors import CorruptObject, FormatError
+from .errors import CorruptObject, FormatError, ObjectNotFound
+from .objects import BLOB, Commit
 from .odb import ObjectDatabase
-from .packs import PackWriter, index_path, pack_path
+from .packs import PACK_DIR, PackWriter, index_path, pack_path
+from .storage import LocalStorage, Storage
+
+if TYPE_CHECKING:
+    from .repo import Repository
 
 
 @dataclass(frozen=True)
@@ -88,3 +99,254 @@ def repack(odb: ObjectDatabase, *, only_smaller_than: int | None = None, min_pac
         except FileNotFoundError:
             pass
     return RepackResult(len(before), len(chosen), len(after), copied, sum(sizes.values()), size_after, new_name)
+
+
+# -- fsck -----------------------------------------------------------------------
+
+
+@dataclass
+class FsckReport:
+    """What fsck found: nothing in the lists means the repository is sound."""
+
+    packs_checked: int = 0
+    objects_checked: int = 0
+    refs_checked: int = 0
+    bad_packs: dict[str, str] = field(default_factory=dict)
+    """pack name -> what is wrong with the pack or its index."""
+    bad_objects: dict[str, str] = field(default_factory=dict)
+    """object id -> why it cannot be trusted (corrupt, truncated, wrong hash)."""
+    missing_objects: dict[str, list[str]] = field(default_factory=dict)
+    """object id -> refs whose graph needs it."""
+    damaged_refs: dict[str, list[str]] = field(default_factory=dict)
+    """ref name -> bad or missing objects in its graph."""
+    bad_refs: dict[str, str] = field(default_factory=dict)
+    """ref name -> why its log cannot be read."""
+    stray_files: list[str] = field(default_factory=list)
+    """temp files left by interrupted writers (harmless; gc removes them)."""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.bad_packs or self.bad_objects or self.missing_objects or self.damaged_refs or self.bad_refs)
+
+
+def fsck(repo: Repository, *, full: bool = True) -> FsckReport:
+    """Check every pack against its index, every object against its id
+    (``full``), and every ref's graph for completeness."""
+    report = FsckReport()
+    odb = repo.odb
+    storage = repo.storage
+    odb.flush()
+    names = sorted({n[: -len(".idx")] for n in storage.listdir(PACK_DIR) if n.endswith(".idx")})
+    for name in names:
+        report.packs_checked += 1
+        try:
+            idx = odb._load_index(name)
+        except (FormatError, FileNotFoundError) as exc:
+            report.bad_packs[name] = f"index unreadable: {exc}"
+            continue
+        try:
+            size = storage.size(pack_path(name))
+        except FileNotFoundError:
+            report.bad_packs[name] = "pack file missing"
+            for oid in idx.ids():
+                report.bad_objects[oid.hex()] = f"its pack {name} is missing"
+            continue
+        for oid, entry in idx.items():
+            report.objects_checked += 1
+            if entry.offset + entry.stored_length > size:
+                report.bad_objects[oid.hex()] = f"truncated: pack {name} ends at {size}"
+                continue
+            if not full:
+                continue
+            try:
+                data = storage.read_range(pack_path(name), entry.offset, entry.stored_length)
+                raw = codec.decode_stored(entry.codec, data, entry.raw_length)
+            except (FormatError, EOFError) as exc:
+                report.bad_objects[oid.hex()] = f"undecodable in pack {name}: {exc}"
+                continue
+            if odb.hash(raw) != oid:
+                report.bad_objects[oid.hex()] = f"content does not hash to its id (pack {name})"
+            elif raw[0] != entry.type_tag:
+                report.bad_objects[oid.hex()] = f"type tag disagrees with the index (pack {name})"
+    for path in storage.listdir("tmp"):
+        report.stray_files.append(f"tmp/{path}")
+    _check_refs(repo, report)
+    return report
+
+
+def _check_refs(repo: Repository, report: FsckReport) -> None:
+    odb = repo.odb
+    shallow = {str(c) for c in repo.shallow_commits()}
+    good: set[bytes] = set()  # objects whose whole graph checked out
+    for name in repo.refs.names():
+        report.refs_checked += 1
+        try:
+            head = repo.refs.head(name)
+        except FormatError as exc:
+            report.bad_refs[name] = str(exc)
+            continue
+        if head is None or head.new is None:
+            continue
+        problems = _graph_problems(odb, odb.raw_id(head.new), good, report, shallow)
+        if problems:
+            report.damaged_refs[name] = problems
+            for oid in problems:
+                if oid in report.missing_objects:
+                    report.missing_objects[oid].append(name)
+
+
+def _graph_problems(odb: ObjectDatabase, root: bytes, good: set[bytes], report: FsckReport, shallow: set[str]) -> list[str]:
+    """Bad or missing objects in the graph under ``root``."""
+    from .remote import _object_children
+
+    stack = [root]
+    seen: set[bytes] = set()
+    problems: set[str] = set()
+    while stack:
+        oid = stack.pop()
+        if oid in seen or oid in good:
+            continue
+        seen.add(oid)
+        hexid = oid.hex()
+        if hexid in report.bad_objects:
+            problems.add(hexid)
+            continue
+        loc = odb.locate(oid)
+        if loc is None:
+            report.missing_objects.setdefault(hexid, [])
+            problems.add(hexid)
+            continue
+        if loc[1].type_tag == BLOB:
+            continue
+        try:
+            obj = odb.get(oid)
+        except (CorruptObject, FormatError, ObjectNotFound) as exc:
+            report.bad_objects.setdefault(hexid, str(exc))
+            problems.add(hexid)
+            continue
+        children = _object_children(obj, odb.digest_size)
+        if isinstance(obj, Commit) and hexid in shallow:
+            children = [bytes.fromhex(obj.tree)] + [bytes.fromhex(p) for p in obj.parents if odb.has(p)]
+        stack.extend(children)
+    if not problems:
+        good.update(seen)
+    return sorted(problems)
+
+
+# -- gc -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What gc removed."""
+
+    objects_removed: int
+    bytes_freed: int
+    packs_rewritten: int
+    packs_deleted: int
+    temp_files_removed: int
+
+
+def reachable(repo: Repository) -> set[bytes]:
+    """Objects reachable from every ref and every ref history entry."""
+    from .remote import _children
+
+    odb = repo.odb
+    roots: set[bytes] = set()
+    for name in repo.refs.names():
+        for e in repo.refs.history(name):
+            for target in (e.old, e.new):
+                if target:
+                    roots.add(odb.raw_id(target))
+    seen: set[bytes] = set()
+    stack = list(roots)
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if odb.locate(oid) is None:
+            continue  # missing (fsck reports it); nothing below it to keep
+        stack.extend(_children(odb, oid))
+    return seen
+
+
+def gc(repo: Repository, grace: timedelta = timedelta(hours=1)) -> GcResult:
+    """Remove objects no ref (nor ref history) reaches, by rewriting packs.
+
+    Packs younger than ``grace`` are left alone: a writer may have just
+    stored objects it is about to commit (and writers refresh the age of a
+    pack whose objects they reuse). Survivors are copied, verified, into a
+    new pack published before the old packs are deleted, so a crash at any
+    point loses nothing.
+    """
+    odb = repo.odb
+    storage = repo.storage
+    odb.flush()
+    odb.refresh()
+    cutoff = time.time() - grace.total_seconds()
+    live = reachable(repo)
+    removed = freed = rewritten = deleted = 0
+    writer: PackWriter | None = None
+    doomed: list[str] = []
+    for name in list(odb.pack_names):
+        if _age_marker(storage, name) > cutoff:
+            continue
+        idx = odb.index(name)
+        dead = [(oid, e) for oid, e in idx.items() if oid not in live]
+        if not dead:
+            continue
+        keep = [(oid, e) for oid, e in idx.items() if oid in live]
+        for oid, e in keep:
+            if writer is None:
+                writer = PackWriter(storage, odb.digest_size)
+            data = storage.read_range(pack_path(name), e.offset, e.stored_length)
+            raw = codec.decode_stored(e.codec, data, e.raw_length)
+            if odb.hash(raw) != oid:
+                raise CorruptObject(oid.hex(), "content does not hash to its id; run fsck before gc", pack_path(name))
+            writer.add(oid, e.type_tag, e.codec, data, e.raw_length)
+        removed += len(dead)
+        freed += sum(e.stored_length for _, e in dead)
+        doomed.append(name)
+        if keep:
+            rewritten += 1
+        else:
+            deleted += 1
+    if writer is not None:
+        try:
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+    for name in doomed:
+        storage.delete(index_path(name))
+        storage.delete(pack_path(name))
+    temps = 0
+    for leaf in storage.listdir("tmp"):
+        if _mtime(storage, f"tmp/{leaf}") < cutoff:
+            storage.delete(f"tmp/{leaf}")
+            temps += 1
+    odb.refresh()
+    return GcResult(removed, freed, rewritten, deleted, temps)
+
+
+def _mtime(storage: Storage, path: str) -> float:
+    if isinstance(storage, LocalStorage):
+        try:
+            return os.stat(storage.full(path)).st_mtime
+        except FileNotFoundError:
+            return time.time()
+    try:
+        info = storage.fs.info(storage.full(path))  # type: ignore[attr-defined]
+    except FileNotFoundError:
+        return time.time()
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if value is not None:
+            return value.timestamp() if hasattr(value, "timestamp") else float(value)
+    return time.time()  # unknown age: treat as young, never delete
+
+
+def _age_marker(storage: Storage, name: str) -> float:
+    """When a pack was last written or had its objects reused (the newer of pack and index)."""
+    return max(_mtime(storage, pack_path(name)), _mtime(storage, index_path(name)))

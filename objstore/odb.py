@@ -54,6 +54,7 @@ class ObjectDatabase:
         # Each thread writes its own pack: one thread's abort (or flush)
         # never drops (or half-publishes) another thread's objects.
         self._tls = threading.local()
+        self._freshened: set[str] = set()
         self._lock = threading.RLock()
         self._cache: OrderedDict[bytes, StoredObject] = OrderedDict()
         self.refresh()
@@ -140,7 +141,23 @@ class ObjectDatabase:
         w = self._writer
         if w is not None and oid in w:
             return True
-        return self.locate(oid) is not None
+        loc = self.locate(oid)
+        if loc is None:
+            return False
+        self._freshen(loc[0])
+        return True
+
+    def _freshen(self, pack: str) -> None:
+        """Mark a pack whose object is being reused as recently used, so a
+        concurrent gc (which spares young packs) cannot remove the object
+        between this check and the commit that will refer to it."""
+        if pack in self._freshened or not isinstance(self.storage, LocalStorage):
+            return
+        self._freshened.add(pack)
+        try:
+            os.utime(self.storage.full(index_path(pack)))
+        except OSError:
+            pass  # read-only store: nothing will be written that needs it
 
     def has(self, object_id: str) -> bool:
         """True if an object with this full id is stored (looking for new packs on a miss)."""

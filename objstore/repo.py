@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from .checkout import CheckoutResult, Materializer
@@ -35,7 +36,7 @@ from .errors import (
     WrongObjectType,
 )
 from .ids import ObjectId, get_algorithm, is_hex
-from .maintenance import RepackResult, repack
+from .maintenance import FsckReport, GcResult, RepackResult, fsck, gc, repack
 from .objects import KIND_NAMES, Commit, Tree, TreeEntry, canonical, validate_name
 from .odb import ObjectDatabase
 from .reader import open_blob
@@ -510,6 +511,17 @@ class Repository:
     def repack(self, *, only_smaller_than: int | None = None) -> RepackResult:
         """Merge packs into one (all of them, or those under a size), atomically."""
         return repack(self.odb, only_smaller_than=only_smaller_than)
+
+    def fsck(self, *, full: bool = True) -> FsckReport:
+        """Check packs against indexes, (``full``) every object against its id,
+        and every ref's graph for completeness; report what is bad and which
+        refs it damages."""
+        return fsck(self, full=full)
+
+    def gc(self, grace: timedelta = timedelta(hours=1)) -> GcResult:
+        """Remove objects unreachable from every ref and ref history entry
+        (packs younger than ``grace`` are kept whole)."""
+        return gc(self, grace)
 
     # -- accounting ---------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +171,7 @@ class Artifact:
         self._check_mutable()
         if not isinstance(uri, str) or "://" not in uri:
             raise ArtifactPathError(f"add_reference needs a URI with a scheme (e.g. Path(...).as_uri()), got {uri!r}")
-        last = uri.rstrip("/").rsplit("/", 1)[-1]
+        last = urllib.parse.unquote(uri.rstrip("/").rsplit("/", 1)[-1])
         base = name.strip("/") if name else last
         for rel, ref in references.expand(uri, checksum=checksum, max_objects=max_objects):
             logical = f"{base}/{rel}" if rel else base

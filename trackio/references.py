@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -60,9 +61,16 @@ def sha256_file(path: str) -> str:
 
 def _http_head(uri: str) -> tuple[int, str | None]:
     req = urllib.request.Request(uri, method="HEAD")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        length = resp.headers.get("Content-Length")
-        etag = resp.headers.get("ETag")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            length = resp.headers.get("Content-Length")
+            etag = resp.headers.get("ETag")
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 410):
+            raise ArtifactPathError(f"Reference URL does not exist: {uri} (HTTP {exc.code})") from None
+        raise ArtifactPathError(f"Reference URL {uri} answered HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise ArtifactPathError(f"Reference URL {uri} cannot be reached: {exc.reason}") from None
     return (int(length) if length is not None else -1), (etag.strip('"') if etag else None)
 
 
@@ -102,7 +110,7 @@ def expand(uri: str, checksum: bool = True, max_objects: int | None = None) -> I
             raise ArtifactPathError(f"Reference file does not exist: {path}")
         yield "", _probe_local(path, checksum)
         return
-    if _is_http(uri):
+    if _is_http(uri) and not uri.endswith("/"):
         if not checksum:
             yield "", Reference(uri, -1, None)
             return
@@ -114,13 +122,22 @@ def expand(uri: str, checksum: bool = True, max_objects: int | None = None) -> I
     fs, root = fsspec.core.url_to_fs(uri)
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     if uri.endswith("/"):
-        infos = fs.find(root, detail=True)
+        try:
+            infos = fs.find(root, detail=True)
+        except FileNotFoundError:
+            infos = {}
+        if not infos:
+            raise ArtifactPathError(f"Reference directory or prefix does not exist or is empty: {uri}")
         if len(infos) > limit:
             raise ValueError(f"Reference {uri} holds more than max_objects={limit} objects; raise max_objects to add them")
         base = root.rstrip("/") + "/"
         for path, info in sorted(infos.items()):
             rel = path[len(base):] if path.startswith(base) else path.rsplit("/", 1)[-1]
-            yield rel, _probe_remote(f"{protocol}://{path}", info, checksum)
+            full = path if "://" in path else f"{protocol}://{path.lstrip('/') if protocol != 'memory' else path}"
+            if _is_http(full):  # a listing page gives names only: ask each object
+                yield urllib.parse.unquote(rel), next(expand(full, checksum=checksum))[1]
+            else:
+                yield urllib.parse.unquote(rel), _probe_remote(full, info, checksum)
         return
     if not checksum:
         yield "", Reference(uri, -1, None)

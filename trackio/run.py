@@ -225,7 +225,7 @@ class Run:
                 raise ArtifactFrozenError(f"Artifact {artifact.qualified_name} has already been logged or fetched; construct a new Artifact to log again")
         else:
             path = Path(artifact_or_path)
-            base = path.resolve().name if path.exists() else path.name
+            base = path.name or path.resolve().name  # the name as given ("." -> the directory's name)
             default = "run-" + self.id + "-" + "".join(c if names.NAME_RE.fullmatch(c) else "-" for c in base)
             artifact = Artifact(name if name is not None else default, type if type is not None else "unspecified")
             if path.is_dir():

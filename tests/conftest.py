@@ -1,0 +1,52 @@
+"""Shared fixtures and test settings for the objstore suite."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+import pytest
+from helpers import SMALL
+from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis keeps caches (constants, unicode tables) in ./.hypothesis by default:
+# keep them in a private temp dir instead, removed at exit.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="objstore-tests-hypothesis-")
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, True)
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+
+# Deterministic, no example database written into the working tree.
+settings.register_profile(
+    "objstore",
+    database=None,
+    derandomize=True,
+    deadline=None,
+    print_blob=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("objstore")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Non-local repositories keep their stat cache under XDG_CACHE_HOME: keep it in a tmp dir."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A fresh local repository with small chunk sizes (so test data stays small)."""
+    from objstore import Repository
+
+    r = Repository.init(tmp_path / "repo", chunking=SMALL)
+    yield r
+    r.close()

@@ -1,0 +1,228 @@
+"""Push, fetch and clone against real backends: file://, memory://, S3 (moto), sftp (sshd)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from remote_helpers import Target, dir_state, make_sample
+
+from objstore import Repository
+from objstore.errors import CorruptObject, PushRejected
+
+KINDS = ["file", "memory", "s3", "sftp"]
+
+
+def _commit_sample(repo: Repository, src: Path, message: str, parents: list[str] | None = None) -> str:
+    tree = repo.snapshot(src)
+    return repo.commit(tree, parents=parents or [], message=message)
+
+
+@pytest.mark.parametrize("target", KINDS, indirect=True)
+def test_push_clone_roundtrip(target: Target, tmp_path: Path) -> None:
+    src = make_sample(tmp_path / "src")
+    a = Repository.init(tmp_path / "a")
+    c1 = _commit_sample(a, src, "first")
+    a.refs.set("main", c1)
+    a.refs.set("releases/v1", c1)
+    (src / "data/nested/small.bin").write_bytes(b"changed")
+    c2 = _commit_sample(a, src, "second", [c1])
+    a.refs.set("main", c2)
+
+    pushed = a.push(target.url, storage_options=target.storage_options)
+    assert pushed.objects > 20  # the big file alone is many chunks
+    assert pushed.packs >= 1
+    assert set(pushed.refs_updated) == {"main", "releases/v1"}
+    assert target.packs(".idx") and target.packs(".pack")
+
+    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+    assert b.refs.list() == a.refs.list()
+    out = tmp_path / "out"
+    b.checkout("main", out)
+    assert dir_state(out) == dir_state(src)
+    assert dir_state(out)["bin/run.sh"][3] is True  # the exec bit survived
+    assert dir_state(out)["empty.txt"][2] == 0
+    assert [c for c, _ in b.log("main")] == [c2, c1]
+    old = tmp_path / "old"
+    b.checkout("releases/v1", old)
+    assert (old / "data/nested/small.bin").read_bytes() != b"changed"
+
+    remote = Repository.open(target.url, storage_options=target.storage_options)
+    try:
+        assert remote.refs.list() == a.refs.list()
+    finally:
+        remote.close()
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("target", KINDS, indirect=True)
+def test_noop_push_and_fetch_are_cheap(target: Target, tmp_path: Path) -> None:
+    src = make_sample(tmp_path / "src")
+    a = Repository.init(tmp_path / "a")
+    a.refs.set("main", _commit_sample(a, src, "first"))
+    a.push(target.url, storage_options=target.storage_options)
+    packs_before = target.packs()
+
+    again = a.push(target.url, storage_options=target.storage_options)
+    assert again.objects == 0 and again.bytes == 0 and again.packs == 0
+    assert again.refs_updated == {} and again.refs_unchanged == ["main"]
+    assert again.nothing_to_do
+    assert again.requests <= 5, again.requests
+    assert target.packs() == packs_before
+
+    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+    fetched = b.fetch(target.url, storage_options=target.storage_options)
+    assert fetched.objects == 0 and fetched.refs_updated == {}
+    assert fetched.requests <= 5, fetched.requests
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("target", ["file", "s3", "sftp"], indirect=True)
+def test_fetch_brings_only_new_objects(target: Target, tmp_path: Path) -> None:
+    src = make_sample(tmp_path / "src")
+    a = Repository.init(tmp_path / "a")
+    c1 = _commit_sample(a, src, "first")
+    a.refs.set("main", c1)
+    a.push(target.url, storage_options=target.storage_options)
+    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+
+    (src / "README.md").write_bytes(b"# changed\n")
+    c2 = _commit_sample(a, src, "second", [c1])
+    a.refs.set("main", c2)
+    pushed = a.push(target.url, storage_options=target.storage_options)
+    assert 0 < pushed.objects <= 4  # one blob, the root tree, the commit
+
+    fetched = b.fetch(target.url, storage_options=target.storage_options)
+    assert 0 < fetched.objects <= 4, fetched.objects
+    assert fetched.refs_updated == {"main": (c1, c2)}
+    assert b.read_file("main", "README.md") == b"# changed\n"
+    assert b.read_file("main", "data/big.bin") == (src / "data/big.bin").read_bytes()
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("target", ["file", "s3", "sftp"], indirect=True)
+def test_shallow_fetch_then_deepen(target: Target, tmp_path: Path) -> None:
+    a = Repository.init(tmp_path / "a")
+    src = tmp_path / "src"
+    src.mkdir()
+    commits: list[str] = []
+    for i in range(3):
+        (src / "step.txt").write_text(f"step {i}\n")
+        (src / f"file{i}.bin").write_bytes(random.Random(i).randbytes(2048))
+        commits.append(_commit_sample(a, src, f"c{i}", commits[-1:]))
+    a.refs.set("main", commits[-1])
+    a.push(target.url, storage_options=target.storage_options)
+
+    c = Repository.init(tmp_path / "c")
+    shallow = c.fetch(target.url, depth=1, storage_options=target.storage_options)
+    assert shallow.refs_updated == {"main": (None, commits[-1])}
+    assert [cid for cid, _ in c.log("main")] == [commits[-1]]  # history stops
+    assert c.is_shallow(commits[-1])
+    assert not c.odb.has(commits[0])
+    out = tmp_path / "out"
+    c.checkout("main", out)
+    assert dir_state(out) == dir_state(src)
+
+    full = c.fetch(target.url, storage_options=target.storage_options)
+    assert full.objects > 0
+    assert [cid for cid, _ in c.log("main")] == list(reversed(commits))
+    assert not c.is_shallow(commits[-1])
+    assert c.shallow_commits() == []
+    old = tmp_path / "old"
+    c.checkout(commits[0], old)
+    assert (old / "step.txt").read_text() == "step 0\n"
+    a.close()
+    c.close()
+
+
+@pytest.mark.parametrize("target", KINDS, indirect=True)
+def test_lost_race_is_rejected_and_force_overwrites(target: Target, tmp_path: Path) -> None:
+    a = Repository.init(tmp_path / "a")
+    base = a.commit(_tree(a, b"base"), message="base")
+    a.refs.set("main", base)
+    a.push(target.url, storage_options=target.storage_options)
+    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+
+    ours = a.commit(_tree(a, b"from a"), parents=[base], message="a")
+    a.refs.set("main", ours)
+    assert a.push(target.url, storage_options=target.storage_options).refs_updated == {"main": (base, ours)}
+
+    theirs = b.commit(_tree(b, b"from b"), parents=[base], message="b")
+    b.refs.set("main", theirs)
+    with pytest.raises(PushRejected) as info:
+        b.push(target.url, storage_options=target.storage_options)
+    assert "main" in info.value.refs
+    assert "'main'" in str(info.value)
+    assert info.value.refs["main"] == (ours, theirs)
+
+    def remote_main() -> str:
+        r = Repository.open(target.url, storage_options=target.storage_options)
+        try:
+            return r.refs.get("main")
+        finally:
+            r.close()
+
+    assert remote_main() == ours
+
+    forced = b.push(target.url, force=True, storage_options=target.storage_options)
+    assert forced.refs_updated == {"main": (ours, theirs)}
+    assert remote_main() == theirs
+
+    r = Repository.open(target.url, storage_options=target.storage_options)
+    try:
+        history = r.refs.history("main")
+    finally:
+        r.close()
+    assert [e.new for e in history] == [base, ours, theirs]
+    assert [e.seq for e in history] == [1, 2, 3]
+    a.close()
+    b.close()
+
+
+def _tree(repo: Repository, data: bytes) -> str:
+    from objstore import TreeEntry
+
+    blob = repo.store_bytes(data)
+    return repo.make_tree([TreeEntry("f.txt", "file", blob, len(data))])
+
+
+@pytest.mark.parametrize("target", KINDS, indirect=True)
+def test_tampered_remote_object_is_refused(target: Target, tmp_path: Path) -> None:
+    src = make_sample(tmp_path / "src")
+    a = Repository.init(tmp_path / "a")
+    c1 = _commit_sample(a, src, "first")
+    a.refs.set("main", c1)
+    a.push(target.url, storage_options=target.storage_options)
+    victim = a.entry("main", "data/nested/small.bin").id
+    assert victim is not None
+
+    remote = Repository.open(target.url, storage_options=target.storage_options)
+    try:
+        loc = remote.odb.locate(bytes.fromhex(victim))
+    finally:
+        remote.close()
+    assert loc is not None
+    pack, entry = loc
+    path = f"packs/{pack}.pack"
+    data = bytearray(target.read(path))
+    data[entry.offset + entry.stored_length // 2] ^= 0xFF
+    target.write(path, bytes(data))
+
+    fresh = Repository.init(tmp_path / "fresh")
+    with pytest.raises(CorruptObject) as info:
+        fresh.fetch(target.url, storage_options=target.storage_options)
+    assert info.value.object_id == victim
+    assert victim in str(info.value)
+    assert fresh.refs.list() == {}
+    packs_dir = tmp_path / "fresh" / "packs"
+    assert not packs_dir.exists() or not [p for p in packs_dir.iterdir() if p.suffix in (".pack", ".idx")]
+    assert not fresh.odb.has(c1)
+
+    with pytest.raises(CorruptObject):
+        Repository.clone(target.url, tmp_path / "clone", storage_options=target.storage_options)
+    a.close()
+    fresh.close()

@@ -1,0 +1,178 @@
+"""Pack housekeeping seen from outside: many small writes stay readable after packs are merged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from helpers import PROJECT_ROOT, SMALL, dir_state, pack_files, rand_bytes, write
+
+from objstore import Repository
+
+
+def _published(path) -> tuple[set[str], set[str]]:
+    names = pack_files(path)
+    return {n[:-5] for n in names if n.endswith(".pack")}, {n[:-4] for n in names if n.endswith(".idx")}
+
+
+def test_many_small_writes_are_merged_and_stay_readable(tmp_path):
+    path = tmp_path / "repo"
+    repo = Repository.init(path, chunking=SMALL)
+    early_reader = None
+    ids = []
+    for i in range(45):
+        ids.append(repo.store_bytes(b"object number %d" % i))  # each one durable: its own pack
+        if i == 5:
+            early_reader = Repository.open(path)  # holds the indexes of the first packs
+            assert early_reader.get(ids[0]).data == b"object number 0"
+    packs, indexes = _published(path)
+    assert packs == indexes  # every pack has its index and vice versa
+    assert len(packs) < 45  # small packs were merged
+    assert repo.stats().packs == len(packs)
+    assert repo.stats().objects == 45
+    for i, oid in enumerate(ids):
+        assert repo.get(oid).data == b"object number %d" % i
+        assert early_reader.get(oid).data == b"object number %d" % i
+        assert Repository.open(path).get(oid).data == b"object number %d" % i
+    early_reader.close()
+
+
+def test_explicit_repack_keeps_everything(tmp_path):
+    path = tmp_path / "repo"
+    repo = Repository.init(path, chunking=SMALL)
+    src = tmp_path / "src"
+    commits = []
+    for i in range(5):
+        write(src / f"f{i}.bin", rand_bytes(i, 3000 * (i + 1)))
+        commits.append(repo.commit(repo.snapshot(src), commits[-1:], message=str(i)))
+    repo.refs.set("main", commits[-1])
+    before = repo.stats()
+    assert before.packs > 1
+
+    repo.repack()
+    packs, indexes = _published(path)
+    assert len(packs) == 1 and packs == indexes
+    after = repo.stats()
+    assert (after.objects, after.raw_bytes, after.commits) == (before.objects, before.raw_bytes, before.commits)
+    assert after.stored_bytes <= before.stored_bytes
+
+    fresh = Repository.open(path)
+    assert [c.message for _, c in fresh.log("main")] == ["4", "3", "2", "1", "0"]
+    fresh.checkout("main", tmp_path / "out")
+    assert dir_state(tmp_path / "out") == dir_state(src)
+
+
+def test_objects_stay_visible_when_another_writer_merges_packs_mid_refresh(tmp_path):
+    """Writer A stored a blob; writers B and C merge packs (twice) while A is listing the pack dir.
+
+    A's next step (a tree naming that blob) must still find it: the blob is
+    always in some published pack.
+    """
+    from objstore import TreeEntry
+
+    path = tmp_path / "repo"
+    a = Repository.init(path)
+    b, c = Repository.open(path), Repository.open(path)
+    b.store_bytes(b"other 1")
+    b.store_bytes(b"other 2")
+    blob = a.store_bytes(b"precious")  # in pack P, which A has loaded
+    b.odb.refresh()
+    assert b.repack().packs_merged >= 2  # P merged into N; P deleted
+
+    real_listdir = a.storage.listdir
+
+    def listdir_then_merge_again(d):
+        names = real_listdir(d)
+        if d == "packs":
+            a.storage.listdir = real_listdir
+            c.odb.refresh()
+            c.store_bytes(b"other 3")
+            assert c.repack().packs_merged >= 2  # N merged into N2, after A listed N but before it loads it
+        return names
+
+    a.storage.listdir = listdir_then_merge_again
+    a.odb.refresh()
+    a.storage.listdir = real_listdir
+
+    assert a.get(blob).data == b"precious"
+    tree = a.make_tree([TreeEntry("f", "file", blob, 8)])
+    assert a.read_file(tree, "f") == b"precious"
+
+
+def test_make_tree_after_concurrent_merge_without_reading_first(tmp_path):
+    """Same race as above, but the writer goes straight to make_tree (no read to refresh its view)."""
+    from objstore import TreeEntry
+
+    path = tmp_path / "repo"
+    a = Repository.init(path)
+    b, c = Repository.open(path), Repository.open(path)
+    b.store_bytes(b"other 1")
+    blob = a.store_bytes(b"precious")
+    b.odb.refresh()
+    b.repack()
+    real_listdir = a.storage.listdir
+
+    def listdir_then_merge_again(d):
+        names = real_listdir(d)
+        if d == "packs":
+            a.storage.listdir = real_listdir
+            c.odb.refresh()
+            c.store_bytes(b"other 2")
+            c.repack()
+        return names
+
+    a.storage.listdir = listdir_then_merge_again
+    a.odb.refresh()
+    a.storage.listdir = real_listdir
+    tree = a.make_tree([TreeEntry("f", "file", blob, 8)])
+    assert a.read_file(tree, "f") == b"precious"
+
+
+_SMALL_WRITER = r"""
+import sys
+from objstore import Repository
+repo_path, ident, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+repo = Repository.open(repo_path)
+parent = []
+for i in range(n):
+    blob = repo.store_bytes(f"{ident} record {i}".encode())
+    from objstore import TreeEntry
+    tree = repo.make_tree([TreeEntry("record.txt", "file", blob, len(f"{ident} record {i}"))])
+    c = repo.commit(tree, parent, message=f"{ident}:{i}")
+    repo.refs.set(f"writers/{ident}", c)
+    parent = [c]
+    print(c, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_writers_with_automatic_merging(tmp_path):
+    """Several processes making many tiny commits (so each crosses the merge threshold) at once."""
+    path = tmp_path / "repo"
+    Repository.init(path).close()
+    procs, n = 4, 40
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SMALL_WRITER, str(path), f"w{i}", str(n)],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(procs)
+    ]
+    acked = {}
+    for i, c in enumerate(children):
+        out, err = c.communicate(timeout=120)
+        assert c.returncode == 0, err.decode()
+        acked[f"w{i}"] = out.decode().split()
+    repo = Repository.open(path)
+    packs, indexes = _published(path)
+    assert packs == indexes
+    for ident, ids in acked.items():
+        assert len(ids) == n
+        log = list(repo.log(f"writers/{ident}"))
+        assert [cid for cid, _ in log] == ids[::-1]
+        for i, (cid, _) in enumerate(reversed(log)):
+            assert repo.read_file(cid, "record.txt") == f"{ident} record {i}".encode()
+    assert repo.stats().commits == procs * n

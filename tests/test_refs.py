@@ -1,0 +1,257 @@
+"""Refs: set/get/list/history/delete, compare-and-set, validation, and concurrent writers."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from helpers import PROJECT_ROOT, listing, write
+
+from objstore import ABSENT, Repository
+from objstore.errors import InvalidRefName, ObjectNotFound, RefConflict, RefNotFound
+
+
+@pytest.fixture
+def commits(repo, tmp_path):
+    write(tmp_path / "d" / "f", b"content")
+    t = repo.snapshot(tmp_path / "d")
+    out = []
+    for i in range(4):
+        out.append(repo.commit(t, out[-1:], message=f"c{i}", timestamp=float(i)))
+    return out
+
+
+def test_set_get_list_history_delete(repo, commits):
+    c0, c1, c2, _ = commits
+    e1 = repo.refs.set("main", c0, message="first", who="alice@host")
+    assert (e1.seq, e1.old, e1.new, e1.message, e1.who) == (1, None, c0, "first", "alice@host")
+    assert repo.refs.get("main") == c0
+    repo.refs.set("main", c1[:10])  # prefixes resolve to full ids
+    assert repo.refs.get("main") == c1
+    repo.refs.set("runs/a/latest", c2)
+    repo.refs.set("runs/b", "main")  # a ref name resolves to its target
+    assert repo.refs.get("runs/b") == c1
+    assert repo.refs.list() == {"main": c1, "runs/a/latest": c2, "runs/b": c1}
+    assert repo.refs.list("runs/") == {"runs/a/latest": c2, "runs/b": c1}
+    assert repo.refs.list("nothing") == {}
+    assert repo.resolve("runs/a/latest") == c2
+
+    d = repo.refs.delete("main", message="bye")
+    assert d.new is None and d.old == c1 and d.seq == 3
+    with pytest.raises(RefNotFound):
+        repo.refs.get("main")
+    assert not repo.refs.exists("main")
+    assert "main" not in repo.refs.list()
+    assert "main" in repo.refs.names()
+    hist = repo.refs.history("main")
+    assert [(e.seq, e.old, e.new) for e in hist] == [(1, None, c0), (2, c0, c1), (3, c1, None)]
+    assert hist[0].time <= hist[1].time <= hist[2].time
+    with pytest.raises(RefNotFound):
+        repo.refs.delete("main")
+    # A deleted ref can be recreated; history keeps growing.
+    repo.refs.set("main", c2)
+    assert [e.new for e in repo.refs.history("main")] == [c0, c1, None, c2]
+    assert repo.refs.all_targets() >= {c0, c1, c2}
+
+
+def test_refs_persist_across_open(repo, commits, tmp_path):
+    repo.refs.set("keep", commits[1])
+    again = Repository.open(tmp_path / "repo")
+    assert again.refs.get("keep") == commits[1]
+    assert again.get_commit("keep").message == "c1"
+
+
+def test_compare_and_set(repo, commits):
+    c0, c1, c2, c3 = commits
+    repo.refs.set("main", c0, expect=ABSENT)
+    with pytest.raises(RefConflict) as info:
+        repo.refs.set("main", c1, expect=ABSENT)
+    assert info.value.actual == c0
+    repo.refs.set("main", c1, expect=c0)
+    with pytest.raises(RefConflict) as info:
+        repo.refs.set("main", c2, expect=c0)  # it moved to c1
+    assert (info.value.expected, info.value.actual) == (c0, c1)
+    assert repo.refs.get("main") == c1
+    repo.refs.set("main", c2, expect=c1[:12])  # a prefix works for expect
+    with pytest.raises(RefConflict):
+        repo.refs.delete("main", expect=c1)
+    repo.refs.delete("main", expect=c2)
+    with pytest.raises(RefConflict):
+        repo.refs.set("main", c3, expect=c2)  # deleted: no longer c2
+    repo.refs.set("main", c3, expect=ABSENT)  # deleted counts as absent
+    assert [e.new for e in repo.refs.history("main")] == [c0, c1, c2, None, c3]
+
+
+def test_set_to_unknown_object_fails_and_stores_nothing(repo, commits, tmp_path):
+    before = listing(tmp_path / "repo")
+    with pytest.raises(ObjectNotFound):
+        repo.refs.set("main", "0" * 32)
+    with pytest.raises(ObjectNotFound):
+        repo.refs.set("main", "f" * 31 + "e")
+    with pytest.raises(RefNotFound):
+        repo.refs.set("main", "no-such-ref")
+    assert listing(tmp_path / "repo") == before
+    with pytest.raises(RefNotFound):
+        repo.refs.get("main")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "/",
+        "/lead",
+        "trail/",
+        "a//b",
+        ".",
+        "..",
+        "a/../b",
+        "a/./b",
+        "sp ace",
+        "tab\t",
+        "new\nline",
+        "ünï",
+        "a:b",
+        "a*",
+        "a?b",
+        "x\\y",
+        "@{u}",
+    ],
+)
+def test_invalid_ref_names(repo, commits, tmp_path, name):
+    before = listing(tmp_path / "repo")
+    with pytest.raises(InvalidRefName):
+        repo.refs.set(name, commits[0])
+    with pytest.raises(InvalidRefName):
+        repo.refs.get(name)
+    with pytest.raises(InvalidRefName):
+        repo.refs.history(name)
+    assert listing(tmp_path / "repo") == before
+
+
+def test_valid_unusual_ref_names(repo, commits):
+    for name in ["a.b", "v1.0+build", "x=y,z~w", "deep/er/and/deeper", "-dash", "UPPER"]:
+        repo.refs.set(name, commits[0])
+        assert repo.refs.get(name) == commits[0]
+
+
+def test_threads_racing_to_create_exactly_one_wins(repo, commits):
+    for trial in range(5):
+        name = f"race-{trial}"
+        results: list[object] = []
+        barrier = threading.Barrier(8)
+
+        def worker(i: int, name: str = name, barrier: threading.Barrier = barrier, results: list = results) -> None:
+            barrier.wait()
+            try:
+                repo.refs.set(name, commits[i % 4], expect=ABSENT, message=f"t{i}")
+                results.append(i)
+            except RefConflict:
+                results.append("conflict")
+            except Exception as exc:
+                results.append(repr(exc))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [r for r in results if isinstance(r, int)]
+        assert len(winners) == 1 and results.count("conflict") == 7, results
+        (entry,) = repo.refs.history(name)
+        assert entry.message == f"t{winners[0]}"
+
+
+# -- real processes -----------------------------------------------------------------------
+
+_WRITER = r"""
+import os, sys, time
+from objstore import Repository
+repo_path, go, ident, n, mode = sys.argv[1:6]
+targets = sys.argv[6:]
+repo = Repository.open(repo_path)
+while not os.path.exists(go):
+    time.sleep(0.001)
+done = 0
+if mode == "set":
+    for j in range(int(n)):
+        repo.refs.set("shared", targets[j % len(targets)], message=f"{ident}:{j}")
+        done += 1
+else:  # compare-and-set increments: retry on conflict
+    from objstore.errors import RefConflict
+    from objstore import ABSENT
+    conflicts = 0
+    while done < int(n):
+        head = repo.refs.head("shared")
+        expect = head.new if head is not None and head.new else ABSENT
+        try:
+            repo.refs.set("shared", targets[done % len(targets)], expect=expect, message=f"{ident}:{done}")
+            done += 1
+        except RefConflict:
+            conflicts += 1
+print(done, flush=True)
+"""
+
+
+def _run_writers(repo_path, tmp_path, targets, procs: int, n: int, mode: str) -> None:
+    go = tmp_path / "go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(repo_path), str(go), f"p{i}", str(n), mode, *targets],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(procs)
+    ]
+    time.sleep(0.3)  # let them start and wait at the gate
+    go.write_bytes(b"")
+    for c in children:
+        out, err = c.communicate(timeout=120)
+        assert c.returncode == 0, err.decode()
+        assert out.decode().strip() == str(n)
+
+
+def _check_history(repo, procs: int, n: int) -> None:
+    hist = repo.refs.history("shared")
+    assert len(hist) == procs * n
+    assert [e.seq for e in hist] == list(range(1, procs * n + 1))
+    assert sorted(e.message for e in hist) == sorted(f"p{i}:{j}" for i in range(procs) for j in range(n))
+    assert hist[0].old is None
+    for prev, cur in itertools.pairwise(hist):
+        assert cur.old == prev.new  # every update saw the one before it: none lost or reordered
+    # Each writer's own updates appear in the order it made them.
+    for i in range(procs):
+        mine = [int(e.message.split(":")[1]) for e in hist if e.message.startswith(f"p{i}:")]
+        assert mine == list(range(n))
+    assert repo.refs.get("shared") == hist[-1].new
+
+
+@pytest.mark.parametrize("procs", [2, pytest.param(8, marks=pytest.mark.slow)])
+def test_concurrent_processes_setting_one_ref_lose_nothing(repo, commits, tmp_path, procs):
+    n = 40 if procs == 2 else 25
+    _run_writers(tmp_path / "repo", tmp_path, commits, procs, n, "set")
+    _check_history(Repository.open(tmp_path / "repo"), procs, n)
+
+
+@pytest.mark.slow
+def test_concurrent_compare_and_set_processes(repo, commits, tmp_path):
+    procs, n = 6, 15
+    _run_writers(tmp_path / "repo", tmp_path, commits, procs, n, "cas")
+    _check_history(Repository.open(tmp_path / "repo"), procs, n)
+
+
+def test_nested_ref_names_coexist(repo, commits):
+    repo.refs.set("a", commits[0])
+    repo.refs.set("a/b", commits[1])
+    repo.refs.set("a/b/c", commits[2])
+    assert repo.refs.get("a") == commits[0]
+    assert repo.refs.get("a/b") == commits[1]
+    assert repo.refs.list("a/") == {"a/b": commits[1], "a/b/c": commits[2]}
+    repo.refs.delete("a/b")
+    assert repo.refs.list("a") == {"a": commits[0], "a/b/c": commits[2]}
+    assert len(repo.refs.history("a")) == 1

@@ -12,7 +12,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 from . import codec
@@ -207,11 +207,22 @@ class ObjectDatabase:
             w = self._writer = PackWriter(self.storage, self.digest_size)
         return w
 
-    def add_stored(self, oid: bytes, type_tag: int, codec_id: int, stored: bytes | memoryview, raw_length: int) -> None:
-        """Append an already-encoded object unless it is stored (caller hashed it)."""
+    def add_stored(
+        self,
+        oid: bytes,
+        type_tag: int,
+        codec_id: int,
+        stored: bytes | memoryview | Sequence[bytes | memoryview],
+        raw_length: int,
+    ) -> None:
+        """Append an already-encoded object unless it is stored (caller hashed it).
+
+        ``stored`` may be a list of buffers, written back to back.
+        """
         if self.has_raw(oid):
             return
-        self._writer_for(len(stored)).add(oid, type_tag, codec_id, stored, raw_length)
+        size = sum(len(p) for p in stored) if isinstance(stored, (list, tuple)) else len(stored)
+        self._writer_for(size).add(oid, type_tag, codec_id, stored, raw_length)
 
     def put_encoded(self, encoded: bytes | memoryview) -> ObjectId:
         """Store a typed encoding; return its id."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import xxhash
@@ -179,18 +179,30 @@ class PackWriter:
         self.digest_size = digest_size
         self._path = os.path.join(storage.local_temp_dir(), temp_name(".pack.tmp"))
         with storage_errors(self._path):
-            self._file = open(self._path, "wb")  # noqa: SIM115 - closed in finish()/abort()
+            self._fd: int | None = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         self._hasher = xxhash.xxh3_128()
         self._entries: dict[bytes, IndexEntry] = {}
         self._offset = 0
         self.index_data: bytes | None = None
-        self._write(_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0))
+        self._write([_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0)])
 
-    def _write(self, data: bytes | memoryview) -> None:
+    def _write(self, parts: Sequence[bytes | memoryview]) -> None:
+        # One writev per record: the header and the payload go out without
+        # being joined (no copy of a large chunk) and in a single syscall.
+        assert self._fd is not None
+        views = [memoryview(p).cast("B") for p in parts]
+        for v in views:
+            self._hasher.update(v)
+        total = sum(len(v) for v in views)
         with storage_errors(self._path):
-            self._file.write(data)
-        self._hasher.update(data)
-        self._offset += len(data)
+            while views:
+                n = os.writev(self._fd, views)
+                while views and n >= len(views[0]):
+                    n -= len(views[0])
+                    views.pop(0)
+                if views and n:
+                    views[0] = views[0][n:]
+        self._offset += total
 
     @property
     def size(self) -> int:
@@ -202,30 +214,38 @@ class PackWriter:
     def __contains__(self, oid: bytes) -> bool:
         return oid in self._entries
 
-    def add(self, oid: bytes, type_tag: int, codec: int, stored: bytes | memoryview, raw_length: int) -> None:
+    def add(
+        self,
+        oid: bytes,
+        type_tag: int,
+        codec: int,
+        stored: bytes | memoryview | Sequence[bytes | memoryview],
+        raw_length: int,
+    ) -> None:
+        """Append one object; ``stored`` may be a list of buffers (written back to back)."""
         if oid in self._entries:
             return
-        self._write(oid + _RECORD_TAIL.pack(type_tag, codec, len(stored), raw_length))
-        self._entries[oid] = IndexEntry(self._offset, len(stored), raw_length, type_tag, codec)
-        self._write(stored)
+        parts: list[bytes | memoryview] = list(stored) if isinstance(stored, (list, tuple)) else [stored]  # type: ignore[list-item]
+        length = sum(len(p) for p in parts)
+        header = oid + _RECORD_TAIL.pack(type_tag, codec, length, raw_length)
+        self._entries[oid] = IndexEntry(self._offset + len(header), length, raw_length, type_tag, codec)
+        self._write([header, *parts])
 
     def read_back(self, oid: bytes) -> tuple[IndexEntry, bytes] | None:
         """Bytes of an object written to this (unpublished) pack."""
         entry = self._entries.get(oid)
-        if entry is None:
+        if entry is None or self._fd is None:
             return None
-        self._file.flush()
-        with open(self._path, "rb") as f:
-            f.seek(entry.offset)
-            return entry, f.read(entry.stored_length)
+        return entry, os.pread(self._fd, entry.stored_length, entry.offset) if entry.stored_length else b""
 
     def finish(self) -> str | None:
         """Fsync and publish pack then index; return the pack name (None if empty)."""
         try:
             with storage_errors(self._path):
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
+                assert self._fd is not None
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
             if not self._entries:
                 os.unlink(self._path)
                 return None
@@ -242,7 +262,9 @@ class PackWriter:
 
     def abort(self) -> None:
         try:
-            self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         finally:
             try:
                 os.unlink(self._path)

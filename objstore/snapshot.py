@@ -14,7 +14,9 @@ import itertools
 import os
 import stat
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -24,7 +26,7 @@ from .errors import ObjectNotFound, PathNotFound, UnsafePath
 from .ids import ObjectId, to_hex
 from .objects import BLOB, ChunkedBlob, Tree, TreeEntry, file_mode_from_stat, validate_name
 from .odb import ObjectDatabase
-from .parallel import bounded_map
+from .parallel import bounded_map, pool, workers
 from .statcache import StatCache
 
 _READ_BLOCK = 4 * 1024 * 1024
@@ -80,14 +82,6 @@ class Snapshotter:
         if self.progress is not None:
             self.progress(n)
 
-    def _encoded_chunks(self, f: BinaryIO) -> Iterator[memoryview]:
-        for view in iter_chunks(f, self.params):
-            buf = bytearray(len(view) + 1)
-            buf[0] = BLOB
-            buf[1:] = view
-            self._tick(len(view))
-            yield memoryview(buf)
-
     def file_id(self, path: str, st: os.stat_result | None = None) -> ObjectId:
         """Store one regular file; return the id of its Blob or ChunkedBlob."""
         try:
@@ -120,10 +114,36 @@ class Snapshotter:
         return object_id
 
     def _chunked(self, f: BinaryIO) -> tuple[ObjectId, os.stat_result]:
+        """Store a large file chunk by chunk.
+
+        Each chunk is hashed straight from FastCDC's buffer. Chunks already
+        stored are skipped; incompressible ones (the cheap probe says so) are
+        written as they are, header and payload in one writev, with no copy;
+        only compressible ones are copied out and compressed on the pool, a
+        bounded number at a time.
+        """
+        odb = self.odb
+        tag = bytes((BLOB,))
         chunks: list[tuple[ObjectId, int]] = []
-        for p in bounded_map(self._prepare, self._encoded_chunks(f)):
-            self._store(p)
-            chunks.append((to_hex(p.oid), p.raw_length - 1))
+        pending: set[bytes] = set()
+        inflight: deque[Future[_Prepared]] = deque()
+        window = 2 * workers()
+        for view in iter_chunks(f, self.params):
+            n = len(view)
+            self._tick(n)
+            oid = odb.hash(tag, view)
+            chunks.append((to_hex(oid), n))
+            if oid in pending or odb.has_raw(oid):
+                continue
+            if odb.level <= 0 or (n >= codec.PROBE_MIN and codec.looks_incompressible(view)):
+                odb.add_stored(oid, BLOB, codec.RAW, [tag, view], n + 1)
+                continue
+            pending.add(oid)
+            inflight.append(pool().submit(self._prepare, tag + bytes(view)))
+            while inflight and (len(inflight) >= window or inflight[0].done()):
+                self._store(inflight.popleft().result())
+        while inflight:
+            self._store(inflight.popleft().result())
         after = os.fstat(f.fileno())
         if not chunks:  # the file shrank to nothing while we looked
             p = self._prepare(bytes((BLOB,)))

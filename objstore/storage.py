@@ -17,7 +17,7 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import fsspec
@@ -250,15 +250,27 @@ class FsspecStorage(Storage):
         protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
         self.atomic_put = any(p in _OBJECT_STORES for p in protocols)
         self.is_memory = "memory" in protocols
+        self.is_sftp = any(p in ("sftp", "ssh") for p in protocols)
+        # One paramiko SFTP channel cannot carry requests from several
+        # threads at once (they deadlock): serialize them.
+        self._serial: threading.Lock | None = threading.Lock() if self.is_sftp else None
+
+    def _one_at_a_time(self) -> AbstractContextManager[object]:
+        return self._serial if self._serial is not None else nullcontext()
 
     def full(self, path: str) -> str:
         return f"{self.root}/{path}" if path else self.root
 
     def read(self, path: str) -> bytes:
-        return self.fs.cat_file(self.full(path))  # type: ignore[no-any-return]
+        # A cached listing of the parent (s3fs keeps them) must not hide a
+        # file written since, such as a ref entry another writer just added.
+        self.fs.invalidate_cache(self.full(path))
+        with self._one_at_a_time():
+            return self.fs.cat_file(self.full(path))  # type: ignore[no-any-return]
 
     def read_range(self, path: str, start: int, length: int) -> bytes:
-        data: bytes = self.fs.cat_file(self.full(path), start=start, end=start + length)
+        with self._one_at_a_time():
+            data: bytes = self.fs.cat_file(self.full(path), start=start, end=start + length)
         if len(data) != length:
             raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}")
         return data
@@ -286,12 +298,27 @@ class FsspecStorage(Storage):
         with storage_errors(path):
             if not self.atomic_put:
                 self.fs.makedirs(self.fs._parent(self.full(path)), exist_ok=True)
+            if self.is_sftp:
+                return self._sftp_put_if_absent(path, data)
             try:
                 with self.fs.open(self.full(path), "xb") as f:
                     f.write(data)
             except FileExistsError:
                 return False
             return True
+
+    def _sftp_put_if_absent(self, path: str, data: bytes) -> bool:
+        # paramiko's "x" alone opens without the write flag; "wx" is
+        # O_WRONLY|O_CREAT|O_TRUNC|O_EXCL on the server, whose sftp-server
+        # answers a plain "Failure" when the name exists.
+        try:
+            with self.fs.ftp.open(self.full(path), "wxb") as f:
+                f.write(data)
+        except OSError:
+            if self.exists(path):
+                return False
+            raise
+        return True
 
     def publish_file(self, local_path: str, path: str) -> None:
         with storage_errors(path):
@@ -301,15 +328,21 @@ class FsspecStorage(Storage):
         os.unlink(local_path)
 
     def listdir(self, dirpath: str) -> list[str]:
+        # Listings decide ref sequence numbers and which packs exist: a
+        # cached listing (s3fs keeps one) would make a writer retry forever.
+        self.fs.invalidate_cache(self.full(dirpath))
         try:
-            entries = self.fs.ls(self.full(dirpath), detail=False)
+            with self._one_at_a_time():
+                entries = self.fs.ls(self.full(dirpath), detail=False)
         except (FileNotFoundError, NotADirectoryError):
             return []
         return [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
 
     def walk_files(self, dirpath: str) -> list[str]:
+        self.fs.invalidate_cache(self.full(dirpath))
         try:
-            found = self.fs.find(self.full(dirpath))
+            with self._one_at_a_time():
+                found = self.fs.find(self.full(dirpath))
         except FileNotFoundError:
             return []
         root = self.root.lstrip("/")
@@ -320,7 +353,9 @@ class FsspecStorage(Storage):
         return out
 
     def exists(self, path: str) -> bool:
-        return bool(self.fs.exists(self.full(path)))
+        self.fs.invalidate_cache(self.full(path))
+        with self._one_at_a_time():
+            return bool(self.fs.exists(self.full(path)))
 
     def size(self, path: str) -> int:
         return int(self.fs.size(self.full(path)))

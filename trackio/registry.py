@@ -106,12 +106,12 @@ class ArtifactRegistry:
         return self.info(head)
 
     def chain(self, project: str, name: str) -> Iterator[VersionInfo]:
-        """Every version, newest first."""
+        """Every version held here, newest first (a shallow copy stops where its history was cut)."""
         v = self.latest(project, name)
         while v is not None:
             yield v
             parents = self.repo.get_commit(v.commit_id).parents
-            v = self.info(parents[0]) if parents else None
+            v = self.info(parents[0]) if parents and self.repo.odb.has(parents[0]) else None
 
     def version(self, project: str, name: str, number: int) -> VersionInfo:
         try:

@@ -18,6 +18,7 @@ entries cached locally. ``download()`` fetches only the objects it lacks.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -47,11 +48,13 @@ class RemoteSpec:
     """A remote URL and the fsspec storage options to reach it."""
 
     url: str
-    storage_options: tuple[tuple[str, Any], ...] = ()
+    key: str = ""  # the options, canonically serialized: what makes two specs equal
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.storage_options)
+    @classmethod
+    def of(cls, url: str, options: dict[str, Any] | None = None) -> RemoteSpec:
+        options = dict(options or {})
+        return cls(url, json.dumps(options, sort_keys=True, default=repr), options)
 
 
 def remote_spec(
@@ -66,7 +69,7 @@ def remote_spec(
     url = remote or hf_url(space_id=space_id, dataset_id=dataset_id, bucket_id=bucket_id) or os.environ.get("TRACKIO_REMOTE")
     if not url:
         return None
-    return RemoteSpec(url, tuple(sorted((storage_options or {}).items())))
+    return RemoteSpec.of(url, storage_options)
 
 
 def hf_url(*, space_id: str | None = None, dataset_id: str | None = None, bucket_id: str | None = None) -> str | None:
@@ -218,7 +221,11 @@ def _rebase(local: Repository, spec: RemoteSpec, project: str, name: str) -> Non
         mapping[v.commit_id] = base
     local.refs.set(names.alias_ref(project, name, names.LATEST), base.commit_id, expect=local_head.commit_id, message="re-base on remote")
     for v in remote_chain:
-        local.refs.set(names.version_ref(project, name, v.version), v.commit_id, message="re-base on remote")
+        ref = names.version_ref(project, name, v.version)
+        if local.odb.has(v.commit_id):
+            local.refs.set(ref, v.commit_id, message="re-base on remote")
+        elif local.refs.exists(ref):
+            local.refs.delete(ref, message="re-base: this number is the remote's")
     for old, new in mapping.items():
         local.refs.set(names.version_ref(project, name, new.version), new.commit_id, message="re-base on remote")
         for alias, target in local.refs.list(names.alias_ref(project, name, "")).items():

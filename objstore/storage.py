@@ -27,6 +27,7 @@ from .errors import StorageError
 # Filesystems whose single-object writes are atomic (an object appears whole
 # or not at all), so a direct put needs no temp-and-rename dance.
 _memory_lock = threading.Lock()
+_MAX_OPEN_PACKS = 128
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "adl", "memory", "hf", "oss"}
 
 
@@ -113,6 +114,7 @@ class LocalStorage(Storage):
         self.root = os.path.abspath(root)
         self.url = self.root
         self._maps: dict[str, tuple[Any, mmap.mmap | None]] = {}
+        self._fds: dict[str, int] = {}
         self._maps_lock = threading.Lock()
 
     def full(self, path: str) -> str:
@@ -133,11 +135,22 @@ class LocalStorage(Storage):
                 hit = self._maps[path] = (memoryview(m) if m is not None else memoryview(b""), m)
             return hit[0]  # type: ignore[no-any-return]
 
-    def read_range(self, path: str, start: int, length: int) -> memoryview:
-        view = self.mmap(path)
-        if start + length > len(view):
-            raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}, it has {len(view)}")
-        return view[start : start + length]
+    def _fd(self, path: str) -> int:
+        with self._maps_lock:
+            fd = self._fds.get(path)
+            if fd is None:
+                if len(self._fds) >= _MAX_OPEN_PACKS:  # stay far from the fd limit
+                    os.close(self._fds.pop(next(iter(self._fds))))
+                fd = self._fds[path] = os.open(self.full(path), os.O_RDONLY)
+            return fd
+
+    def read_range(self, path: str, start: int, length: int) -> bytes:
+        # pread, not mmap: pages of a mapped 10 GB pack would count as this
+        # process's memory; a read copies one chunk and lets it go.
+        data = os.pread(self._fd(path), length, start)
+        if len(data) != length:
+            raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}, got {len(data)}")
+        return data
 
     def _tmp(self, suffix: str = "") -> str:
         d = os.path.join(self.root, "tmp")
@@ -226,11 +239,17 @@ class LocalStorage(Storage):
     def delete(self, path: str) -> None:
         with self._maps_lock:
             self._maps.pop(path, None)
+            fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
         _unlink_quietly(self.full(path))
 
     def close(self) -> None:
         with self._maps_lock:
             maps, self._maps = self._maps, {}
+            fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
         for view, m in maps.values():
             try:
                 view.release()

@@ -20,6 +20,7 @@ NAMES = (
     "resnapshot_unchanged",
     "memory",
     "chunk_size",
+    "remote",
 )
 """Every benchmark, in the order they run; module ``benchmarks.bench_<name>``."""
 

@@ -27,6 +27,7 @@ _DISK_GB = {
     "resnapshot_unchanged": (2.2, 0.6),
     "memory": (4.4, 1.1),
     "chunk_size": (1.4, 0.4),
+    "remote": (2.5, 0.7),
 }
 
 

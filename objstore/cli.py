@@ -348,7 +348,8 @@ def push(ctx: click.Context, url: str, refs_: tuple[str, ...], force: bool) -> N
     \b
     Example:  objstore push s3://bucket/store main -o anon=false
     """
-    result = _repo(ctx).push(url, list(refs_) or None, force=force, storage_options=ctx.obj["storage_options"])
+    with byte_progress("push", enabled=ctx.obj["progress"]) as tick:
+        result = _repo(ctx).push(url, list(refs_) or None, force=force, storage_options=ctx.obj["storage_options"], progress=tick)
     _emit(ctx, result, _transfer_text("sent", result))
 
 
@@ -364,7 +365,8 @@ def fetch(ctx: click.Context, url: str, refs_: tuple[str, ...], depth: int | Non
     \b
     Example:  objstore fetch sftp://host/srv/store main --depth 1
     """
-    result = _repo(ctx).fetch(url, list(refs_) or None, depth=depth, storage_options=ctx.obj["storage_options"])
+    with byte_progress("fetch", enabled=ctx.obj["progress"]) as tick:
+        result = _repo(ctx).fetch(url, list(refs_) or None, depth=depth, storage_options=ctx.obj["storage_options"], progress=tick)
     _emit(ctx, result, _transfer_text("received", result))
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -130,8 +130,17 @@ class TransferResult:
 class Remote:
     """An objstore repository at a URL, seen from a local repository."""
 
-    def __init__(self, local: Repository, url: str, storage_options: dict[str, Any] | None = None, *, create: bool = False) -> None:
+    def __init__(
+        self,
+        local: Repository,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        create: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.local = local
+        self.progress = progress
         self.url = url
         self.storage = CountingStorage(open_storage(url, storage_options))
         key = hashlib.sha256(self.storage.url.encode()).hexdigest()[:24]
@@ -195,6 +204,8 @@ class Remote:
             self.odb.add_stored(oid, entry.type_tag, entry.codec, stored, entry.raw_length)
             result.objects += 1
             result.bytes += entry.stored_length
+            if self.progress is not None:
+                self.progress(entry.stored_length)
             w = self.odb._writer
             if w is not None and w.size >= self.odb.pack_size:
                 self.odb.flush()
@@ -295,6 +306,8 @@ class Remote:
             for oid, entry, stored, obj in self._download(sorted(frontier)):
                 result.objects += 1
                 result.bytes += entry.stored_length
+                if self.progress is not None:
+                    self.progress(entry.stored_length)
                 if entry.type_tag == BLOB:
                     local.add_stored(oid, BLOB, entry.codec, stored, entry.raw_length)
                     continue

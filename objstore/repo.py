@@ -437,6 +437,7 @@ class Repository:
         *,
         force: bool = False,
         storage_options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
     ) -> TransferResult:
         """Send what ``url`` lacks of ``refs`` (default: all) and move its refs.
 
@@ -445,7 +446,7 @@ class Repository:
         :class:`~objstore.errors.PushRejected` (objects already sent stay)
         unless ``force``.
         """
-        remote = Remote(self, url, storage_options, create=True)
+        remote = Remote(self, url, storage_options, create=True, progress=progress)
         try:
             return remote.push(refs, force=force)
         finally:
@@ -458,6 +459,7 @@ class Repository:
         *,
         depth: int | None = None,
         storage_options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
     ) -> TransferResult:
         """Bring in what ``refs`` (default: all) of ``url`` need; fast-forward local refs.
 
@@ -465,7 +467,7 @@ class Repository:
         trees), not their history. Refs that diverged locally are left alone
         and listed in ``refs_rejected``.
         """
-        remote = Remote(self, url, storage_options)
+        remote = Remote(self, url, storage_options, progress=progress)
         try:
             return remote.fetch(refs, depth=depth)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,7 +214,7 @@ class Artifact:
         wait_for(self, timeout)
         return self
 
-    def download(self, root: str | os.PathLike[str] | None = None) -> str:
+    def download(self, root: str | os.PathLike[str] | None = None, *, progress: Callable[[int], None] | None = None) -> str:
         """Materialize the files; return the directory.
 
         Default ``./artifacts/<project>/<name>_v<N>/``. Idempotent: files
@@ -226,8 +227,8 @@ class Artifact:
         root = os.path.abspath(os.fspath(root))
         from .remote_sync import ensure_local
 
-        ensure_local(info, self._store())
-        result = get_repo().checkout(info.tree_id, root)
+        ensure_local(info, self._store(), progress)
+        result = get_repo().checkout(info.tree_id, root, progress=progress)
         for path, entry in result.references:
             assert entry.target is not None
             ref = references.Reference(entry.target, entry.size, entry.digest)

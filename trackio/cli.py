@@ -215,8 +215,8 @@ def download(ctx: click.Context, spec: str, root: str | None) -> None:
     Example:  trackio artifacts -p my_project download my-model:prod --root ./model
     """
     a = _api(ctx).artifact(spec, ctx.obj["project"])
-    with byte_progress("download", a.size, enabled=ctx.obj["progress"]):
-        path = a.download(root)
+    with byte_progress("download", a.size, enabled=ctx.obj["progress"]) as tick:
+        path = a.download(root, progress=tick)
     _emit(ctx, {"path": path, **_describe(a)}, path)
 
 

@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -126,14 +127,14 @@ def resolve(project: str, name: str, selector: str, spec: RemoteSpec | None = No
     return ArtifactRegistry(local).resolve(project, name, selector), local
 
 
-def ensure_local(info: VersionInfo, source: Repository) -> None:
+def ensure_local(info: VersionInfo, source: Repository, progress: Callable[[int], None] | None = None) -> None:
     """Make sure a version's files (its tree closure) are in the local store."""
     local = get_repo()
     if local.odb.has(info.tree_id):
         return
     if source is local:
         raise ObjectNotFound(info.tree_id, "files of this version are missing from the local store")
-    remote = Remote(local, source.location, _options_for(source))
+    remote = Remote(local, source.location, _options_for(source), progress=progress)
     try:
         remote.fetch_objects([info.tree_id])
     finally:

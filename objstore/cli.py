@@ -71,7 +71,8 @@ def handled(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (VALUE parsed as JSON when it is JSON) as a dict."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -99,7 +100,7 @@ def main(ctx: click.Context, repo: str, options: tuple[str, ...], as_json: bool,
       objstore -r store snapshot data/ -m "first" --ref main
       objstore -r store log main
     """
-    ctx.obj = {"repo": repo, "storage_options": _options(options), "json": as_json, "progress": None if not quiet else False}
+    ctx.obj = {"repo": repo, "storage_options": parse_options(options), "json": as_json, "progress": None if not quiet else False}
 
 
 @main.command()
@@ -140,7 +141,7 @@ def snapshot(ctx: click.Context, path: str, message: str, ref: str | None, meta:
             parents = [current]
         except KeyError:
             pass
-    commit = repo.commit(tree, parents=parents, message=message, metadata=_options(meta))
+    commit = repo.commit(tree, parents=parents, message=message, metadata=parse_options(meta))
     if ref:
         from .refs import ABSENT
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from objstore.cli import parse_options
 from objstore.errors import ObjstoreError
 from objstore.progress import byte_progress
 
@@ -46,19 +47,6 @@ def _emit(ctx: click.Context, data: Any, text: str) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         click.echo(text)
-
-
-def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def _api(ctx: click.Context) -> Api:
@@ -103,7 +91,7 @@ def artifacts(ctx: click.Context, project: str | None, remote: str | None, optio
     ctx.obj = {
         "project": project,
         "remote": remote,
-        "storage_options": _options(options),
+        "storage_options": parse_options(options),
         "json": as_json,
         "progress": False if quiet else None,
     }

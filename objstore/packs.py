@@ -184,7 +184,11 @@ class PackWriter:
         self._entries: dict[bytes, IndexEntry] = {}
         self._offset = 0
         self.index_data: bytes | None = None
-        self._write([_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0)])
+        try:
+            self._write([_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0)])
+        except BaseException:
+            self.abort()
+            raise
 
     def _write(self, parts: Sequence[bytes | memoryview]) -> None:
         # One writev per record: the header and the payload go out without

@@ -169,10 +169,14 @@ class LocalStorage(Storage):
 
     def _write_tmp(self, data: bytes) -> str:
         tmp = self._tmp()
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
         return tmp
 
     def write_atomic(self, path: str, data: bytes) -> None:
@@ -300,10 +304,30 @@ class FsspecStorage(Storage):
                 self.fs.pipe_file(self.full(path), data)
                 return
             tmp = self.full(f"tmp/{temp_name()}")
-            self.fs.makedirs(self.full("tmp"), exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            self.fs.makedirs(self.fs._parent(self.full(path)), exist_ok=True)
-            self.fs.mv(tmp, self.full(path))
+            self._makedirs(f"tmp/{temp_name()}")
+            with self._one_at_a_time():
+                self.fs.pipe_file(tmp, data)
+            self._makedirs(path)
+            try:
+                with self._one_at_a_time():
+                    self.fs.mv(tmp, self.full(path))
+            except OSError:
+                # SFTP renames refuse to replace; the files written this
+                # way (pack indexes) are named by content, so an existing
+                # one already holds these bytes.
+                if not self.exists(path):
+                    raise
+                self.delete(f"tmp/{tmp.rsplit('/', 1)[-1]}")
+
+    def _makedirs(self, path: str) -> None:
+        """Parent directories of ``path`` (another writer creating them too is fine)."""
+        parent = self.fs._parent(self.full(path))
+        try:
+            with self._one_at_a_time():
+                self.fs.makedirs(parent, exist_ok=True)
+        except OSError:
+            if not self.fs.isdir(parent):
+                raise
 
     def put_if_absent(self, path: str, data: bytes) -> bool:
         if self.is_memory:
@@ -316,7 +340,7 @@ class FsspecStorage(Storage):
                 return True
         with storage_errors(path):
             if not self.atomic_put:
-                self.fs.makedirs(self.fs._parent(self.full(path)), exist_ok=True)
+                self._makedirs(path)
             if self.is_sftp:
                 return self._sftp_put_if_absent(path, data)
             try:
@@ -327,22 +351,31 @@ class FsspecStorage(Storage):
             return True
 
     def _sftp_put_if_absent(self, path: str, data: bytes) -> bool:
-        # paramiko's "x" alone opens without the write flag; "wx" is
-        # O_WRONLY|O_CREAT|O_TRUNC|O_EXCL on the server, whose sftp-server
-        # answers a plain "Failure" when the name exists.
-        try:
-            with self.fs.ftp.open(self.full(path), "wxb") as f:
+        # Write a temp file, then SSH_FXP_RENAME it into place: OpenSSH's
+        # sftp-server renames by link()+unlink(), which fails if the name
+        # exists, so readers never see a partly written entry and exactly
+        # one writer wins. (It answers a bare "Failure"; a look tells why.)
+        tmp = self.full(f"tmp/{temp_name()}")
+        self._makedirs(f"tmp/{temp_name()}")
+        with self._one_at_a_time():
+            with self.fs.ftp.open(tmp, "wb") as f:
                 f.write(data)
-        except OSError:
-            if self.exists(path):
-                return False
-            raise
-        return True
+            try:
+                self.fs.ftp.rename(tmp, self.full(path))
+                return True
+            except OSError:
+                try:
+                    self.fs.ftp.remove(tmp)
+                except OSError:
+                    pass
+        if self.exists(path):
+            return False
+        raise StorageError(f"cannot create {path} on {self.url}")
 
     def publish_file(self, local_path: str, path: str) -> None:
         with storage_errors(path):
             if not self.atomic_put:
-                self.fs.makedirs(self.fs._parent(self.full(path)), exist_ok=True)
+                self._makedirs(path)
             self.fs.put_file(local_path, self.full(path))
         os.unlink(local_path)
 

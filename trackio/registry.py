@@ -107,7 +107,11 @@ class ArtifactRegistry:
 
     def chain(self, project: str, name: str) -> Iterator[VersionInfo]:
         """Every version held here, newest first (a shallow copy stops where its history was cut)."""
-        v = self.latest(project, name)
+        return self.chain_from(self.latest(project, name))
+
+    def chain_from(self, head: VersionInfo | None) -> Iterator[VersionInfo]:
+        """``head`` and its ancestors, newest first."""
+        v = head
         while v is not None:
             yield v
             parents = self.repo.get_commit(v.commit_id).parents

@@ -152,30 +152,88 @@ def _options_for(repo: Repository) -> dict[str, Any]:
 
 
 def push(spec: RemoteSpec, local: Repository | None = None) -> TransferResult:
-    """Push every trackio ref, re-basing artifact versions that lost a race."""
+    """Push every trackio ref, re-basing artifact versions that lost a race.
+
+    Version numbers are claimed first: the ``versions/vN`` refs are pushed
+    (each is created only if absent), and an artifact that lost a number is
+    re-based and pushed again. Only then do ``latest``, aliases and run
+    records move, so the remote's ``latest`` always ends on the highest
+    claimed version.
+    """
     local = local or get_repo()
     for _ in range(_MAX_REBASES):
-        if not _trackio_refs(local):
+        refs = _trackio_refs(local)
+        if not refs:
             return TransferResult()
+        claims = [r for r in refs if _kind(r)[2] == "versions"]
+        if claims:
+            try:
+                local.push(spec.url, refs=claims, storage_options=spec.options)
+            except PushRejected as rejected:
+                _rebase_all(local, spec, rejected)
+                continue
         try:
-            return local.push(spec.url, refs=_trackio_refs(local), storage_options=spec.options)
+            return local.push(spec.url, refs=refs, storage_options=spec.options)
         except PushRejected as rejected:
-            forced = []
+            forced: list[str] = []
+            behind = False
             for ref in rejected.refs:
-                parts = ref.split("/")
-                if len(parts) >= 5 and parts[2] == "artifacts" and parts[-2] in ("aliases", "versions"):
-                    if parts[-2] == "versions" or parts[-1] == names.LATEST:
-                        try:
-                            _rebase(local, spec, names.unescape_component(parts[1]), "/".join(parts[3:-2]))
-                        except RefConflict:
-                            pass  # a version was logged here meanwhile: re-base again on the next round
+                project, name, kind, leaf = _kind(ref)
+                if kind == "aliases" and leaf == names.LATEST:
+                    if _ahead_of_remote(local, spec, project, name):
+                        forced.append(ref)
                     else:
-                        forced.append(ref)  # a moving alias: the latest move wins, history keeps both
+                        behind = True
+                elif kind == "versions":
+                    behind = True
                 else:
-                    forced.append(ref)
-            if forced:
-                local.push(spec.url, refs=forced, force=True, storage_options=spec.options)
+                    forced.append(ref)  # a moving alias or a run record: the latest move wins, history keeps both
+            if behind:
+                _rebase_all(local, spec, rejected)
+                continue
+            result = local.push(spec.url, refs=forced, force=True, storage_options=spec.options)
+            result.refs_updated.update(rejected.result.refs_updated if isinstance(rejected.result, TransferResult) else {})
+            return result
     raise SyncError(f"could not push to {spec.url}: the remote kept moving after {_MAX_REBASES} re-bases")
+
+
+def _kind(ref: str) -> tuple[str, str, str, str]:
+    """(project, artifact name, "aliases" | "versions" | "", leaf) of a trackio ref."""
+    parts = ref.split("/")
+    if len(parts) >= 6 and parts[2] == "artifacts" and parts[-2] in ("aliases", "versions"):
+        return names.unescape_component(parts[1]), "/".join(parts[3:-2]), parts[-2], parts[-1]
+    return "", "", "", parts[-1]
+
+
+def _rebase_all(local: Repository, spec: RemoteSpec, rejected: PushRejected) -> None:
+    done = set()
+    for ref in rejected.refs:
+        project, name, kind, _ = _kind(ref)
+        if kind and (project, name) not in done:
+            done.add((project, name))
+            try:
+                _rebase(local, spec, project, name)
+            except RefConflict:
+                pass  # a version was logged here meanwhile: re-base again on the next round
+
+
+def _remote_head(view: Repository, project: str, name: str) -> VersionInfo | None:
+    """The remote's highest claimed version (its ``latest`` may lag behind a lost race)."""
+    registry = ArtifactRegistry(view)
+    prefix = names.version_ref(project, name, 0)[: -len("v0")]
+    numbered = [(int(ref[len(prefix) + 1 :]), target) for ref, target in view.refs.list(prefix).items() if names.VERSION_RE.fullmatch(ref[len(prefix) :])]
+    if numbered:
+        return registry.info(max(numbered)[1])
+    return registry.latest(project, name)
+
+
+def _ahead_of_remote(local: Repository, spec: RemoteSpec, project: str, name: str) -> bool:
+    """Does our ``latest`` hold (or descend from) the remote's highest version?"""
+    head = _remote_head(remote_repo(spec), project, name)
+    mine = ArtifactRegistry(local).latest(project, name)
+    if head is None or mine is None:
+        return mine is not None
+    return any(v.commit_id == head.commit_id for v in ArtifactRegistry(local).chain(project, name))
 
 
 def _trackio_refs(local: Repository) -> list[str]:
@@ -186,10 +244,10 @@ def _rebase(local: Repository, spec: RemoteSpec, project: str, name: str) -> Non
     """Put this machine's unpushed versions of an artifact on top of the remote's."""
     view = remote_repo(spec)
     remote_registry = ArtifactRegistry(view)
-    remote_head = remote_registry.latest(project, name)
+    remote_head = _remote_head(view, project, name)
     if remote_head is None:
         return
-    remote_chain = list(remote_registry.chain(project, name))
+    remote_chain = list(remote_registry.chain_from(remote_head))
     remote_ids = {v.commit_id for v in remote_chain}
     remote_by_digest = {v.digest: v for v in remote_chain}
     # The remote head's commit (and files) must be local to build on it.
@@ -220,7 +278,8 @@ def _rebase(local: Repository, spec: RemoteSpec, project: str, name: str) -> Non
         new_id = local.commit(v.tree_id, parents=[base.commit_id], message=f"{name}:v{base.version + 1}", metadata=meta, author=c.author, timestamp=c.time)
         base = registry.info(new_id)
         mapping[v.commit_id] = base
-    local.refs.set(names.alias_ref(project, name, names.LATEST), base.commit_id, expect=local_head.commit_id, message="re-base on remote")
+    if base.commit_id != local_head.commit_id:
+        local.refs.set(names.alias_ref(project, name, names.LATEST), base.commit_id, expect=local_head.commit_id, message="re-base on remote")
     for v in remote_chain:
         ref = names.version_ref(project, name, v.version)
         if local.odb.has(v.commit_id):
@@ -311,6 +370,8 @@ def _apply_renumbering(art: Artifact) -> None:
     if info is None or info.commit_id not in _renumbered:
         return
     new = _renumbered[info.commit_id]
+    while new.commit_id in _renumbered and _renumbered[new.commit_id].commit_id != new.commit_id:
+        new = _renumbered[new.commit_id]  # re-based more than once
     warnings.warn(
         f"trackio: {info.project}/{info.name}:v{info.version} was logged concurrently elsewhere; "
         f"it is v{new.version} on the remote",

@@ -12,7 +12,7 @@ import os
 import threading
 
 from objstore import Repository
-from objstore.errors import RepositoryExists
+from objstore.errors import NotARepository, RepositoryExists
 
 _lock = threading.Lock()
 _open: dict[str, Repository] = {}
@@ -38,11 +38,14 @@ def get_repo() -> Repository:
     with _lock:
         repo = _open.get(path)
         if repo is None:
-            os.makedirs(path, exist_ok=True)
             try:
-                repo = Repository.init(path)
-            except RepositoryExists:
-                repo = Repository.open(path)
+                repo = Repository.open(path)  # first: a read-only store must stay readable
+            except NotARepository:
+                os.makedirs(path, exist_ok=True)
+                try:
+                    repo = Repository.init(path)
+                except RepositoryExists:  # another process created it meanwhile
+                    repo = Repository.open(path)
             _open[path] = repo
         return repo
 

@@ -76,7 +76,9 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"child timed out after {timeout} s\nstdout:\n{out.decode()}\nstderr:\n{err.decode()}") from None
+        raise AssertionError(
+            f"child timed out after {timeout} s\nstdout:\n{out.decode()}\nstderr:\n{err.decode()}"
+        ) from None
     assert proc.returncode == 0, f"child exited {proc.returncode}\nstdout:\n{out.decode()}\nstderr:\n{err.decode()}"
     return out.decode()
 
@@ -126,10 +128,20 @@ class Target:
         fs, root = self.fs()
         return bytes(fs.cat_file(f"{root}/{path}"))
 
-    def write(self, path: str, data: bytes) -> None:
-        """Overwrite a file in place (to tamper with it)."""
+    def flip_byte(self, path: str, offset: int) -> None:
+        """Invert one byte of a stored file (in place where the backend allows it)."""
         fs, root = self.fs()
-        fs.pipe_file(f"{root}/{path}", data)
+        full = f"{root}/{path}"
+        if self.kind in ("file", "sftp"):
+            with fs.open(full, "r+b") as f:
+                f.seek(offset)
+                b = f.read(1)
+                f.seek(offset)
+                f.write(bytes([b[0] ^ 0xFF]))
+        else:  # object stores: rewrite the whole object
+            data = bytearray(fs.cat_file(full))
+            data[offset] ^= 0xFF
+            fs.pipe_file(full, bytes(data))
         fs.invalidate_cache()
 
     def child_options(self) -> str:
@@ -177,12 +189,6 @@ def dir_state(root: Path | str) -> dict[str, tuple[Any, ...]]:
                 data = Path(p).read_bytes()
                 out[rel] = ("file", hashlib.sha256(data).hexdigest(), len(data), bool(st.st_mode & stat.S_IXUSR))
     return out
-
-
-def flip_byte(data: bytes, offset: int) -> bytes:
-    b = bytearray(data)
-    b[offset] ^= 0xFF
-    return bytes(b)
 
 
 # -- trackio isolation -------------------------------------------------------------

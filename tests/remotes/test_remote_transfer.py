@@ -11,7 +11,10 @@ from remote_helpers import Target, dir_state, make_sample
 from objstore import Repository
 from objstore.errors import CorruptObject, PushRejected
 
-KINDS = ["file", "memory", "s3", "sftp"]
+# A deadlocked transfer must fail its test quickly, not stall the suite.
+pytestmark = pytest.mark.timeout(60)
+SFTP = pytest.param("sftp", marks=pytest.mark.timeout(20))
+KINDS = ["file", "memory", "s3", SFTP]
 
 
 def _commit_sample(repo: Repository, src: Path, message: str, parents: list[str] | None = None) -> str:
@@ -80,7 +83,7 @@ def test_noop_push_and_fetch_are_cheap(target: Target, tmp_path: Path) -> None:
     b.close()
 
 
-@pytest.mark.parametrize("target", ["file", "s3", "sftp"], indirect=True)
+@pytest.mark.parametrize("target", ["file", "s3", SFTP], indirect=True)
 def test_fetch_brings_only_new_objects(target: Target, tmp_path: Path) -> None:
     src = make_sample(tmp_path / "src")
     a = Repository.init(tmp_path / "a")
@@ -104,7 +107,7 @@ def test_fetch_brings_only_new_objects(target: Target, tmp_path: Path) -> None:
     b.close()
 
 
-@pytest.mark.parametrize("target", ["file", "s3", "sftp"], indirect=True)
+@pytest.mark.parametrize("target", ["file", "s3", SFTP], indirect=True)
 def test_shallow_fetch_then_deepen(target: Target, tmp_path: Path) -> None:
     a = Repository.init(tmp_path / "a")
     src = tmp_path / "src"
@@ -207,10 +210,7 @@ def test_tampered_remote_object_is_refused(target: Target, tmp_path: Path) -> No
         remote.close()
     assert loc is not None
     pack, entry = loc
-    path = f"packs/{pack}.pack"
-    data = bytearray(target.read(path))
-    data[entry.offset + entry.stored_length // 2] ^= 0xFF
-    target.write(path, bytes(data))
+    target.flip_byte(f"packs/{pack}.pack", entry.offset + entry.stored_length // 2)
 
     fresh = Repository.init(tmp_path / "fresh")
     with pytest.raises(CorruptObject) as info:
@@ -226,3 +226,31 @@ def test_tampered_remote_object_is_refused(target: Target, tmp_path: Path) -> No
         Repository.clone(target.url, tmp_path / "clone", storage_options=target.storage_options)
     a.close()
     fresh.close()
+
+
+def test_many_small_files_to_s3_take_few_requests_and_packs(s3_target: Target, tmp_path: Path) -> None:
+    """2,000 files of 1-4 KiB: the request count follows packs and refs, not files."""
+    rng = random.Random(7)
+    src = tmp_path / "many"
+    for i in range(2000):
+        p = src / f"d{i % 20:02d}" / f"f{i:04d}.bin"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rng.randbytes(rng.randint(1024, 4096)))
+    a = Repository.init(tmp_path / "a")
+    c = _commit_sample(a, src, "many")
+    a.refs.set("main", c)
+
+    pushed = a.push(s3_target.url, storage_options=s3_target.storage_options)
+    assert pushed.objects >= 2000 + 20 + 1 + 1
+    assert pushed.requests <= 12, pushed.requests
+    assert 1 <= len(s3_target.packs()) <= 4, s3_target.packs()
+    assert len(s3_target.packs(".idx")) == len(s3_target.packs())
+
+    again = a.push(s3_target.url, storage_options=s3_target.storage_options)
+    assert again.objects == 0 and again.requests <= 5
+
+    b = Repository.clone(s3_target.url, tmp_path / "b", storage_options=s3_target.storage_options)
+    assert b.refs.get("main") == c
+    assert b.read_file("main", "d07/f1987.bin") == (src / "d07" / "f1987.bin").read_bytes()
+    a.close()
+    b.close()

@@ -195,6 +195,8 @@ class LocalStorage(Storage):
         # link() publishes a fully written, fsynced file under the final name
         # and fails if the name exists: put-if-absent with no torn entries.
         final = self.full(path)
+        if os.path.lexists(final):
+            return False  # cheap answer, and a read-only store still says "exists"
         with storage_errors(path):
             tmp = self._write_tmp(data)
             try:

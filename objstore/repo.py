@@ -514,10 +514,13 @@ class Repository:
         """Merge packs into one (all of them, or those under a size), atomically."""
         return repack(self.odb, only_smaller_than=only_smaller_than)
 
-    def fsck(self, *, full: bool = True) -> FsckReport:
+    def fsck(self, *, full: bool = True, url: str | None = None, storage_options: dict[str, Any] | None = None) -> FsckReport:
         """Check packs against indexes, (``full``) every object against its id,
         and every ref's graph for completeness; report what is bad and which
-        refs it damages."""
+        refs it damages. With ``url``, check that repository (a remote) instead."""
+        if url is not None:
+            with Repository.open(url, storage_options=storage_options) as other:
+                return fsck(other, full=full)
         return fsck(self, full=full)
 
     def gc(self, grace: timedelta = timedelta(hours=1)) -> GcResult:

@@ -101,3 +101,20 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("objstore")
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
     assert "snapshot" in out and "fsck" in out
+
+
+def test_fsck_of_a_remote_url(tmp_path: Path, data: Path) -> None:
+    from objstore import Repository
+
+    repo = Repository.init(tmp_path / "store")
+    repo.refs.set("main", repo.commit(repo.snapshot(data)))
+    remote = "file://" + str(tmp_path / "remote")
+    repo.push(remote)
+    assert repo.fsck(url=remote).ok
+    pack = next((tmp_path / "remote" / "packs").glob("*.pack"))
+    raw = bytearray(pack.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    pack.write_bytes(bytes(raw))
+    report = repo.fsck(url=remote)
+    assert not report.ok and report.bad_objects and "main" in report.damaged_refs
+    assert repo.fsck().ok  # the local store is untouched

@@ -58,10 +58,6 @@ class CountingStorage(Storage):
 
     def _count(self) -> None:
         self.requests += 1
-        if os.environ.get("OBJSTORE_TRACE_REQUESTS"):
-            import traceback
-
-            print("REQUEST", "".join(traceback.format_stack(limit=4)[:-1]))
 
     def read(self, path: str) -> bytes:
         self._count()

@@ -26,7 +26,7 @@ from .errors import ObjectNotFound, PathNotFound, UnsafePath
 from .ids import ObjectId, to_hex
 from .objects import BLOB, ChunkedBlob, Tree, TreeEntry, file_mode_from_stat, validate_name
 from .odb import ObjectDatabase
-from .parallel import bounded_map, pool, workers
+from .parallel import pool, workers
 from .statcache import StatCache
 
 _READ_BLOCK = 4 * 1024 * 1024
@@ -272,7 +272,7 @@ class Snapshotter:
             if a == b or b[: len(a)] == a:
                 raise UnsafePath("/".join(b), f"collides with {'/'.join(a)!r}")
         root: dict[str, Any] = {}
-        for (parts, src), hit in zip(items, bounded_map(self._prepare_source, items)):
+        for (parts, src), hit in zip(items, map(self._prepare_source, items)):
             node = root
             for part in parts[:-1]:
                 node = node.setdefault(part, {})

@@ -248,16 +248,17 @@ class GcResult:
 
 
 def reachable(repo: Repository) -> set[bytes]:
-    """Objects reachable from every ref and every ref history entry."""
+    """Objects reachable from every ref and every value in any ref's history."""
     from .remote import _children
 
     odb = repo.odb
     roots: set[bytes] = set()
     for name in repo.refs.names():
+        # Every value a ref was ever moved to is a root (an entry's ``old`` is
+        # the previous entry's ``new``, so it needs no separate look).
         for e in repo.refs.history(name):
-            for target in (e.old, e.new):
-                if target:
-                    roots.add(odb.raw_id(target))
+            if e.new:
+                roots.add(odb.raw_id(e.new))
     seen: set[bytes] = set()
     stack = list(roots)
     while stack:

@@ -278,6 +278,27 @@ class RefStore:
         """Live refs whose names start with ``prefix``: name -> target, sorted."""
         return {name: e.new for name, e in self.heads(prefix).items() if e.new is not None}
 
+    def forget(self, name: str, ids: builtins.set[str]) -> int:
+        """Drop the log entries of ``name`` that moved it to any of ``ids``.
+
+        This is the one destructive operation on refs, for deleting data:
+        history entries are gc roots, so an object cannot be freed while a
+        ref's log still names it. The newest entry (the ref's current state)
+        is never dropped (a deleted ref keeps its deletion as a tombstone).
+        Returns the number of entries dropped.
+        """
+        validate_ref_name(name)
+        seqs = self._seqs(name)
+        if not seqs:
+            return 0
+        dropped = 0
+        for seq in seqs[:-1]:
+            e = self._read_entry(name, seq)
+            if e.new in ids:
+                self.storage.delete(f"{self._dir(name)}/{_entry_name(seq)}")
+                dropped += 1
+        return dropped
+
     def all_targets(self) -> builtins.set[ObjectId]:
         """Every id any ref points at now or ever pointed at (for gc roots)."""
         out: builtins.set[ObjectId] = builtins.set()

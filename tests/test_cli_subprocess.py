@@ -107,7 +107,10 @@ def test_trackio_artifacts_every_command(tmp_path: Path, data: Path) -> None:
     sh(*t, "--remote", remote, "pull", env=env2)
     assert [a["version"] for a in json.loads(sh(*t, "--json", "versions", "model", env=env2).stdout)] == ["v0", "v1"]
     assert json.loads(sh(*t, "--json", "fsck", env=env).stdout)["ok"] is True
-    sh(*t, "gc", "--grace", "0", env=env)
+    sh(*t, "delete", "model:v1", env=env)
+    assert [a["version"] for a in json.loads(sh(*t, "--json", "versions", "model", env=env).stdout)] == ["v0"]
+    assert json.loads(sh(*t, "--json", "gc", "--grace", "0", env=env).stdout)["objects_removed"] > 0
+    assert json.loads(sh(*t, "--json", "fsck", env=env).stdout)["ok"] is True
 
 
 @pytest.mark.parametrize(

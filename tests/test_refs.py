@@ -255,3 +255,16 @@ def test_nested_ref_names_coexist(repo, commits):
     repo.refs.delete("a/b")
     assert repo.refs.list("a") == {"a": commits[0], "a/b/c": commits[2]}
     assert len(repo.refs.history("a")) == 1
+
+
+def test_forget_drops_only_entries_moving_to_given_ids_and_keeps_the_head(tmp_path) -> None:
+    from objstore import Repository
+
+    repo = Repository.init(tmp_path / "r")
+    a, b, c = (repo.store_bytes(x) for x in (b"a", b"b", b"c"))
+    for target in (a, b, a, c):
+        repo.refs.set("x", target)
+    assert repo.refs.forget("x", {a}) == 2
+    assert [e.new for e in repo.refs.history("x")] == [b, c]
+    assert repo.refs.forget("x", {c}) == 0  # the head (current value) is never dropped
+    assert repo.refs.get("x") == c

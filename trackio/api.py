@@ -110,6 +110,16 @@ class Api:
         registry.set_aliases(info, [alias])
         return Artifact._from_version(info)
 
+    def delete_version(self, spec: str, project: str | None = None) -> None:
+        """Delete one version from the local store; ``gc`` then frees the bytes only it held.
+
+        Other versions keep their numbers and content; aliases on the deleted
+        version are removed. (A remote keeps its copy until deleted there.)
+        """
+        p, name, selector = names.parse_spec(spec, project or self.default_project)
+        registry = ArtifactRegistry(get_repo())
+        registry.delete_version(registry.resolve(p, name, selector))
+
     def remove_alias(self, name: str, alias: str, project: str | None = None) -> None:
         ArtifactRegistry(get_repo()).remove_alias(self._project(project), names.validate_name(name), alias)
 

@@ -244,6 +244,20 @@ def alias_remove(ctx: click.Context, name: str, alias_name: str) -> None:
 
 
 @artifacts.command()
+@click.argument("spec")
+@click.pass_context
+@handled
+def delete(ctx: click.Context, spec: str) -> None:
+    """Delete one version (run ``gc`` to free the bytes only it held).
+
+    \b
+    Example:  trackio artifacts -p my_project delete my-model:v2 && trackio artifacts gc --grace 0
+    """
+    _api(ctx).delete_version(spec, ctx.obj["project"])
+    _emit(ctx, {"deleted": spec}, f"deleted {spec}")
+
+
+@artifacts.command()
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 @click.pass_context

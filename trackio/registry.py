@@ -140,6 +140,12 @@ class ArtifactRegistry:
         except RefNotFound:
             raise ArtifactNotFoundError(f"Artifact '{project}/{name}' has no alias {selector!r}") from None
 
+    def _highest_number(self, project: str, name: str) -> int:
+        """The highest version number ever used (deleted ones included: numbers are never reused)."""
+        prefix = names.version_ref(project, name, 0)[: -len("v0")]
+        numbers = [int(r[len(prefix) + 1 :]) for r in self.repo.refs.names(prefix) if names.VERSION_RE.fullmatch(r[len(prefix) :])]
+        return max(numbers, default=-1)
+
     def aliases_of(self, v: VersionInfo) -> tuple[str, ...]:
         """Aliases on a version: ``latest`` first, then in the order they were set."""
         prefix = names.alias_ref(v.project, v.name, "")
@@ -190,7 +196,7 @@ class ArtifactRegistry:
             if same is not None:
                 self.set_aliases(same, aliases)
                 return same, False
-            number = head.version + 1 if head else 0
+            number = max(head.version if head else -1, self._highest_number(project, name)) + 1
             meta = {
                 "kind": KIND_VERSION,
                 "project": project,
@@ -235,6 +241,62 @@ class ArtifactRegistry:
             self.repo.refs.delete(names.alias_ref(project, name, alias), message=f"remove alias {alias}")
         except RefNotFound:
             raise ArtifactNotFoundError(f"Artifact '{project}/{name}' has no alias {alias!r}") from None
+
+    def delete_version(self, v: VersionInfo) -> list[str]:
+        """Delete one version so gc can free the bytes only it holds.
+
+        Later versions keep their numbers but are re-committed with the
+        deleted one cut out of their ancestry; every ref of the artifact is
+        moved onto the new commits (aliases on the deleted version are
+        removed), and the ref log entries that named the old commits are
+        dropped, since history entries keep objects alive. Run records are
+        re-pointed at the new commits. Returns the ids that stopped being
+        versions (for the caller's own bookkeeping).
+        """
+        repo = self.repo
+        project, name = v.project, v.name
+        latest_ref = names.alias_ref(project, name, names.LATEST)
+        while True:
+            head = self.latest(project, name)
+            if head is None:
+                raise ArtifactNotFoundError(f"Artifact {project}/{name} has no versions")
+            chain = list(self.chain(project, name))
+            if v.commit_id not in {c.commit_id for c in chain}:
+                raise ArtifactNotFoundError(f"{project}/{name}:v{v.version} is not a version of this artifact")
+            above = [c for c in chain if c.version > v.version]  # newest first
+            parents = repo.get_commit(v.commit_id).parents
+            base: str | None = parents[0] if parents else None
+            mapping: dict[str, str] = {}
+            with repo.batch():
+                for old in reversed(above):
+                    c = repo.get_commit(old.commit_id)
+                    mapping[old.commit_id] = repo.commit(
+                        c.tree, parents=[base] if base else [], message=c.message, metadata=dict(c.metadata), author=c.author, timestamp=c.time
+                    )
+                    base = mapping[old.commit_id]
+            try:
+                if base is None:
+                    repo.refs.delete(latest_ref, expect=head.commit_id, message=f"delete v{v.version}")
+                else:
+                    repo.refs.set(latest_ref, base, expect=head.commit_id, message=f"delete v{v.version}")
+            except RefConflict:
+                continue  # a version was logged meanwhile: start over
+            break
+        gone = {v.commit_id, *mapping}
+        prefix = names.artifact_prefix(project, name) + "/"
+        for ref, target in repo.refs.list(prefix).items():
+            if ref == latest_ref:
+                continue
+            if target == v.commit_id:
+                repo.refs.delete(ref, message=f"delete v{v.version}")
+            elif target in mapping:
+                repo.refs.set(ref, mapping[target], message=f"delete v{v.version}")
+        for ref in repo.refs.names(prefix):
+            repo.refs.forget(ref, gone)
+        from .run import remap_outputs
+
+        remap_outputs(project, mapping, repo, drop={v.commit_id})
+        return sorted(gone)
 
     def alias_history(self, project: str, name: str, alias: str) -> list[dict[str, Any]]:
         try:

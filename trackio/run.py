@@ -363,17 +363,23 @@ def runs_using(commit_id: str, stores: list[Repository] | None = None) -> list[R
     return [r for r in iter_runs(None, stores) if commit_id in r._inputs]
 
 
-def remap_outputs(project: str, mapping: dict[str, str], repo: Repository) -> None:
-    """After a re-base renumbered versions, point run records at the new commits."""
-    if not mapping:
+def remap_outputs(project: str, mapping: dict[str, str], repo: Repository, drop: set[str] | None = None) -> None:
+    """After versions were re-committed (re-base, deletion), point run
+    records at the new commits; ``drop`` removes deleted versions."""
+    drop = drop or set()
+    if not mapping and not drop:
         return
-    for run in iter_runs(project, [repo]):
-        if any(o in mapping for o in run._outputs):
-            run._outputs = [mapping.get(o, o) for o in run._outputs]
+
+    def fix(ids: list[str]) -> list[str]:
+        return [mapping.get(i, i) for i in ids if i not in drop]
+
+    for run in iter_runs(None, [repo]):
+        if any(i in mapping or i in drop for i in (*run._outputs, *run._inputs)):
+            run._outputs, run._inputs = fix(run._outputs), fix(run._inputs)
             run._save(replace=True, repo=repo)
             live = _current
             if live is not None and live.id == run.id:
-                live._outputs = [mapping.get(o, o) for o in live._outputs]
+                live._outputs, live._inputs = fix(live._outputs), fix(live._inputs)
 
 
 # -- the module-level current run ---------------------------------------------

@@ -110,6 +110,34 @@ class Api:
         registry.set_aliases(info, [alias])
         return Artifact._from_version(info)
 
+    def fsck(self, full: bool = True) -> dict[str, Any]:
+        """Verify the local store; name the artifact versions (and runs) each problem damages.
+
+        Returns ``{"ok", "report", "damaged"}`` where ``report`` is objstore's
+        FsckReport and ``damaged`` lists ``project/name:vN`` (or the ref) for
+        every damaged ref.
+        """
+        repo = get_repo()
+        report = repo.fsck(full=full)
+        registry = ArtifactRegistry(repo)
+        damaged: list[str] = []
+        for ref in report.damaged_refs:
+            parts = ref.split("/")
+            if len(parts) >= 6 and parts[0] == names.ROOT and parts[2] == "artifacts":
+                project, name, leaf = names.unescape_component(parts[1]), "/".join(parts[3:-2]), parts[-1]
+                label = f"{project}/{name}:{leaf}"
+                if parts[-2] == "aliases":
+                    try:
+                        label += f" (v{registry.resolve(project, name, leaf).version})"
+                    except Exception:
+                        pass
+                damaged.append(label)
+            elif len(parts) >= 4 and parts[0] == names.ROOT and parts[2] == "runs":
+                damaged.append(f"run {names.unescape_component(parts[1])}/{parts[3]}")
+            else:
+                damaged.append(ref)
+        return {"ok": report.ok, "report": report, "damaged": damaged}
+
     def delete_version(self, spec: str, project: str | None = None) -> None:
         """Delete one version from the local store; ``gc`` then frees the bytes only it held.
 

@@ -24,7 +24,6 @@ from objstore.progress import byte_progress
 from . import Api, Artifact, names
 from . import remote_sync as sync
 from .errors import TrackioError
-from .registry import ArtifactRegistry
 from .store import get_repo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -394,20 +393,9 @@ def fsck(ctx: click.Context) -> None:
     \b
     Example:  trackio artifacts fsck
     """
-    repo = get_repo()
-    report = repo.fsck(full=True)
-    registry = ArtifactRegistry(repo)
-    damaged = []
-    for ref in report.damaged_refs:
-        parts = ref.split("/")
-        if len(parts) >= 6 and parts[2] == "artifacts":
-            project, name, leaf = names.unescape_component(parts[1]), "/".join(parts[3:-2]), parts[-1]
-            try:
-                damaged.append(f"{project}/{name}:{leaf}" if parts[-2] == "versions" else f"{project}/{name}:{leaf} (v{registry.resolve(project, name, leaf).version})")
-            except (TrackioError, ObjstoreError):
-                damaged.append(f"{project}/{name}:{leaf}")
-        else:
-            damaged.append(ref)
+    checked = Api().fsck()
+    report = checked["report"]
+    damaged = checked["damaged"]
     data = {"ok": report.ok, "bad_objects": report.bad_objects, "missing_objects": report.missing_objects, "damaged": damaged}
     text = "ok" if report.ok else "\n".join([*(f"bad object {k}: {v}" for k, v in report.bad_objects.items()), *(f"damaged: {d}" for d in damaged)])
     _emit(ctx, data, text)

@@ -67,3 +67,23 @@ def test_delete_latest_moves_latest_back(tmp_path: Path) -> None:
     assert api.artifact("model").version == "v0"
     with trackio.init(project="p"):
         assert _log(tmp_path / "w.bin", b"two").version == "v2"  # a deleted number is never reused
+
+
+def test_fsck_names_the_damaged_artifact_versions(tmp_path: Path) -> None:
+    (tmp_path / "shared.bin").write_bytes(b"s")
+    with trackio.init(project="p"):
+        _log(tmp_path / "w.bin", os.urandom(300_000), aliases=["prod"])
+    assert trackio.Api("p").fsck()["ok"]
+    repo = get_repo()
+    tree = repo.get_commit(repo.refs.get("trackio/p/artifacts/model/versions/v0")).tree
+    weights = next(e for e in repo.ls(tree) if e.name == "weights.bin")
+    pack_name, entry = repo.odb.locate(bytes.fromhex(weights.id))
+    pack = Path(repo.storage.full(f"packs/{pack_name}.pack"))
+    raw = bytearray(pack.read_bytes())
+    raw[entry.offset + entry.stored_length // 2] ^= 0x10
+    pack.write_bytes(bytes(raw))
+    checked = trackio.Api("p").fsck()
+    assert not checked["ok"]
+    assert weights.id in checked["report"].bad_objects
+    assert "p/model:v0" in checked["damaged"]
+    assert "p/model:prod (v0)" in checked["damaged"]

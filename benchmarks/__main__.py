@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", help="parent directory for temp files (default: the system temp dir)")
     p.add_argument("--keep", action="store_true", help="do not delete the temp directory afterwards")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    p.add_argument("--markdown", metavar="PATH", help="also write the table as a Markdown page (e.g. docs/benchmarks.md)")
     p.add_argument(
         "--wait-idle",
         type=float,
@@ -138,12 +139,16 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - t0
 
-    print(
+    header = (
         f"objstore benchmarks ({'quick' if args.quick else 'full'}, median of {args.repeats} unless noted) - "
         f"commit {_git_head()}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"load avg {load_before} -> {_loadavg()}, {elapsed:.0f} s"
     )
+    print(header)
     print(format_table(rows))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown_page(header, rows))
     counts = {s: sum(1 for r in rows if r.status == s) for s in ("PASS", "FAIL", "ERROR")}
     print(
         f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['ERROR']} errors (rows without a target are info)"
@@ -152,6 +157,27 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"quick": args.quick, "repeats": args.repeats, "rows": [r.to_dict() for r in rows]}, f, indent=2)
     return 1 if failed else 0
+
+
+def markdown_page(header: str, rows: list[Row]) -> str:
+    """The results as a Markdown page: what was run, then one table."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `python -m benchmarks --markdown docs/benchmarks.md` (`make bench` prints the same table).",
+        "Each timing is the median of several runs; the ratio is measured / target (for a `>=` target, above 1 is better;",
+        "for `<=` and `<`, below 1 is better). Peer figures are from `shared/DESIGN.md` (same kind of 2-core machine).",
+        "",
+        f"_{header}_",
+        "",
+        "| benchmark | metric | measured | target | measured/target | result | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        value = "-" if r.value is None else f"{r.value:,.3g} {r.unit}".strip()
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
+        lines.append(f"| {r.bench} | {r.metric} | {value} | {r.target_text()} | {ratio} | {r.status} | {r.notes} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -396,7 +396,8 @@ def fsck(ctx: click.Context, quick: bool) -> None:
     \b
     Example:  objstore -r s3://bucket/store fsck
     """
-    report = _repo(ctx).fsck(full=not quick)
+    with byte_progress("fsck", enabled=ctx.obj["progress"]) as tick:
+        report = _repo(ctx).fsck(full=not quick, progress=tick)
     lines = [f"{report.packs_checked} packs, {report.objects_checked} objects, {report.refs_checked} refs checked"]
     lines += [f"bad pack {k}: {v}" for k, v in report.bad_packs.items()]
     lines += [f"bad object {k}: {v}" for k, v in report.bad_objects.items()]
@@ -418,7 +419,8 @@ def gc(ctx: click.Context, grace: float) -> None:
     \b
     Example:  objstore gc --grace 0
     """
-    result = _repo(ctx).gc(timedelta(seconds=grace))
+    with byte_progress("gc", enabled=ctx.obj["progress"]) as tick:
+        result = _repo(ctx).gc(timedelta(seconds=grace), progress=tick)
     _emit(ctx, result, f"removed {result.objects_removed} objects, freed {result.bytes_freed} bytes")
 
 

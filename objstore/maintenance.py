@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -129,7 +130,7 @@ class FsckReport:
         return not (self.bad_packs or self.bad_objects or self.missing_objects or self.damaged_refs or self.bad_refs)
 
 
-def fsck(repo: Repository, *, full: bool = True) -> FsckReport:
+def fsck(repo: Repository, *, full: bool = True, progress: Callable[[int], None] | None = None) -> FsckReport:
     """Check every pack against its index, every object against its id
     (``full``), and every ref's graph for completeness."""
     report = FsckReport()
@@ -153,6 +154,8 @@ def fsck(repo: Repository, *, full: bool = True) -> FsckReport:
             continue
         for oid, entry in idx.items():
             report.objects_checked += 1
+            if progress is not None:
+                progress(entry.stored_length)
             if entry.offset + entry.stored_length > size:
                 report.bad_objects[oid.hex()] = f"truncated: pack {name} ends at {size}"
                 continue
@@ -272,7 +275,7 @@ def reachable(repo: Repository) -> set[bytes]:
     return seen
 
 
-def gc(repo: Repository, grace: timedelta = timedelta(hours=1)) -> GcResult:
+def gc(repo: Repository, grace: timedelta = timedelta(hours=1), progress: Callable[[int], None] | None = None) -> GcResult:
     """Remove objects no ref (nor ref history) reaches, by rewriting packs.
 
     Packs younger than ``grace`` are left alone: a writer may have just
@@ -299,6 +302,8 @@ def gc(repo: Repository, grace: timedelta = timedelta(hours=1)) -> GcResult:
             continue
         keep = [(oid, e) for oid, e in idx.items() if oid in live]
         for oid, e in keep:
+            if progress is not None:
+                progress(e.stored_length)
             if writer is None:
                 writer = PackWriter(storage, odb.digest_size)
             data = storage.read_range(pack_path(name), e.offset, e.stored_length)

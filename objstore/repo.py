@@ -514,19 +514,26 @@ class Repository:
         """Merge packs into one (all of them, or those under a size), atomically."""
         return repack(self.odb, only_smaller_than=only_smaller_than)
 
-    def fsck(self, *, full: bool = True, url: str | None = None, storage_options: dict[str, Any] | None = None) -> FsckReport:
+    def fsck(
+        self,
+        *,
+        full: bool = True,
+        url: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> FsckReport:
         """Check packs against indexes, (``full``) every object against its id,
         and every ref's graph for completeness; report what is bad and which
         refs it damages. With ``url``, check that repository (a remote) instead."""
         if url is not None:
             with Repository.open(url, storage_options=storage_options) as other:
-                return fsck(other, full=full)
-        return fsck(self, full=full)
+                return fsck(other, full=full, progress=progress)
+        return fsck(self, full=full, progress=progress)
 
-    def gc(self, grace: timedelta = timedelta(hours=1)) -> GcResult:
+    def gc(self, grace: timedelta = timedelta(hours=1), *, progress: Progress | None = None) -> GcResult:
         """Remove objects unreachable from every ref and ref history entry
         (packs younger than ``grace`` are kept whole)."""
-        return gc(self, grace)
+        return gc(self, grace, progress)
 
     # -- accounting ---------------------------------------------------------
 

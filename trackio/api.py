@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from objstore import Repository
@@ -110,7 +111,7 @@ class Api:
         registry.set_aliases(info, [alias])
         return Artifact._from_version(info)
 
-    def fsck(self, full: bool = True) -> dict[str, Any]:
+    def fsck(self, full: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Verify the local store; name the artifact versions (and runs) each problem damages.
 
         Returns ``{"ok", "report", "damaged"}`` where ``report`` is objstore's
@@ -118,7 +119,7 @@ class Api:
         every damaged ref.
         """
         repo = get_repo()
-        report = repo.fsck(full=full)
+        report = repo.fsck(full=full, progress=progress)
         registry = ArtifactRegistry(repo)
         damaged: list[str] = []
         for ref in report.damaged_refs:

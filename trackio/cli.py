@@ -380,7 +380,8 @@ def pull(ctx: click.Context) -> None:
     Example:  trackio artifacts --remote s3://bucket/trackio pull
     """
     spec = _spec(ctx)
-    result = get_repo().fetch(spec.url, refs=[names.ROOT], storage_options=spec.options)
+    with byte_progress("pull", enabled=ctx.obj["progress"]) as tick:
+        result = get_repo().fetch(spec.url, refs=[names.ROOT], storage_options=spec.options, progress=tick)
     _emit(ctx, dataclasses.asdict(result), f"received {result.objects} objects ({result.bytes} bytes); {len(result.refs_updated)} refs updated")
 
 
@@ -393,7 +394,8 @@ def fsck(ctx: click.Context) -> None:
     \b
     Example:  trackio artifacts fsck
     """
-    checked = Api().fsck()
+    with byte_progress("fsck", enabled=ctx.obj["progress"]) as tick:
+        checked = Api().fsck(progress=tick)
     report = checked["report"]
     damaged = checked["damaged"]
     data = {"ok": report.ok, "bad_objects": report.bad_objects, "missing_objects": report.missing_objects, "damaged": damaged}
@@ -413,7 +415,8 @@ def gc(ctx: click.Context, grace: float) -> None:
     \b
     Example:  trackio artifacts gc --grace 0
     """
-    result = get_repo().gc(timedelta(seconds=grace))
+    with byte_progress("gc", enabled=ctx.obj["progress"]) as tick:
+        result = get_repo().gc(timedelta(seconds=grace), progress=tick)
     _emit(ctx, dataclasses.asdict(result), f"removed {result.objects_removed} objects, freed {result.bytes_freed} bytes")
 
 

@@ -91,3 +91,13 @@ def test_json_blocks_are_valid_configs(doc: str, index: int, body: str) -> None:
     data = json.loads(body.replace("<32 hex digits, random>", "0" * 32))
     config = RepoConfig.decode(json.dumps(data).encode(), doc)
     assert config.hash == "xxh3-128"
+
+
+def test_readme_commands_run() -> None:
+    """The README's two commands: ``make demo`` runs here; ``make test`` is this very suite (CI runs it)."""
+    ((_, _, script),) = blocks("sh")
+    commands = [line.split("#")[0].strip() for line in script.splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+    proc = subprocess.run(["make", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "every byte verified" in proc.stdout

@@ -267,7 +267,11 @@ def diff(ctx: click.Context, a: str, b: str) -> None:
 
 @main.group()
 def refs() -> None:
-    """List, set, delete refs and show their history."""
+    """List, set, delete refs and show their history.
+
+    \b
+    Example:  objstore refs history model/latest
+    """
 
 
 @refs.command("list")

@@ -132,3 +132,21 @@ def test_trackio_errors_are_one_line_and_nonzero(tmp_path: Path, data: Path, arg
         assert proc.returncode == 1
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_every_command_help_has_an_example() -> None:
+    import click
+
+    from objstore.cli import main as objstore_main
+    from trackio.cli import main as trackio_main
+
+    def walk(cmd: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
+        out = [(path, cmd)]
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                out += walk(sub, [*path, name])
+        return out
+
+    for root, name in ((objstore_main, "objstore"), (trackio_main, "trackio")):
+        for path, cmd in walk(root, [name]):
+            assert "Example" in (cmd.help or ""), f"{' '.join(path)} --help has no example"

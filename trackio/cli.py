@@ -69,7 +69,12 @@ def _describe(a: Artifact) -> dict[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """trackio: experiment tracking; artifacts stored in objstore."""
+    """trackio: experiment tracking; artifacts stored in objstore.
+
+    \b
+    Example:
+      trackio artifacts -p my_project list
+    """
 
 
 @main.group("artifacts")
@@ -209,7 +214,11 @@ def download(ctx: click.Context, spec: str, root: str | None) -> None:
 
 @artifacts.group()
 def alias() -> None:
-    """Move or remove aliases (``latest`` is automatic)."""
+    """Move or remove aliases (``latest`` is automatic).
+
+    \b
+    Example:  trackio artifacts -p my_project alias set my-model:v3 prod
+    """
 
 
 @alias.command("set")

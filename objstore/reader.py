@@ -76,6 +76,7 @@ class BlobReader(io.RawIOBase):
             out[written : written + n] = data[start : start + n]
             written += n
             self._pos += n
+            break  # one chunk per call: a small read never fetches chunks it does not need
         return written
 
     def readall(self) -> bytes:

@@ -44,10 +44,11 @@ def sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         ("checkpoints/config.json", 20),
         ("model.safetensors", 200_000),
         ("tokenizer/vocab.txt", 5_000),
-        ("data/train.csv", 3_000),
     ]:
         (box / rel).parent.mkdir(parents=True, exist_ok=True)
         (box / rel).write_bytes(os.urandom(size))
+    (box / "data").mkdir()
+    (box / "data" / "train.csv").write_text("a,b\n1,2\n3,4\n")
     env = {
         **os.environ,
         "TRACKIO_DIR": str(tmp_path / "trackio"),

@@ -245,6 +245,16 @@ class Artifact:
         info = self._frozen_info()
         return self._store().open_file(info.tree_id, path)
 
+    def fs(self) -> Any:
+        """A read-only fsspec filesystem over this version's files (no download).
+
+        ``pd.read_csv(art.fs().open("data/train.csv"))`` reads in place,
+        fetching only the chunks it touches, locally or from the remote.
+        """
+        from objstore.fs import ObjstoreFileSystem
+
+        return ObjstoreFileSystem(self._store(), version=self._frozen_info().commit_id, skip_instance_cache=True)
+
     def logged_by(self) -> Run | None:
         """The run that logged this version (None if logged outside a run)."""
         info = self._frozen_info()

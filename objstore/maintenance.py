@@ -227,7 +227,7 @@ def _graph_problems(odb: ObjectDatabase, root: bytes, good: set[bytes], report: 
             report.bad_objects.setdefault(hexid, str(exc))
             problems.add(hexid)
             continue
-        children = _object_children(obj, odb.digest_size)
+        children = _object_children(obj)
         if isinstance(obj, Commit) and hexid in shallow:
             children = [bytes.fromhex(obj.tree)] + [bytes.fromhex(p) for p in obj.parents if odb.has(p)]
         stack.extend(children)
@@ -255,15 +255,8 @@ def reachable(repo: Repository) -> set[bytes]:
     from .remote import _children
 
     odb = repo.odb
-    roots: set[bytes] = set()
-    for name in repo.refs.names():
-        # Every value a ref was ever moved to is a root (an entry's ``old`` is
-        # the previous entry's ``new``, so it needs no separate look).
-        for e in repo.refs.history(name):
-            if e.new:
-                roots.add(odb.raw_id(e.new))
     seen: set[bytes] = set()
-    stack = list(roots)
+    stack = [odb.raw_id(t) for t in repo.refs.all_targets()]
     while stack:
         oid = stack.pop()
         if oid in seen:

@@ -356,10 +356,6 @@ def decode(encoded: bytes | memoryview, digest_size: int) -> StoredObject:
     return obj
 
 
-def kind_of(obj: StoredObject) -> str:
-    return KIND_NAMES[obj.type_tag]
-
-
 def file_mode_from_stat(st_mode: int) -> int:
     """0o755 if any execute bit is set, else 0o644 (git's rule)."""
     return MODE_EXEC if st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH) else MODE_FILE

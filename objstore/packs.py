@@ -58,10 +58,6 @@ class IndexEntry:
     codec: int
 
 
-def record_header_size(digest_size: int) -> int:
-    return digest_size + _RECORD_TAIL.size
-
-
 def encode_index(entries: list[tuple[bytes, IndexEntry]], digest_size: int, pack_name: bytes) -> bytes:
     """Serialize an index (entries in any order; they are sorted here)."""
     entries = sorted(entries, key=lambda e: e[0])
@@ -274,25 +270,3 @@ class PackWriter:
                 os.unlink(self._path)
             except FileNotFoundError:
                 pass
-
-
-def scan_pack(data: bytes | memoryview, digest_size: int) -> Iterator[tuple[bytes, IndexEntry]]:
-    """Walk a pack's records (to rebuild or check an index); ``FormatError`` if malformed."""
-    view = memoryview(data)
-    if len(view) < _PACK_HEADER.size:
-        raise FormatError("pack is shorter than its header")
-    magic, version, ds, _ = _PACK_HEADER.unpack_from(view, 0)
-    if magic != PACK_MAGIC or version != PACK_VERSION or ds != digest_size:
-        raise FormatError("pack header has a bad magic, version or id size")
-    pos = _PACK_HEADER.size
-    rh = record_header_size(digest_size)
-    while pos < len(view):
-        if pos + rh > len(view):
-            raise FormatError(f"pack record header at {pos} is truncated")
-        oid = bytes(view[pos : pos + digest_size])
-        tag, codec, stored, raw = _RECORD_TAIL.unpack_from(view, pos + digest_size)
-        start = pos + rh
-        if start + stored > len(view):
-            raise FormatError(f"pack record {oid.hex()} at {pos} is truncated")
-        yield oid, IndexEntry(start, stored, raw, tag, codec)
-        pos = start + stored

@@ -300,9 +300,12 @@ class RefStore:
         return dropped
 
     def all_targets(self) -> builtins.set[ObjectId]:
-        """Every id any ref points at now or ever pointed at (for gc roots)."""
+        """Every value any ref holds or was ever moved to: the gc roots.
+
+        An entry's ``old`` is the previous entry's ``new``, so it needs no
+        separate look (and an entry dropped by :meth:`forget` no longer counts).
+        """
         out: builtins.set[ObjectId] = builtins.set()
         for name in self.names():
-            for e in self.history(name):
-                out.update(v for v in (e.old, e.new) if v)
+            out.update(e.new for e in self.history(name) if e.new)
         return out

@@ -308,7 +308,7 @@ class Remote:
                     local.add_stored(oid, BLOB, entry.codec, stored, entry.raw_length)
                     continue
                 metadata[oid] = (entry, bytes(stored), obj)
-                children = _object_children(obj, local.digest_size)
+                children = _object_children(obj)
                 if isinstance(obj, Commit):
                     d = commit_depth.get(oid, 1)
                     parents = [bytes.fromhex(p) for p in obj.parents]
@@ -410,7 +410,7 @@ def _verify(odb: ObjectDatabase, oid: bytes, entry: IndexEntry, stored: bytes | 
     return raw
 
 
-def _object_children(obj: Any, digest_size: int) -> list[bytes]:
+def _object_children(obj: Any) -> list[bytes]:
     if isinstance(obj, Commit):
         return [bytes.fromhex(obj.tree), *(bytes.fromhex(p) for p in obj.parents)]
     if isinstance(obj, Tree):
@@ -427,7 +427,7 @@ def _children(odb: ObjectDatabase, oid: bytes) -> list[bytes]:
     if tag == BLOB:
         return []
     if tag is None or tag in (CHUNKED, TREE, COMMIT):
-        return _object_children(odb.get(oid), odb.digest_size)
+        return _object_children(odb.get(oid))
     return []
 
 
@@ -447,7 +447,7 @@ def _children_first(metadata: dict[bytes, tuple[IndexEntry, bytes, Any]]) -> lis
                 continue
             done.add(oid)
             stack.append((oid, True))
-            stack.extend((c, False) for c in _object_children(metadata[oid][2], 0) if c in metadata)
+            stack.extend((c, False) for c in _object_children(metadata[oid][2]) if c in metadata)
     return order
 
 

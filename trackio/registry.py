@@ -150,9 +150,8 @@ class ArtifactRegistry:
         """Aliases on a version: ``latest`` first, then in the order they were set."""
         prefix = names.alias_ref(v.project, v.name, "")
         found = []
-        for ref in self.repo.refs.names(prefix):
-            head = self.repo.refs.head(ref)
-            if head is not None and head.new == v.commit_id:
+        for ref, head in self.repo.refs.heads(prefix).items():  # one listing for all aliases
+            if head.new == v.commit_id:
                 found.append((ref[len(prefix):] != names.LATEST, head.time, ref[len(prefix):]))
         return tuple(alias for _, _, alias in sorted(found))
 

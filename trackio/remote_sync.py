@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from objstore import Repository
-from objstore.errors import NotARepository, ObjectNotFound, PushRejected, RefConflict, RefNotFound
-from objstore.ids import ObjectId
+from objstore.errors import NotARepository, ObjectNotFound, PushRejected, RefConflict
 from objstore.remote import Remote, TransferResult
 
 from . import names
 from .errors import ArtifactNotFoundError, SyncError
-from .registry import KIND_VERSION, ArtifactRegistry, VersionInfo
+from .registry import ArtifactRegistry, VersionInfo
 from .store import get_repo, store_path
 
 if TYPE_CHECKING:
@@ -386,10 +385,6 @@ def on_logged(run: Run, artifact: Artifact) -> None:
         artifact._sync_job = _submit(run.remote_spec, artifact)
 
 
-def on_run_saved(run: Run) -> None:
-    """Run records travel with the data."""
-
-
 def on_run_finished(run: Run) -> None:
     """Push the final record and wait for this run's pushes (warn, never raise, if offline)."""
     if run.remote_spec is not None:
@@ -415,11 +410,4 @@ def sync(spec: RemoteSpec) -> TransferResult:
     return result
 
 
-def is_version(repo: Repository, commit_id: str) -> bool:
-    try:
-        return repo.get_commit(commit_id).metadata.get("kind") == KIND_VERSION
-    except (ObjectNotFound, RefNotFound):
-        return False
-
-
-__all__ = ["ObjectId", "RemoteSpec", "ensure_local", "on_logged", "on_run_finished", "push", "remote_spec", "resolve", "sync", "wait_for"]
+__all__ = ["RemoteSpec", "ensure_local", "on_logged", "on_run_finished", "push", "remote_spec", "resolve", "sync", "wait_for"]

@@ -18,17 +18,9 @@ TESTS = HERE.parent
 PROJECT_ROOT = TESTS.parent
 REMOTES = TESTS / "remotes"
 
-# pytest puts ``tests/`` on sys.path, where the ``tests/trackio`` folder could
-# shadow the real package as a namespace package: make the project root win.
-# ``tests/remotes`` is added for ``remote_helpers``.
-for _p in (str(REMOTES), str(HERE), str(PROJECT_ROOT)):
-    if _p in sys.path:
-        sys.path.remove(_p)
-    sys.path.insert(0, _p)
-_stale = sys.modules.get("trackio")
-if _stale is not None and getattr(_stale, "__file__", None) is None:
-    for _name in [m for m in sys.modules if m == "trackio" or m.startswith("trackio.")]:
-        del sys.modules[_name]
+# ``tests/remotes`` is on the path for ``remote_helpers``.
+if str(REMOTES) not in sys.path:
+    sys.path.insert(0, str(REMOTES))
 
 
 def _load_remote_fixtures():  # type: ignore[no-untyped-def]

@@ -14,7 +14,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,22 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-PROJECT_ROOT = HERE.parents[1]
-
-# pytest puts ``tests/`` on sys.path, where the ``tests/trackio`` folder could
-# shadow the real package as a namespace package: make the project root win.
-for _p in (str(HERE), str(PROJECT_ROOT)):
-    if _p in sys.path:
-        sys.path.remove(_p)
-    sys.path.insert(0, _p)
-_stale = sys.modules.get("trackio")
-if _stale is not None and getattr(_stale, "__file__", None) is None:
-    for _name in [m for m in sys.modules if m == "trackio" or m.startswith("trackio.")]:
-        del sys.modules[_name]
-
-from remote_helpers import (  # noqa: E402
+from remote_helpers import (
     S3_KEY,
     S3_REGION,
     S3_SECRET,

@@ -7,30 +7,15 @@ and with a fresh temporary working directory, so default download paths
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-PROJECT_ROOT = HERE.parents[1]
+import trackio
+import trackio.run
+import trackio.store
 
-# This folder is called ``trackio`` and pytest puts ``tests/`` on sys.path, so
-# ``import trackio`` could pick up this folder as a namespace package. Make the
-# real package win, whatever the import order.
-for _p in (str(HERE), str(PROJECT_ROOT)):
-    if _p in sys.path:
-        sys.path.remove(_p)
-    sys.path.insert(0, _p)
-_stale = sys.modules.get("trackio")
-if _stale is not None and getattr(_stale, "__file__", None) is None:
-    for _name in [m for m in sys.modules if m == "trackio" or m.startswith("trackio.")]:
-        del sys.modules[_name]
-
-import trackio  # noqa: E402
-import trackio.run  # noqa: E402
-import trackio.store  # noqa: E402
-
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 assert Path(trackio.__file__).resolve().parent == PROJECT_ROOT / "trackio", trackio.__file__
 
 

@@ -26,9 +26,12 @@ from .errors import (
     InvalidNameError,
     ManifestPathError,
     NoActiveRunError,
+    ReferenceChangedError,
     ReservedAliasError,
     SyncError,
+    UnsupportedReferenceError,
 )
+from .references import ReferenceHandler, ResolvedReference, register_reference_handler, unregister_reference_handler
 from .run import Run, current_run, require_run, start_run
 from .store import store_path, trackio_dir
 
@@ -136,6 +139,10 @@ __all__ = [
     "NoActiveRunError",
     "ReservedAliasError",
     "SyncError",
+    "UnsupportedReferenceError",
+    "ReferenceChangedError",
+    "ReferenceHandler",
+    "ResolvedReference",
     "Run",
     "current_run",
     "errors",
@@ -143,6 +150,8 @@ __all__ = [
     "init",
     "log",
     "log_artifact",
+    "register_reference_handler",
+    "unregister_reference_handler",
     "store_path",
     "sync",
     "trackio_dir",

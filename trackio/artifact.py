@@ -172,11 +172,19 @@ class Artifact:
         self._check_mutable()
         if not isinstance(uri, str) or "://" not in uri:
             raise ArtifactPathError(f"add_reference needs a URI with a scheme (e.g. Path(...).as_uri()), got {uri!r}")
-        last = urllib.parse.unquote(uri.rstrip("/").rsplit("/", 1)[-1])
+        last = urllib.parse.unquote(uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
         base = name.strip("/") if name else last
-        for rel, ref in references.expand(uri, checksum=checksum, max_objects=max_objects):
-            logical = f"{base}/{rel}" if rel else base
-            entry = TreeEntry(logical.rsplit("/", 1)[-1], "reference", size=ref.size, target=ref.uri, digest=ref.digest)
+        staged: list[tuple[str, TreeEntry]] = []
+        for ref in references.resolve(uri, checksum=checksum, max_objects=max_objects):
+            logical = f"{base}/{ref.relkey}" if ref.relkey else base
+            names.validate_logical_path(logical)
+            size = -1 if ref.size is None else ref.size
+            entry = TreeEntry(logical.rsplit("/", 1)[-1], "reference", size=size, target=ref.uri, digest=ref.digest)
+            staged.append((logical, entry))
+        clashes = [p for p, _ in staged if p in self._entries]
+        if clashes:
+            raise ManifestPathError(f"Duplicate logical path in artifact {self._name!r}: {clashes[0]!r}")
+        for logical, entry in staged:
             self._add(logical, entry)
 
     # -- after logging ------------------------------------------------------
@@ -231,9 +239,9 @@ class Artifact:
         result = get_repo().checkout(info.tree_id, root, progress=progress)
         for path, entry in result.references:
             assert entry.target is not None
-            ref = references.Reference(entry.target, entry.size, entry.digest)
-            if not references.is_current(ref, path):
-                references.download(ref, path)
+            if not references.is_current(entry.target, entry.size, entry.digest, path):
+                label = os.path.relpath(path, root).replace(os.sep, "/")
+                references.download(entry.target, entry.size, entry.digest, path, label)
         return root
 
     def files(self) -> list[str]:

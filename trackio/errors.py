@@ -50,3 +50,7 @@ class ReferenceChangedError(TrackioError, ValueError):
 
 class SyncError(TrackioError, RuntimeError):
     """The remote could not be reached or kept rejecting the push."""
+
+
+class UnsupportedReferenceError(TrackioError, ValueError):
+    """No reference handler takes this URI's scheme."""

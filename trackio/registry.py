@@ -21,7 +21,7 @@ from objstore import ABSENT, Commit, Repository
 from objstore.errors import RefConflict, RefNotFound
 from objstore.ids import ObjectId
 
-from . import names
+from . import names, references
 from .errors import ArtifactNotFoundError, ArtifactTypeError, InvalidNameError
 
 KIND_VERSION = "artifact-version"
@@ -81,7 +81,8 @@ def manifest_of(repo: Repository, tree_id: ObjectId) -> list[dict[str, Any]]:
         if e.kind == "file":
             out.append({"path": path, "digest": e.id, "size": e.size})
         elif e.kind == "reference":
-            digest = e.digest.split(":", 1)[1] if e.digest else e.target  # "sha256:<hex>" -> "<hex>"
+            assert e.target is not None
+            digest = references.manifest_digest(e.target, e.digest)  # "sha256:<hex>" -> "<hex>"
             out.append({"path": path, "digest": digest, "size": max(e.size, 0), "ref": e.target})
     out.sort(key=lambda e: e["path"])
     return out

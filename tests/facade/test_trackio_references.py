@@ -565,3 +565,30 @@ def test_s3_missing_object_or_prefix_raises_naming_it(run, s3):
         art.add_reference(f"s3://{bucket}/nope.bin")
     with pytest.raises(FileNotFoundError, match="no-such-prefix"):
         art.add_reference(f"s3://{bucket}/no-such-prefix/")
+
+
+def test_http_reference_version_follows_the_etag(run, served):
+    write(served.root / "w.bin", b"epoch 1")
+    url = served.url("w.bin")
+
+    def log() -> str | None:
+        art = trackio.Artifact("web-weights", "model")
+        art.add_reference(url)
+        return trackio.log_artifact(art).version
+
+    assert log() == "v0"
+    assert log() == "v0"
+    write(served.root / "w.bin", b"epoch 2")
+    assert log() == "v1"
+
+
+def test_signed_http_url_warns_and_is_still_recorded(run, served):
+    write(served.root / "w.bin", b"w")
+    url = served.url("w.bin") + "?X-Amz-Signature=s3cr3t&X-Amz-Expires=60"
+    art = trackio.Artifact("signed-web", "model")
+    with pytest.warns(UserWarning, match="X-Amz-Signature") as caught:
+        art.add_reference(url)
+    assert not any("s3cr3t" in str(w.message) for w in caught)
+    (entry,) = trackio.log_artifact(art).manifest
+    assert entry["path"] == "w.bin"
+    assert entry["ref"] == url

@@ -21,6 +21,7 @@ NAMES = (
     "memory",
     "chunk_size",
     "remote",
+    "peers",
 )
 """Every benchmark, in the order they run; module ``benchmarks.bench_<name>``."""
 

@@ -14,6 +14,7 @@ import tempfile
 import time
 import traceback
 from types import ModuleType
+from typing import Any
 
 from . import NAMES
 from .common import ROOT, Context, Row, format_table
@@ -28,6 +29,7 @@ _DISK_GB = {
     "memory": (4.4, 1.1),
     "chunk_size": (1.4, 0.4),
     "remote": (2.5, 0.7),
+    "peers": (6.5, 1.8),
 }
 
 
@@ -121,13 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(workdir=workdir, quick=args.quick, repeats=args.repeats, verbose=not args.quiet)
     load_before = _loadavg()
     rows: list[Row] = []
+    extras: list[Any] = []  # sections a benchmark adds besides its rows (``sections()``: .text, .markdown(doc_dir))
     failed: list[str] = []
     t0 = time.perf_counter()
     try:
         for name in selected:
             ctx.log(f"== {name}")
             try:
-                rows.extend(_module(name).run(ctx))
+                module = _module(name)
+                rows.extend(module.run(ctx))
+                extras.extend(getattr(module, "sections", list)())
             except Exception as exc:
                 traceback.print_exc()
                 failed.append(name)
@@ -145,10 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         f"load avg {load_before} -> {_loadavg()}, {elapsed:.0f} s"
     )
     print(header)
+    for extra in extras:
+        print(extra.text)
     print(format_table(rows))
     if args.markdown:
+        doc_dir = os.path.dirname(os.path.abspath(args.markdown))
+        sections = [extra.markdown(doc_dir) for extra in extras]
         with open(args.markdown, "w") as f:
-            f.write(markdown_page(header, rows))
+            f.write(markdown_page(header, rows, sections))
     counts = {s: sum(1 for r in rows if r.status == s) for s in ("PASS", "FAIL", "ERROR")}
     print(
         f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['ERROR']} errors (rows without a target are info)"
@@ -159,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def markdown_page(header: str, rows: list[Row]) -> str:
-    """The results as a Markdown page: what was run, then one table."""
+def markdown_page(header: str, rows: list[Row], sections: list[str] | None = None) -> str:
+    """The results as a Markdown page: what was run, one table, then any extra sections."""
     lines = [
         "# Benchmarks",
         "",
@@ -177,6 +186,8 @@ def markdown_page(header: str, rows: list[Row]) -> str:
         value = "-" if r.value is None else f"{r.value:,.3g} {r.unit}".strip()
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
         lines.append(f"| {r.bench} | {r.metric} | {value} | {r.target_text()} | {ratio} | {r.status} | {r.notes} |")
+    for section in sections or []:
+        lines += ["", section]
     return "\n".join(lines) + "\n"
 
 

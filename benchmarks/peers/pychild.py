@@ -1,0 +1,163 @@
+"""One artifact operation of a Python-library system, in a fresh interpreter.
+
+    <env>/bin/python pychild.py '{"system": "objstore", "op": "log", ..., "report": PATH}'
+
+Runs under the interpreter of the system's own environment (objstore and
+our trackio façade: the project's ``.venv``; trackio 0.43: its own venv), so
+it imports nothing from the benchmark package and only the standard
+library besides the system itself. The script's directory is the first
+entry of ``sys.path``; it holds no ``trackio`` or ``objstore``, so
+``import trackio`` finds the environment's trackio.
+
+``system``:
+  * ``objstore``: the ``Repository`` API. ``log`` = snapshot + commit (with
+    the previous ``main`` as parent) + ref; ``restore`` = checkout of
+    ``main``; ``push`` / ``fetch`` = ``Repository.push`` / ``Repository.clone``
+    + checkout, against ``url`` with ``storage_options``.
+  * ``trackio``: trackio's artifact API, whichever trackio the interpreter
+    has. ``trackio.init`` before and ``trackio.finish`` after the timed
+    call, which is ``log_artifact(path, name, type)`` for ``log`` and
+    ``use_artifact(name).download(dest)`` for ``restore``; ``push`` is
+    ``trackio.sync(remote=url)`` and ``fetch`` is ``init(remote=url)`` then
+    ``use_artifact(name).download(dest)`` in an empty ``TRACKIO_DIR``.
+
+The report (JSON at ``report``) gives ``op_s`` (the call itself, the
+figure the benchmark reports), ``import_s``, ``setup_s``, ``finish_s``,
+``vmhwm_kb`` (this process image's peak RSS, a cross-check of the
+launcher's ``wait4`` figure) and, when ``counter`` is set, the storage
+requests the moto server counted during the call (``op_requests``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.request
+from typing import Any
+
+
+def _vmhwm_kb() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _requests(counter: str | None) -> int:
+    if not counter:
+        return 0
+    with urllib.request.urlopen(counter, timeout=10) as r:
+        return int(json.loads(r.read())["total"])
+
+
+def _objstore(spec: dict[str, Any], out: dict[str, Any]) -> None:
+    t0 = time.perf_counter()
+    from objstore import Repository
+    from objstore.errors import NotARepository
+
+    out["import_s"] = time.perf_counter() - t0
+    op = spec["op"]
+    counter = spec.get("counter")
+    opts = spec.get("storage_options")
+    t1 = time.perf_counter()
+    if op == "fetch":
+        r0 = _requests(counter)
+        t2 = time.perf_counter()
+        repo = Repository.clone(spec["url"], spec["store"], storage_options=opts)
+        result = repo.checkout("main", spec["dest"])
+        out["op_s"] = time.perf_counter() - t2
+        out["op_requests"] = _requests(counter) - r0
+        out["files"] = result.files
+        repo.close()
+        return
+    try:
+        repo = Repository.open(spec["store"])
+    except NotARepository:
+        repo = Repository.init(spec["store"])
+    out["setup_s"] = time.perf_counter() - t1
+    r0 = _requests(counter)
+    t2 = time.perf_counter()
+    if op == "log":
+        tree = repo.snapshot(spec["path"])
+        parents: list[str] = [repo.refs.get("main")] if repo.refs.exists("main") else []
+        commit = repo.commit(tree, parents, message=spec.get("message", ""))
+        repo.refs.set("main", commit)
+    elif op == "restore":
+        result = repo.checkout("main", spec["dest"])
+        out["files"] = result.files
+    elif op == "push":
+        pushed = repo.push(spec["url"], "main", storage_options=opts)
+        out["storage_requests"] = pushed.requests  # objstore's own count of storage operations
+    else:
+        raise SystemExit(f"unknown op {op!r}")
+    out["op_s"] = time.perf_counter() - t2
+    out["op_requests"] = _requests(counter) - r0
+    t3 = time.perf_counter()
+    repo.close()
+    out["finish_s"] = time.perf_counter() - t3
+
+
+def _trackio(spec: dict[str, Any], out: dict[str, Any]) -> None:
+    t0 = time.perf_counter()
+    import trackio
+
+    out["import_s"] = time.perf_counter() - t0
+    out["trackio_file"] = trackio.__file__
+    op = spec["op"]
+    counter = spec.get("counter")
+    opts = spec.get("storage_options")
+    name = spec.get("name", "data")
+    t1 = time.perf_counter()
+    if op == "push":
+        r0 = _requests(counter)
+        t2 = time.perf_counter()
+        trackio.sync(remote=spec["url"], storage_options=opts)
+        out["op_s"] = time.perf_counter() - t2
+        out["op_requests"] = _requests(counter) - r0
+        return
+    if op == "fetch":
+        trackio.init(project=spec.get("project", "bench"), remote=spec["url"], storage_options=opts)
+    else:
+        trackio.init(project=spec.get("project", "bench"))
+    out["setup_s"] = time.perf_counter() - t1
+    r0 = _requests(counter)
+    t2 = time.perf_counter()
+    if op == "log":
+        art = trackio.log_artifact(spec["path"], name=name, type=spec.get("type", "model"))
+        out["version"] = art.version
+    elif op in ("restore", "fetch"):
+        out["downloaded"] = trackio.use_artifact(name).download(spec["dest"])
+    else:
+        raise SystemExit(f"unknown op {op!r}")
+    out["op_s"] = time.perf_counter() - t2
+    out["op_requests"] = _requests(counter) - r0
+    t3 = time.perf_counter()
+    trackio.finish()
+    out["finish_s"] = time.perf_counter() - t3
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    out: dict[str, Any] = {"system": spec["system"], "op": spec["op"]}
+    if spec["system"] == "objstore":
+        _objstore(spec, out)
+    elif spec["system"] == "trackio":
+        _trackio(spec, out)
+    else:
+        raise SystemExit(f"unknown system {spec['system']!r}")
+    out["vmhwm_kb"] = _vmhwm_kb()
+    tmp = spec["report"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(out, f)
+    os.replace(tmp, spec["report"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

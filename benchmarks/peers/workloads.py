@@ -1,0 +1,417 @@
+"""The six workloads, run for every system on the same data in the same run.
+
+Each workload writes its data into its own source root (``<work>/wN/src``),
+just before the systems read it (so it is in the page cache for everyone),
+then runs every system in turn, each with a fresh store. Timings are medians
+of ``repeats`` runs, each from a fresh store (or, for restores and fetches,
+into an empty destination), ``os.sync()`` before each run outside the
+clock; workload 3 runs once.
+
+1. ``W1 log`` / ``W1 restore``: one random (incompressible) file, logged
+   into an empty store, then restored into an empty directory.
+2. ``W2 re-log``: the same unchanged file logged again (its mtime set 10 s
+   back before the first log, as for a file written a while ago).
+3. ``W3 10 versions``: ten checkpoints of a random file; each next one has
+   ``size/100/64 KiB`` 64 KiB regions overwritten at random places and 100
+   bytes inserted (~1% changed); every version is logged; the key figure is
+   the store size after all ten.
+4. ``W4 log`` / ``W4 restore``: 20,000 text files of 1-4 KiB
+   (``bench_small_files.make_tree``) logged as one directory, then restored.
+5. ``W5 compressible``: float16 "weights" with 60% zeros (pruned), logged;
+   the key figure is the store size.
+6. ``W6 push`` / ``W6 fetch``: the W1 file, logged locally (outside the
+   clock), sent to a fresh bucket on a loopback moto S3 server; then brought
+   onto a "fresh machine" (empty store/cache) and materialized. HTTP
+   requests are counted by the server.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import random
+import shutil
+import statistics
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..bench_small_files import make_tree
+from ..common import Context, KiB, MiB, age_file, apply_edits, count_files, dir_bytes, fmt, remove, write_random_file
+from .systems import Op, S3Target, System
+
+REGION = 64 * KiB
+INSERT = 100
+VERSIONS = 10
+SEED = 20240611
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    metric: str  # the key figure: "time" (lower is better) or "stored" (bytes, lower is better)
+
+
+WORKLOADS = [
+    Workload("W1 log", "log one random file", "time"),
+    Workload("W1 restore", "restore it into an empty dir", "time"),
+    Workload("W2 re-log", "log the unchanged file again", "time"),
+    Workload("W3 10 versions", "10 checkpoints, ~1% changed each: store after all", "stored"),
+    Workload("W4 log", "log 20,000 files of 1-4 KiB", "time"),
+    Workload("W4 restore", "restore the 20,000 files", "time"),
+    Workload("W5 compressible", "log a compressible float16 file: store size", "stored"),
+    Workload("W6 push", "push the W1 file to S3 (moto, loopback)", "time"),
+    Workload("W6 fetch", "fetch it from S3 onto a fresh machine", "time"),
+]
+BY_KEY = {w.key: w for w in WORKLOADS}
+
+
+@dataclass
+class Cell:
+    """One (workload, system) result."""
+
+    workload: str
+    system: str
+    ours: bool
+    skipped: str = ""  # why there is no result
+    seconds: float | None = None  # median of the runs
+    samples: list[float] = field(default_factory=list)
+    data_bytes: int = 0  # logical bytes the operation handled (for MB/s)
+    stored: int | None = None
+    files: int | None = None
+    peak_rss: int | None = None  # bytes, largest of the runs
+    requests: int | None = None
+    process_s: float | None = None  # median wall of the operation's processes, start-up included
+    cpu_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mbps(self) -> float | None:
+        if not self.seconds or not self.data_bytes:
+            return None
+        return self.data_bytes / 1e6 / self.seconds
+
+    def key_value(self) -> float | None:
+        """The workload's key figure (lower is better)."""
+        if self.skipped:
+            return None
+        return self.seconds if BY_KEY[self.workload].metric == "time" else self.stored
+
+    def add(self, ops: list[Op], data_bytes: int) -> None:
+        self.samples = [o.seconds for o in ops]
+        self.seconds = statistics.median(self.samples)
+        self.process_s = statistics.median(o.process_s for o in ops)
+        self.cpu_s = statistics.median(o.cpu_s for o in ops)
+        self.peak_rss = max(o.peak_rss for o in ops)
+        reqs = [o.requests for o in ops if o.requests is not None]
+        self.requests = int(statistics.median(reqs)) if reqs else None
+        self.data_bytes = data_bytes
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def write_compressible(path: str, size: int, seed: int = SEED) -> None:
+    """float16 "weights", N(0, 0.02), 60% of them zero (pruned); numpy if present, else JSON lines."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy comes with matplotlib in the bench extra
+        _write_json_lines(path, size, seed)
+        return
+    rng = np.random.default_rng(seed)
+    block = 8 * MiB // 2  # values per block
+    with open(path, "wb") as f:
+        left = size // 2
+        while left:
+            n = min(block, left)
+            w = rng.normal(0.0, 0.02, n).astype(np.float16)
+            w[rng.random(n) < 0.6] = 0
+            f.write(w.tobytes())
+            left -= n
+
+
+def _write_json_lines(path: str, size: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        written = 0
+        step = 0
+        while written < size:
+            line = f'{{"step": {step}, "loss": {rng.random():.6f}, "lr": 0.0003, "tokens": {rng.randrange(10**6)}}}\n'
+            f.write(line)
+            written += len(line)
+            step += 1
+
+
+def checkpoint_edits(rng: random.Random, size: int) -> list[tuple[int, str, bytes]]:
+    """~1% of ``size`` in 64 KiB overwrites spread over the file, plus a 100-byte insertion."""
+    regions = max(1, round(size * 0.01 / REGION))
+    stretch = size // regions
+    edits: list[tuple[int, str, bytes]] = []
+    for i in range(regions):
+        offset = i * stretch + rng.randrange(max(1, stretch - REGION - 8 * KiB))
+        edits.append((offset, "overwrite", rng.randbytes(REGION)))
+    j = rng.randrange(regions)  # the insertion goes at the end of a stretch, past its overwrite
+    edits.append((j * stretch + stretch - 4 * KiB, "insert", rng.randbytes(INSERT)))
+    return edits
+
+
+def verify(restored: str, original: str) -> None:
+    """The restore must be exactly the source (file) or have its files and bytes (directory)."""
+    if os.path.isdir(original):
+        got = (count_files(restored), dir_bytes(restored)) if os.path.isdir(restored) else (0, 0)
+        want = (count_files(original), dir_bytes(original))
+        if got != want:
+            raise AssertionError(f"restore has {got[0]} files / {got[1]} bytes, expected {want[0]} / {want[1]}")
+    elif not (os.path.isfile(restored) and filecmp.cmp(restored, original, shallow=False)):
+        raise AssertionError(f"restored file {restored} differs from {original}")
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+class Bench:
+    """Runs the workloads for a list of systems and collects cells."""
+
+    def __init__(self, ctx: Context, systems: list[System], skipped: dict[str, str], work: str) -> None:
+        self.ctx = ctx
+        self.systems = systems
+        self.skipped = skipped
+        self.work = work
+        self.size = 64 * MiB if ctx.quick else 256 * MiB
+        self.files = 5_000 if ctx.quick else 20_000
+        self.cells: list[Cell] = []
+
+    @property
+    def size_label(self) -> str:
+        return f"{self.size // MiB} MiB"
+
+    # -- helpers --
+
+    def _cell(self, key: str, system: System) -> Cell:
+        cell = Cell(key, system.name, system.ours)
+        self.cells.append(cell)
+        return cell
+
+    def _skip_all(self, key: str) -> None:
+        """Rows for the peers that could not be installed."""
+        for name, why in self.skipped.items():
+            self.cells.append(Cell(key, name, False, skipped=f"not installed: {why}"))
+
+    def _guard(self, cells: list[Cell], system: System, fn: Callable[[], None]) -> None:
+        """Run one system's part of a workload; a failure marks its cells instead of ending the benchmark."""
+        try:
+            fn()
+        except Exception as exc:
+            msg = f"failed: {type(exc).__name__}: {exc}"[:300]
+            self.ctx.log(f"peers: {system.name}: {msg}")
+            for c in cells:
+                if c.seconds is None and not c.skipped:
+                    c.skipped = msg
+        finally:
+            system.cleanup()
+
+    def _dest(self, name: str) -> str:
+        path = os.path.join(self.work, "dest", name)
+        remove(path)
+        os.makedirs(path)
+        return path
+
+    def _restore(self, system: System, rel: str, original: str, cell: Cell, data_bytes: int) -> None:
+        ops = []
+        for i in range(self.ctx.repeats):
+            dest = self._dest(system.name.replace(" ", "_"))
+            op, restored = system.restore(rel, dest)
+            if i == 0:
+                verify(restored, original)
+            ops.append(op)
+            remove(dest)
+        cell.add(ops, data_bytes)
+
+    def _store(self, cell: Cell, system: System) -> None:
+        cell.stored, cell.files = system.store_size()
+
+    # -- workloads --
+
+    def w1_w2(self) -> None:
+        """W1 log + restore and W2 re-log of one random file."""
+        src = os.path.join(self.work, "w1", "src")
+        os.makedirs(src, exist_ok=True)
+        rel = "weights.bin"
+        path = os.path.join(src, rel)
+        self.ctx.log(f"peers: W1/W2: writing a {self.size_label} random file")
+        write_random_file(path, self.size)
+        age_file(path)
+        for system in self.systems:
+            log, restore, relog = (self._cell(k, system) for k in ("W1 log", "W1 restore", "W2 re-log"))
+
+            def run(system: System = system, log: Cell = log, restore: Cell = restore, relog: Cell = relog) -> None:
+                self.ctx.log(f"peers: W1 {system.name}: log x{self.ctx.repeats}, restore x{self.ctx.repeats}")
+                ops = []
+                for _ in range(self.ctx.repeats):
+                    system.reset(src)
+                    age_file(path)
+                    ops.append(system.log(rel, "v1"))
+                log.add(ops, self.size)
+                self._store(log, system)
+                self._restore(system, rel, path, restore, self.size)
+                self.ctx.log(f"peers: W2 {system.name}: re-log x{self.ctx.repeats}")
+                ops = [system.log(rel, f"epoch {i + 2}") for i in range(self.ctx.repeats)]
+                relog.add(ops, self.size)
+                self._store(relog, system)
+                relog.notes.append(
+                    f"store grew {relog.stored - log.stored:+,} B over {self.ctx.repeats} re-logs"
+                    if relog.stored is not None and log.stored is not None
+                    else ""
+                )
+
+            self._guard([log, restore, relog], system, run)
+        for key in ("W1 log", "W1 restore", "W2 re-log"):
+            self._skip_all(key)
+        remove(os.path.join(self.work, "w1"))
+
+    def w3(self) -> None:
+        """Ten checkpoints with ~1% changed each; the store size after all ten (one run)."""
+        root = os.path.join(self.work, "w3")
+        src = os.path.join(root, "src")
+        os.makedirs(src, exist_ok=True)
+        base = os.path.join(root, "base.bin")
+        rel = "ckpt.bin"
+        path = os.path.join(src, rel)
+        self.ctx.log(f"peers: W3: writing a {self.size_label} random file")
+        write_random_file(base, self.size)
+        for system in self.systems:
+            cell = self._cell("W3 10 versions", system)
+
+            def run(system: System = system, cell: Cell = cell) -> None:
+                self.ctx.log(f"peers: W3 {system.name}: {VERSIONS} versions")
+                remove(path)
+                shutil.copyfile(base, path)
+                system.reset(src)
+                rng = random.Random(SEED)
+                ops = []
+                total = 0
+                for v in range(VERSIONS):
+                    if v:
+                        apply_edits(path, checkpoint_edits(rng, os.path.getsize(path)))
+                    total += os.path.getsize(path)
+                    ops.append(system.log(rel, f"v{v + 1}"))
+                cell.add(ops, total)
+                # the row's time is all ten logs together; the per-version spread goes in the notes
+                per = [o.seconds for o in ops]
+                cell.notes.append(
+                    f"per version {fmt(min(per))}..{fmt(max(per))} s, median {fmt(statistics.median(per))} s"
+                )
+                cell.seconds = sum(per)
+                cell.samples = [cell.seconds]
+                self._store(cell, system)
+
+            self._guard([cell], system, run)
+        self._skip_all("W3 10 versions")
+        remove(root)
+
+    def w4(self) -> None:
+        """20,000 small text files as one directory: log, then restore."""
+        src = os.path.join(self.work, "w4", "src")
+        rel = "dataset"
+        data = os.path.join(src, rel)
+        self.ctx.log(f"peers: W4: writing {self.files:,} files")
+        total = make_tree(data, self.files)
+        for system in self.systems:
+            log, restore = self._cell("W4 log", system), self._cell("W4 restore", system)
+
+            def run(system: System = system, log: Cell = log, restore: Cell = restore) -> None:
+                self.ctx.log(f"peers: W4 {system.name}: log x{self.ctx.repeats}, restore x{self.ctx.repeats}")
+                ops = []
+                for _ in range(self.ctx.repeats):
+                    system.reset(src)
+                    ops.append(system.log(rel, "dataset"))
+                log.add(ops, total)
+                self._store(log, system)
+                self._restore(system, rel, data, restore, total)
+
+            self._guard([log, restore], system, run)
+        for key in ("W4 log", "W4 restore"):
+            self._skip_all(key)
+        remove(os.path.join(self.work, "w4"))
+
+    def w5(self) -> None:
+        """A compressible file: store size (and log time)."""
+        src = os.path.join(self.work, "w5", "src")
+        os.makedirs(src, exist_ok=True)
+        rel = "weights-f16.bin"
+        path = os.path.join(src, rel)
+        self.ctx.log(f"peers: W5: writing a {self.size_label} compressible file")
+        write_compressible(path, self.size)
+        for system in self.systems:
+            cell = self._cell("W5 compressible", system)
+
+            def run(system: System = system, cell: Cell = cell) -> None:
+                self.ctx.log(f"peers: W5 {system.name}: log x{self.ctx.repeats}")
+                ops = []
+                for _ in range(self.ctx.repeats):
+                    system.reset(src)
+                    ops.append(system.log(rel, "f16"))
+                cell.add(ops, self.size)
+                self._store(cell, system)
+                if cell.stored:
+                    cell.notes.append(f"stored/file {cell.stored / self.size:.2f}")
+
+            self._guard([cell], system, run)
+        self._skip_all("W5 compressible")
+        remove(os.path.join(self.work, "w5"))
+
+    def w6(self, endpoint: str) -> None:
+        """Push to and fetch from S3 (a fresh bucket per push)."""
+        src = os.path.join(self.work, "w6", "src")
+        os.makedirs(src, exist_ok=True)
+        rel = "weights.bin"
+        path = os.path.join(src, rel)
+        self.ctx.log(f"peers: W6: writing a {self.size_label} random file")
+        write_random_file(path, self.size)
+        age_file(path)
+        for system in self.systems:
+            push, fetch = self._cell("W6 push", system), self._cell("W6 fetch", system)
+            if system.s3_skip:
+                push.skipped = fetch.skipped = system.s3_skip
+                continue
+
+            def run(system: System = system, push: Cell = push, fetch: Cell = fetch) -> None:
+                self.ctx.log(f"peers: W6 {system.name}: push x{self.ctx.repeats}, fetch x{self.ctx.repeats}")
+                system.reset(src)
+                system.log(rel, "v1")  # outside the clock: the file is in the local store
+                ops = []
+                target = None
+                for _ in range(self.ctx.repeats):
+                    target = new_bucket(endpoint)
+                    ops.append(system.push(target, rel))
+                push.add(ops, self.size)
+                assert target is not None
+                ops = []
+                for i in range(self.ctx.repeats):
+                    dest = self._dest(system.name.replace(" ", "_"))
+                    op, restored = system.fetch(target, rel, dest)
+                    if i == 0:
+                        verify(restored, path)
+                    ops.append(op)
+                    remove(dest)
+                fetch.add(ops, self.size)
+
+            self._guard([push, fetch], system, run)
+        for key in ("W6 push", "W6 fetch"):
+            self._skip_all(key)
+        remove(os.path.join(self.work, "w6"))
+
+
+_buckets = 0
+
+
+def new_bucket(endpoint: str) -> S3Target:
+    """A fresh bucket (an unsigned PUT, which moto accepts)."""
+    global _buckets
+    _buckets += 1
+    name = f"peers-{os.getpid()}-{_buckets}"
+    req = urllib.request.Request(f"{endpoint}/{name}", method="PUT")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
+    return S3Target(endpoint, name)

@@ -17,7 +17,7 @@ from .errors import FormatError
 
 RAW = 0
 ZSTD = 1
-DEFAULT_LEVEL = 3
+DEFAULT_LEVEL = 1
 
 PROBE_MIN = 32 * 1024  # payloads smaller than this are compressed outright
 _PROBE_SAMPLE = 4096
@@ -61,6 +61,27 @@ def encode_stored(payload: bytes | memoryview, level: int = DEFAULT_LEVEL) -> tu
     if len(packed) >= len(payload):
         return RAW, payload
     return ZSTD, packed
+
+
+def compress_many(payloads: list[bytes], level: int = DEFAULT_LEVEL, threads: int = 2) -> list[tuple[int, bytes]]:
+    """``(codec, stored)`` for each payload, compressed in parallel by zstd's own threads.
+
+    python-zstandard holds the GIL in ``compress()``, so a Python thread
+    pool does not spread it over cores; ``multi_compress_to_buffer`` runs
+    the batch on ``threads`` native threads. Callers have already decided
+    these payloads are worth compressing (see :func:`looks_incompressible`);
+    one that does not shrink is kept raw.
+    """
+    if level <= 0 or not payloads:
+        return [(RAW, p) for p in payloads]
+    cctx = _compressor(level)
+    multi = getattr(cctx, "multi_compress_to_buffer", None)  # absent from the cffi backend
+    if multi is None or len(payloads) == 1:
+        packed_all = [cctx.compress(p) for p in payloads]
+    else:
+        out = multi(payloads, threads=threads)
+        packed_all = [out[i].tobytes() for i in range(len(out))]
+    return [(ZSTD, packed) if len(packed) < len(p) else (RAW, p) for p, packed in zip(payloads, packed_all, strict=True)]
 
 
 def decode_stored(codec: int, stored: bytes | memoryview, raw_length: int) -> bytes | memoryview:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -167,6 +168,57 @@ class PackIndex:
         return out
 
 
+SYNC_EVERY = 16 * 1024 * 1024
+"""Bytes written between background fdatasyncs of a growing pack."""
+
+
+class _BackgroundSync:
+    """fdatasync a growing file on a helper thread while the writer goes on.
+
+    By the time the pack is finished most of it is already on disk, so the
+    final fsync waits for the last few MiB instead of the whole pack. An
+    error is kept and raised by :meth:`close`: Linux reports a writeback
+    error to the first fsync that asks, which may be this thread's.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._cv = threading.Condition()
+        self._pending = False
+        self._closed = False
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="objstore-sync", daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        with self._cv:
+            self._pending = True
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                self._pending = False
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                self._error = exc
+                return
+
+    def close(self) -> None:
+        """Stop the thread; raise the error a background sync met, if any."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class PackWriter:
     """Appends objects to a new pack in a local temp file, then publishes it."""
 
@@ -179,6 +231,8 @@ class PackWriter:
         self._hasher = xxhash.xxh3_128()
         self._entries: dict[bytes, IndexEntry] = {}
         self._offset = 0
+        self._synced_to = 0
+        self._syncer: _BackgroundSync | None = None
         self.index_data: bytes | None = None
         try:
             self._write([_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0)])
@@ -203,6 +257,16 @@ class PackWriter:
                 if views and n:
                     views[0] = views[0][n:]
         self._offset += total
+        if self._offset - self._synced_to >= SYNC_EVERY:
+            self._synced_to = self._offset
+            if self._syncer is None:
+                self._syncer = _BackgroundSync(self._fd)
+            self._syncer.kick()
+
+    def _stop_syncer(self) -> None:
+        syncer, self._syncer = self._syncer, None
+        if syncer is not None:
+            syncer.close()
 
     @property
     def size(self) -> int:
@@ -243,6 +307,7 @@ class PackWriter:
         try:
             with storage_errors(self._path):
                 assert self._fd is not None
+                self._stop_syncer()
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
@@ -262,6 +327,10 @@ class PackWriter:
 
     def abort(self) -> None:
         try:
+            try:
+                self._stop_syncer()
+            except OSError:
+                pass  # the pack is being thrown away
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

@@ -30,6 +30,8 @@ from .parallel import pool, workers
 from .statcache import StatCache
 
 _READ_BLOCK = 4 * 1024 * 1024
+_COMPRESS_BATCH = 8 * 1024 * 1024  # bytes of compressible chunks handed to zstd at once
+_COMPRESS_WINDOW = 3  # batches in flight
 
 Progress = Callable[[int], None]
 
@@ -118,16 +120,27 @@ class Snapshotter:
 
         Each chunk is hashed straight from FastCDC's buffer. Chunks already
         stored are skipped; incompressible ones (the cheap probe says so) are
-        written as they are, header and payload in one writev, with no copy;
-        only compressible ones are copied out and compressed on the pool, a
-        bounded number at a time.
+        written as they are, header and payload in one writev, with no copy.
+        Compressible ones are copied out and gathered into batches that zstd
+        compresses on its own native threads (python-zstandard's one-shot
+        ``compress`` holds the GIL), on the pool while this thread cuts the next
+        ones; at most three batches are in flight.
         """
         odb = self.odb
         tag = bytes((BLOB,))
         chunks: list[tuple[ObjectId, int]] = []
         pending: set[bytes] = set()
-        inflight: deque[Future[_Prepared]] = deque()
-        window = 2 * workers()
+        batch: list[tuple[bytes, bytes]] = []
+        batch_bytes = 0
+        inflight: deque[Future[list[_Prepared]]] = deque()
+
+        def submit() -> None:
+            nonlocal batch, batch_bytes
+            inflight.append(pool().submit(self._compress_batch, batch))
+            batch, batch_bytes = [], 0
+            while len(inflight) > _COMPRESS_WINDOW:
+                self._store_all(inflight.popleft().result())
+
         for view in iter_chunks(f, self.params):
             n = len(view)
             self._tick(n)
@@ -139,11 +152,14 @@ class Snapshotter:
                 odb.add_stored(oid, BLOB, codec.RAW, [tag, view], n + 1)
                 continue
             pending.add(oid)
-            inflight.append(pool().submit(self._prepare, tag + bytes(view)))
-            while inflight and (len(inflight) >= window or inflight[0].done()):
-                self._store(inflight.popleft().result())
+            batch.append((oid, b"".join((tag, view))))
+            batch_bytes += n
+            if batch_bytes >= _COMPRESS_BATCH:
+                submit()
+        if batch:
+            submit()
         while inflight:
-            self._store(inflight.popleft().result())
+            self._store_all(inflight.popleft().result())
         after = os.fstat(f.fileno())
         if not chunks:  # the file shrank to nothing while we looked
             p = self._prepare(bytes((BLOB,)))
@@ -152,6 +168,17 @@ class Snapshotter:
         if len(chunks) == 1:
             return chunks[0][0], after
         return self.odb.put(ChunkedBlob(tuple(chunks))), after
+
+    def _compress_batch(self, batch: list[tuple[bytes, bytes]]) -> list[_Prepared]:
+        encoded = codec.compress_many([payload for _, payload in batch], self.odb.level, workers())
+        return [
+            _Prepared(oid, codec_id, stored, len(payload))
+            for (oid, payload), (codec_id, stored) in zip(batch, encoded, strict=True)
+        ]
+
+    def _store_all(self, prepared: list[_Prepared]) -> None:
+        for p in prepared:
+            self._store(p)
 
     # -- trees -------------------------------------------------------------
 

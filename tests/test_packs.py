@@ -176,3 +176,43 @@ def test_concurrent_writers_with_automatic_merging(tmp_path):
         for i, (cid, _) in enumerate(reversed(log)):
             assert repo.read_file(cid, "record.txt") == f"{ident} record {i}".encode()
     assert repo.stats().commits == procs * n
+
+
+def test_large_pack_is_synced_in_the_background_and_leaves_no_threads(tmp_path):
+    """A pack above SYNC_EVERY is fdatasynced while it grows; finishing joins the helper thread."""
+    import threading
+
+    from objstore.packs import SYNC_EVERY
+
+    data = rand_bytes(7, 3 * SYNC_EVERY + 12345)
+    src = write(tmp_path / "big.bin", data)
+    repo = Repository.init(tmp_path / "repo")
+    tree = repo.snapshot(src)
+    assert not [t for t in threading.enumerate() if t.name == "objstore-sync"]
+    out = tmp_path / "out"
+    repo.checkout(tree, out)
+    assert (out / "big.bin").read_bytes() == data
+    repo.close()
+    again = Repository.open(tmp_path / "repo")
+    assert again.fsck(full=True).ok
+    assert again.read_file(tree, "big.bin") == data
+    again.close()
+
+
+def test_aborted_large_pack_leaves_no_temp_file_or_thread(tmp_path):
+    import os
+    import threading
+
+    from objstore.packs import SYNC_EVERY, PackWriter
+    from objstore.storage import LocalStorage
+
+    (tmp_path / "store").mkdir()
+    storage = LocalStorage(str(tmp_path / "store"))
+    writer = PackWriter(storage, 16)
+    blob = rand_bytes(8, 1 << 20)
+    for i in range(2 * SYNC_EVERY // len(blob) + 1):
+        writer.add(i.to_bytes(16, "big"), 1, 0, blob, len(blob))
+    writer.abort()
+    assert not [t for t in threading.enumerate() if t.name == "objstore-sync"]
+    leftovers = [f for _, _, files in os.walk(tmp_path / "store") for f in files]
+    assert leftovers == []

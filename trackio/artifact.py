@@ -98,6 +98,15 @@ class Artifact:
     manifest_digest = digest
 
     @property
+    def references(self) -> list[dict[str, Any]]:
+        """The reference entries of the manifest (``path``, ``digest``, ``size``, ``ref``); empty before logging."""
+        return [e for e in self.manifest or [] if "ref" in e]
+
+    def get_entry_uri(self, name: str) -> str | None:
+        """The URI recorded for the reference at logical path ``name``, or None if there is none."""
+        return next((e["ref"] for e in self.references if e["path"] == name), None)
+
+    @property
     def project(self) -> str | None:
         return None if self._info is None else self._info.project
 

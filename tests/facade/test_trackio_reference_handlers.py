@@ -368,3 +368,19 @@ def test_manifest_matches_the_files_added(tmp_path_factory, files):
     assert [e["path"] for e in manifest] == sorted(files)
     assert [e["size"] for e in manifest] == [len(files[p]) for p in sorted(files)]
     assert logged.size == sum(len(d) for d in files.values())
+
+
+def test_references_and_get_entry_uri(run, vault, work):
+    write(work / "local.txt", b"stored")
+    uri = vault.put("w.bin", b"referenced")
+    art = trackio.Artifact("mixed", "model")
+    assert art.references == [] and art.get_entry_uri("w.bin") is None  # not logged yet
+    art.add_file(work / "local.txt")
+    art.add_reference(uri, name="weights/w.bin")
+    logged = trackio.log_artifact(art)
+    assert logged.references == [{"path": "weights/w.bin", "digest": sha256(b"referenced"), "size": 10, "ref": uri}]
+    assert logged.get_entry_uri("weights/w.bin") == uri
+    assert logged.get_entry_uri("local.txt") is None  # stored, not referenced
+    assert logged.get_entry_uri("nope") is None
+    logged.references[0]["ref"] = "changed"
+    assert logged.get_entry_uri("weights/w.bin") == uri

@@ -236,6 +236,28 @@ class ObjectDatabase:
         """Store an object; return its id."""
         return self.put_encoded(obj.encode())
 
+    def detach_writer(self) -> PackWriter | None:
+        """Take this thread's open pack away, unpublished (see :meth:`publish_writer`).
+
+        Its objects are not visible to readers until it is published; the
+        caller must publish it (or abort it).
+        """
+        with self._lock:
+            w = self._writer
+            self._writer = None
+            return w
+
+    def publish_writer(self, writer: PackWriter) -> str | None:
+        """Publish a detached pack (pack, then index); return its name.
+
+        Safe to call from another thread while this one fills a new pack.
+        The caller refreshes (or calls :meth:`flush`) to see it.
+        """
+        name = writer.finish()
+        if name is not None and writer.index_data is not None:
+            self.remember_index(name, writer.index_data)
+        return name
+
     def flush(self) -> str | None:
         """Publish the open pack (pack, then index); return its name."""
         with self._lock:
@@ -243,9 +265,7 @@ class ObjectDatabase:
             if w is None:
                 return None
             self._writer = None
-            name = w.finish()
-            if name is not None and w.index_data is not None:
-                self.remember_index(name, w.index_data)
+            name = self.publish_writer(w)
             self.refresh()
         if self.auto_repack and len(self._indexes) >= AUTO_REPACK_PACKS:
             self._compact_small_packs()

@@ -231,6 +231,9 @@ class PackWriter:
         self._hasher = xxhash.xxh3_128()
         self._entries: dict[bytes, IndexEntry] = {}
         self._offset = 0
+        # A pack for local storage is renamed into place, so it must be on
+        # disk first; one for a remote is a staging copy that gets uploaded.
+        self._durable = storage.is_local
         self._synced_to = 0
         self._syncer: _BackgroundSync | None = None
         self.index_data: bytes | None = None
@@ -257,7 +260,7 @@ class PackWriter:
                 if views and n:
                     views[0] = views[0][n:]
         self._offset += total
-        if self._offset - self._synced_to >= SYNC_EVERY:
+        if self._durable and self._offset - self._synced_to >= SYNC_EVERY:
             self._synced_to = self._offset
             if self._syncer is None:
                 self._syncer = _BackgroundSync(self._fd)
@@ -308,7 +311,8 @@ class PackWriter:
             with storage_errors(self._path):
                 assert self._fd is not None
                 self._stop_syncer()
-                os.fsync(self._fd)
+                if self._durable:
+                    os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
             if not self._entries:

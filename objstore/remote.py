@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +38,7 @@ from .errors import CorruptObject, FormatError, NotARepository, PushRejected, Re
 from .ids import ObjectId
 from .objects import BLOB, CHUNKED, COMMIT, TREE, ChunkedBlob, Commit, Tree, decode
 from .odb import ObjectDatabase
-from .packs import IndexEntry, pack_path
+from .packs import IndexEntry, PackWriter, pack_path
 from .parallel import bounded_map
 from .refs import ABSENT, RefLogEntry, RefStore
 from .storage import Storage, open_storage
@@ -55,9 +58,11 @@ class CountingStorage(Storage):
         self.url = inner.url
         self.is_local = inner.is_local
         self.requests = 0
+        self._count_lock = threading.Lock()
 
     def _count(self) -> None:
-        self.requests += 1
+        with self._count_lock:  # uploads run on a background thread
+            self.requests += 1
 
     def read(self, path: str) -> bytes:
         self._count()
@@ -194,21 +199,32 @@ class Remote:
         local_refs = local.refs.list()
         names = self._selected(refs, local_refs)
         missing = self._missing_on_remote([local_refs[n] for n in names])
-        for oid in missing:
-            entry, stored, where = local.odb.read_stored(oid)
-            _verify(local.odb, oid, entry, stored, where)
-            self.odb.add_stored(oid, entry.type_tag, entry.codec, stored, entry.raw_length)
-            result.objects += 1
-            result.bytes += entry.stored_length
-            if self.progress is not None:
-                self.progress(entry.stored_length)
-            w = self.odb._writer
-            if w is not None and w.size >= self.odb.pack_size:
-                self.odb.flush()
-                result.packs += 1
-        if self.odb._writer is not None:
-            self.odb.flush()
-            result.packs += 1
+        # Each full pack is uploaded on one background thread while the next
+        # one is built; one thread keeps publishing in order (leaves first),
+        # so whatever the remote has, it has everything below.
+        uploads: deque[tuple[Future[str | None], PackWriter]] = deque()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="objstore-upload") as uploader:
+            try:
+                for oid in missing:
+                    entry, stored, where = local.odb.read_stored(oid)
+                    _verify(local.odb, oid, entry, stored, where)
+                    w = self.odb._writer
+                    if w is not None and len(w) and w.size + entry.stored_length > self.odb.pack_size:
+                        self._ship(uploader, uploads, result, limit=1)
+                    self.odb.add_stored(oid, entry.type_tag, entry.codec, stored, entry.raw_length)
+                    result.objects += 1
+                    result.bytes += entry.stored_length
+                    if self.progress is not None:
+                        self.progress(entry.stored_length)
+                self._ship(uploader, uploads, result, limit=0)
+            except BaseException:
+                self.odb.abort()
+                for f, w in uploads:
+                    if f.cancel():
+                        w.abort()  # never started: drop its temp file
+                raise
+            finally:
+                self.odb.refresh()
         remote_heads = self.refs.heads()
         for name in names:
             self._push_ref(name, local_refs[name], remote_heads.get(name), force, result)
@@ -216,6 +232,22 @@ class Remote:
         if result.refs_rejected:
             raise PushRejected(result.refs_rejected, result)
         return result
+
+    def _ship(
+        self,
+        uploader: ThreadPoolExecutor,
+        uploads: deque[tuple[Future[str | None], PackWriter]],
+        result: TransferResult,
+        limit: int,
+    ) -> None:
+        """Queue the open pack for upload; wait until at most ``limit`` uploads are pending."""
+        w = self.odb.detach_writer()
+        if w is not None:
+            uploads.append((uploader.submit(self.odb.publish_writer, w), w))
+        while len(uploads) > limit:
+            if uploads[0][0].result() is not None:
+                result.packs += 1
+            uploads.popleft()
 
     def _missing_on_remote(self, targets: list[ObjectId]) -> list[bytes]:
         """Objects reachable from ``targets`` that the remote lacks, children first.

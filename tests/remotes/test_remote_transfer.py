@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -252,5 +253,90 @@ def test_many_small_files_to_s3_take_few_requests_and_packs(s3_target: Target, t
     b = Repository.clone(s3_target.url, tmp_path / "b", storage_options=s3_target.storage_options)
     assert b.refs.get("main") == c
     assert b.read_file("main", "d07/f1987.bin") == (src / "d07" / "f1987.bin").read_bytes()
+    a.close()
+    b.close()
+
+
+def _children_present(repo: Repository) -> None:
+    """Every object the repository holds has all its children there too."""
+    from objstore.remote import _children
+
+    odb = repo.odb
+    for oid_hex in odb.iter_ids():
+        oid = odb.raw_id(oid_hex)
+        for child in _children(odb, oid):
+            assert odb.has_raw(child), f"{oid_hex} is on the remote without its child {child.hex()}"
+
+
+@pytest.mark.parametrize("target", ["file", "memory", "s3"], indirect=True)
+def test_push_of_many_packs_uploads_them_all_in_order(target: Target, tmp_path: Path) -> None:
+    """Packs are built while the previous one uploads; all land, leaves first."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(5)
+    for i in range(3):
+        (src / f"part{i}.bin").write_bytes(rng.randbytes(2 * 1024 * 1024 + i))
+    a = Repository.init(tmp_path / "a", pack_size=1 << 20)
+    c1 = _commit_sample(a, src, "many packs")
+    a.refs.set("main", c1)
+    pushed = a.push(target.url, storage_options=target.storage_options)
+    assert pushed.packs >= 5
+    assert len(target.packs(".pack")) == len(target.packs(".idx")) == pushed.packs
+    remote = Repository.open(target.url, storage_options=target.storage_options)
+    try:
+        assert remote.fsck(full=True).ok
+        _children_present(remote)
+    finally:
+        remote.close()
+    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+    b.checkout("main", tmp_path / "out")
+    assert dir_state(tmp_path / "out") == dir_state(src)
+    assert a.push(target.url, storage_options=target.storage_options).objects == 0
+    a.close()
+    b.close()
+
+
+def test_push_that_fails_mid_upload_leaves_a_consistent_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload error stops the push: no ref moves, what landed is complete below, nothing is left in temp."""
+    from objstore.storage import FsspecStorage
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(random.Random(6).randbytes(6 * 1024 * 1024))
+    a = Repository.init(tmp_path / "a", pack_size=1 << 20)
+    a.refs.set("main", _commit_sample(a, src, "big"))
+    url = f"memory://push-fail-{random.Random().getrandbits(32):08x}"
+
+    real_publish = FsspecStorage.publish_file
+    calls = {"n": 0}
+
+    def flaky_publish(self: FsspecStorage, local_path: str, path: str) -> None:
+        if path.endswith(".pack"):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(28, "No space left on device")
+        real_publish(self, local_path, path)
+
+    stage = tmp_path / "stage"  # where packs for the remote are staged before upload
+    stage.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(stage))
+    monkeypatch.setattr(FsspecStorage, "publish_file", flaky_publish)
+    with pytest.raises(Exception, match="No space left"):
+        a.push(url)
+    monkeypatch.setattr(FsspecStorage, "publish_file", real_publish)
+    remote = Repository.open(url)
+    try:
+        assert remote.refs.list() == {}  # refs move only after every pack landed
+        assert remote.fsck(full=True).ok
+        _children_present(remote)
+    finally:
+        remote.close()
+    assert calls["n"] == 3  # two packs landed before the failure
+    assert [p.name for p in stage.iterdir() if ".pack" in p.name] == []
+    done = a.push(url)  # a retry sends the rest
+    assert set(done.refs_updated) == {"main"}
+    b = Repository.clone(url, tmp_path / "b")
+    b.checkout("main", tmp_path / "out")
+    assert (tmp_path / "out" / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
     a.close()
     b.close()

@@ -158,8 +158,16 @@ class Materializer:
         assert entry.id is not None
         if not fresh_dir:
             self._clear_for_file(path)
-        self._counter += 1
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{self._tag}-{self._counter}.objstore-tmp")
+        # In a directory this checkout created, the file is written under its
+        # own name (O_EXCL: nothing else can be there): a crash leaves a short
+        # file that the next checkout's content check rewrites. Elsewhere it
+        # goes to a temp name and is renamed over the old file, so a reader
+        # sees the old or the new content, never a mix.
+        if fresh_dir:
+            tmp = path
+        else:
+            self._counter += 1
+            tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{self._tag}-{self._counter}.objstore-tmp")
         # The mode goes to open(): the kernel applies the umask, no chmod needed.
         mode = 0o777 if entry.mode == MODE_EXEC else 0o666
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
@@ -173,7 +181,8 @@ class Materializer:
                         self.progress(len(part))
             if written != entry.size:
                 raise CorruptObject(entry.id, f"content is {written} bytes, tree says {entry.size}")
-            os.replace(tmp, path)
+            if tmp != path:
+                os.replace(tmp, path)
         except BaseException:
             try:
                 os.unlink(tmp)

@@ -233,8 +233,17 @@ class ObjectDatabase:
         return to_hex(oid)
 
     def put(self, obj: StoredObject) -> ObjectId:
-        """Store an object; return its id."""
-        return self.put_encoded(obj.encode())
+        """Store an object; return its id (trees, commits and chunk lists go to the read cache)."""
+        object_id = self.put_encoded(obj.encode())
+        if not isinstance(obj, Blob):
+            self._remember(self.raw_id(object_id), obj)
+        return object_id
+
+    def _remember(self, oid: bytes, obj: StoredObject) -> None:
+        with self._lock:
+            self._cache[oid] = obj
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
 
     def detach_writer(self) -> PackWriter | None:
         """Take this thread's open pack away, unpublished (see :meth:`publish_writer`).
@@ -286,6 +295,7 @@ class ObjectDatabase:
             if self._writer is not None:
                 self._writer.abort()
                 self._writer = None
+                self._cache.clear()  # it may hold objects of the dropped pack
 
     # -- reading ---------------------------------------------------------
 
@@ -349,10 +359,7 @@ class ObjectDatabase:
         except FormatError as exc:
             raise CorruptObject(oid.hex(), str(exc)) from None
         if not isinstance(obj, Blob):
-            with self._lock:
-                self._cache[oid] = obj
-                if len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
+            self._remember(oid, obj)
         return obj
 
     def get_as(self, object_id: str, cls: type[T]) -> T:

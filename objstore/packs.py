@@ -171,6 +171,9 @@ class PackIndex:
 SYNC_EVERY = 16 * 1024 * 1024
 """Bytes written between background fdatasyncs of a growing pack."""
 
+_SMALL_RECORD = 64 * 1024  # records below this are gathered in memory ...
+_BUFFER_LIMIT = 1024 * 1024  # ... and written when this many bytes wait
+
 
 class _BackgroundSync:
     """fdatasync a growing file on a helper thread while the writer goes on.
@@ -236,6 +239,7 @@ class PackWriter:
         self._durable = storage.is_local
         self._synced_to = 0
         self._syncer: _BackgroundSync | None = None
+        self._buf = bytearray()  # small records not written yet
         self.index_data: bytes | None = None
         try:
             self._write([_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0)])
@@ -244,13 +248,35 @@ class PackWriter:
             raise
 
     def _write(self, parts: Sequence[bytes | memoryview]) -> None:
-        # One writev per record: the header and the payload go out without
-        # being joined (no copy of a large chunk) and in a single syscall.
+        # A small record is appended to a buffer that goes out in one write
+        # per ~1 MiB (thousands of small files, few syscalls). A large one is
+        # written at once with writev: header and payload without being
+        # joined (no copy of a large chunk), in a single syscall.
+        total = sum(len(p) for p in parts)
+        if total < _SMALL_RECORD:
+            for p in parts:
+                self._buf += p
+            self._offset += total
+            if len(self._buf) >= _BUFFER_LIMIT:
+                self._flush_buffer()
+            return
+        self._flush_buffer()
+        self._write_now(parts)
+        self._offset += total
+        self._maybe_sync()
+
+    def _flush_buffer(self) -> None:
+        if not self._buf:
+            return
+        data, self._buf = self._buf, bytearray()
+        self._write_now([data])
+        self._maybe_sync()
+
+    def _write_now(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         assert self._fd is not None
         views = [memoryview(p).cast("B") for p in parts]
         for v in views:
             self._hasher.update(v)
-        total = sum(len(v) for v in views)
         with storage_errors(self._path):
             while views:
                 n = os.writev(self._fd, views)
@@ -259,10 +285,12 @@ class PackWriter:
                     views.pop(0)
                 if views and n:
                     views[0] = views[0][n:]
-        self._offset += total
+
+    def _maybe_sync(self) -> None:
         if self._durable and self._offset - self._synced_to >= SYNC_EVERY:
             self._synced_to = self._offset
             if self._syncer is None:
+                assert self._fd is not None
                 self._syncer = _BackgroundSync(self._fd)
             self._syncer.kick()
 
@@ -303,6 +331,8 @@ class PackWriter:
         entry = self._entries.get(oid)
         if entry is None or self._fd is None:
             return None
+        with storage_errors(self._path):
+            self._flush_buffer()
         return entry, os.pread(self._fd, entry.stored_length, entry.offset) if entry.stored_length else b""
 
     def finish(self) -> str | None:
@@ -310,6 +340,7 @@ class PackWriter:
         try:
             with storage_errors(self._path):
                 assert self._fd is not None
+                self._flush_buffer()
                 self._stop_syncer()
                 if self._durable:
                     os.fsync(self._fd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,16 +161,8 @@ class Artifact:
             what = "does not exist" if not root.exists() else "is not a directory"
             raise ArtifactPathError(f"Cannot add {os.fspath(local_dir)!r} to artifact {self._name!r}: it {what}")
         prefix = names.validate_logical_path(name.strip("/")) + "/" if name and name.strip("/") else ""
-        base = os.path.abspath(root)
-        for top, dirs, files in os.walk(base):
-            dirs.sort()
-            rel_top = os.path.relpath(top, base)
-            for f in sorted(files):
-                full = os.path.join(top, f)
-                if not os.path.isfile(full):
-                    continue  # a dangling symlink, a socket, ...
-                rel = f if rel_top == "." else f"{rel_top.replace(os.sep, '/')}/{f}"
-                self._add(prefix + rel, full)
+        for rel, full in _files_under(os.path.abspath(root)):
+            self._add(prefix + rel, full)
 
     def add_reference(self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None) -> None:
         """Record external data by URI without copying its bytes into the store.
@@ -306,3 +298,22 @@ class Artifact:
 
     def __hash__(self) -> int:
         return hash(self._info.commit_id) if self._info is not None else id(self)
+
+
+def _files_under(base: str, rel: str = "") -> Iterator[tuple[str, str]]:
+    """(logical path, full path) of every regular file under ``base``, sorted, symlinks followed.
+
+    scandir's file types come with the listing, so regular files need no
+    stat; dangling symlinks, sockets and the like are skipped.
+    """
+    with os.scandir(os.path.join(base, rel) if rel else base) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        logical = f"{rel}/{e.name}" if rel else e.name
+        try:
+            if e.is_dir(follow_symlinks=False):  # as os.walk: symlinked directories are not descended
+                yield from _files_under(base, logical)
+            elif e.is_file():
+                yield logical, e.path
+        except OSError:
+            continue  # vanished, or a symlink loop

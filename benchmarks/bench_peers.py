@@ -75,10 +75,12 @@ class CountingMoto:
 class Section:
     """Extra output for ``__main__``: the peer table as text, and as Markdown with the plot."""
 
-    def __init__(self, cells: list[Cell], title: str, about: str) -> None:
+    def __init__(self, cells: list[Cell], title: str, about: str, size_label: str, files: int) -> None:
         self.cells = cells
         self.title = title
         self.about = about
+        self.size_label = size_label
+        self.files = files
 
     @property
     def text(self) -> str:
@@ -86,7 +88,7 @@ class Section:
 
     def markdown(self, doc_dir: str) -> str:
         """The Markdown section; writes the plot into ``doc_dir``."""
-        why = report.plot(self.cells, os.path.join(doc_dir, PLOT_NAME), self.title)
+        why = report.plot(self.cells, os.path.join(doc_dir, PLOT_NAME), self.title, self.size_label, self.files)
         image = f"![peer comparison, one panel per workload]({PLOT_NAME})" if not why else f"_({why})_"
         return "\n".join(
             [
@@ -151,5 +153,5 @@ def run(ctx: Context) -> list[Row]:
         "'process' in notes = the processes' wall incl. start-up and imports; peak RSS = wait4 of the process tree; "
         "stored/files = everything the system keeps (see benchmarks/README.md); requests = HTTP requests moto served."
     )
-    _sections.append(Section(bench.cells, title, about))
+    _sections.append(Section(bench.cells, title, about, bench.size_label, bench.files))
     return report.target_rows(bench.cells, bench.size_label, bench.files)

@@ -214,13 +214,14 @@ def _fmt_key(c: Cell) -> str:
 # -- plot ----------------------------------------------------------------------------------
 
 
-def plot(cells: list[Cell], path: str, title: str) -> str:
+def plot(cells: list[Cell], path: str, title: str, size_label: str = "", files: int = 0) -> str:
     """One panel per workload, the key figure per system; "" on success, else why no plot."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError as exc:
         return f"no plot: matplotlib is not installed ({exc})"
     cols = 3
@@ -236,11 +237,15 @@ def plot(cells: list[Cell], path: str, title: str) -> str:
         ax.barh(y, values, color=colors)
         ax.set_yticks(y, names, fontsize=8)
         ax.invert_yaxis()
-        ax.set_title(f"{w.key}: {w.title}", fontsize=9)
+        ax.set_title(f"{w.key}: {w.title.format(size=size_label, files=f'{files:,}')}", fontsize=9)
         ax.set_xlabel(f"{'time' if w.metric == 'time' else 'stored'} ({unit}, lower is better)", fontsize=8)
         positive = [v for v in values if v > 0]
         if positive and max(positive) / min(positive) > 20:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlim(min(positive) / 2, max(positive) * 4)  # room for the labels
+        elif positive:
+            ax.set_xlim(0, max(positive) * 1.2)
         for yi, c, v in zip(y, mine, values):
             label = "skipped" if c.key_value() is None else (f"{fmt(v)}")
             ax.text(v if v > 0 else (min(positive) if positive else 0), yi, " " + label, va="center", fontsize=7)

@@ -8,10 +8,15 @@ interpreter and report the call's own time, CLIs report the commands' wall
 time. ``reset()`` makes a fresh, empty store (outside the clock).
 
 The data to log lives in a *source root* (``src``): a file or a directory
-named by a path relative to it. DVC needs its workspace around the data, so
-its project is the source root itself (``src/.dvc``, ``src/*.dvc``; removed
-again by ``reset``); git works on the source root as its work tree with the
-repository elsewhere (``GIT_DIR``/``GIT_WORK_TREE``).
+named by a path relative to it. git works on the source root as its work
+tree with the repository elsewhere (``GIT_DIR``/``GIT_WORK_TREE``). DVC
+needs its workspace around the data and replaces workspace files on every
+``dvc add`` (new inode, copied back from its cache), so it gets a workspace
+of its own with a copy of the source (``prepare``, outside the clock,
+whenever the source content is new; just written, so in the page cache).
+Not hard links: linking and unlinking change the shared inode's ctime,
+which invalidates the other systems' stat caches (objstore's, git's,
+restic's) between a log and a re-log.
 
 What each store-size figure counts (``store_paths``):
 
@@ -248,6 +253,9 @@ class System:
 
     # -- operations -----------------------------------------------------------
 
+    def prepare(self, rel: str) -> None:
+        """New content at ``rel`` in the source root: bring it where the system reads it (outside the clock)."""
+
     def log(self, rel: str, message: str = "") -> Op:
         raise NotImplementedError
 
@@ -440,23 +448,29 @@ class Dvc(System):
         with open(os.path.join(workspace, ".dvc", "config"), "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def setup(self) -> None:
-        self._init(self.src, site=os.path.join(self.dir, "site"))
+    @property
+    def ws(self) -> str:
+        """The project's workspace, with a copy of the source data (``dvc add`` replaces workspace files)."""
+        return os.path.join(self.dir, "ws")
 
-    def cleanup(self) -> None:
-        super().cleanup()
-        if self.src and os.path.isdir(self.src):
-            for name in os.listdir(self.src):
-                if name in (".dvc", ".dvcignore") or name.endswith(".dvc"):
-                    remove(os.path.join(self.src, name))
+    def setup(self) -> None:
+        self._init(self.ws, site=os.path.join(self.dir, "site"))
+
+    def prepare(self, rel: str) -> None:
+        src, dst = os.path.join(self.src, rel), os.path.join(self.ws, rel)
+        remove(dst)
+        if os.path.isdir(src):
+            shutil.copytree(src, dst)
+        else:
+            shutil.copy2(src, dst)
 
     def store_paths(self) -> list[str]:
-        return [os.path.join(self.src, ".dvc"), os.path.join(self.dir, "remote"), os.path.join(self.dir, "site")]
+        return [os.path.join(self.ws, ".dvc"), os.path.join(self.dir, "remote"), os.path.join(self.dir, "site")]
 
     def log(self, rel: str, message: str = "") -> Op:
         cmds = [
-            {"argv": [self.exe, "add", "-q", rel], "cwd": self.src},
-            {"argv": [self.exe, "push", "-q"], "cwd": self.src},
+            {"argv": [self.exe, "add", "-q", rel], "cwd": self.ws},
+            {"argv": [self.exe, "push", "-q"], "cwd": self.ws},
         ]
         return self.runner.cli(cmds, self.env, "dvc add + push")
 
@@ -465,21 +479,21 @@ class Dvc(System):
         ws = os.path.join(self.dir, name)
         remove(ws)
         self._init(ws, site=os.path.join(self.dir, f"site-{name}"), cache=cache, s3=s3)
-        shutil.copy(os.path.join(self.src, rel + ".dvc"), os.path.join(ws, os.path.basename(rel) + ".dvc"))
+        shutil.copy(os.path.join(self.ws, rel + ".dvc"), os.path.join(ws, os.path.basename(rel) + ".dvc"))
         return ws
 
     def restore(self, rel: str, dest: str) -> tuple[Op, str]:
         # A fresh workspace sharing the project's cache, then `dvc checkout` (copies out of the cache).
-        ws = self._workspace("checkout", rel, os.path.join(self.src, ".dvc", "cache"))
+        ws = self._workspace("checkout", rel, os.path.join(self.ws, ".dvc", "cache"))
         op = self.runner.cli([{"argv": [self.exe, "checkout", "-q"], "cwd": ws}], self.env, "dvc checkout")
         os.rmdir(dest)
         os.rename(ws, dest)
         return op, os.path.join(dest, os.path.basename(rel))
 
     def push(self, s3: S3Target, rel: str) -> Op:
-        self._config(self.src, site=os.path.join(self.dir, "site"), s3=s3)  # adds the S3 remote (outside the clock)
+        self._config(self.ws, site=os.path.join(self.dir, "site"), s3=s3)  # adds the S3 remote (outside the clock)
         return self.runner.cli(
-            [{"argv": [self.exe, "push", "-q", "-r", "s3"], "cwd": self.src}], self.env, "dvc push -r s3"
+            [{"argv": [self.exe, "push", "-q", "-r", "s3"], "cwd": self.ws}], self.env, "dvc push -r s3"
         )
 
     def fetch(self, s3: S3Target, rel: str, dest: str) -> tuple[Op, str]:

@@ -1,11 +1,11 @@
 """The six workloads, run for every system on the same data in the same run.
 
 Each workload writes its data into its own source root (``<work>/wN/src``),
-just before the systems read it (so it is in the page cache for everyone),
-then runs every system in turn, each with a fresh store. Timings are medians
-of ``repeats`` runs, each from a fresh store (or, for restores and fetches,
-into an empty destination), ``os.sync()`` before each run outside the
-clock; workload 3 runs once.
+just before the systems read it (so it is in the page cache for everyone).
+Timings are medians of ``repeats`` runs, each from a fresh store (or, for
+restores and fetches, into an empty destination; re-logs repeat on the same
+store), ``os.sync()`` before each run outside the clock, the systems taking
+turns run by run (round-robin); workload 3 runs once per system.
 
 1. ``W1 log`` / ``W1 restore``: one random (incompressible) file, logged
    into an empty store, then restored into an empty directory.
@@ -54,13 +54,13 @@ class Workload:
 
 
 WORKLOADS = [
-    Workload("W1 log", "log one random file", "time"),
+    Workload("W1 log", "log one {size} random file", "time"),
     Workload("W1 restore", "restore it into an empty dir", "time"),
     Workload("W2 re-log", "log the unchanged file again", "time"),
     Workload("W3 10 versions", "10 checkpoints, ~1% changed each: store after all", "stored"),
-    Workload("W4 log", "log 20,000 files of 1-4 KiB", "time"),
-    Workload("W4 restore", "restore the 20,000 files", "time"),
-    Workload("W5 compressible", "log a compressible float16 file: store size", "stored"),
+    Workload("W4 log", "log {files} files of 1-4 KiB", "time"),
+    Workload("W4 restore", "restore the {files} files", "time"),
+    Workload("W5 compressible", "log a {size} compressible float16 file: store size", "stored"),
     Workload("W6 push", "push the W1 file to S3 (moto, loopback)", "time"),
     Workload("W6 fetch", "fetch it from S3 onto a fresh machine", "time"),
 ]
@@ -171,7 +171,13 @@ def verify(restored: str, original: str) -> None:
 
 
 class Bench:
-    """Runs the workloads for a list of systems and collects cells."""
+    """Runs the workloads for a list of systems and collects cells.
+
+    Repeated measurements go round-robin: repeat 1 of every system, then
+    repeat 2 of every system, ..., so a machine whose state drifts (other
+    load, a filesystem still digesting the previous deletions) spreads its
+    drift over all systems instead of penalizing whichever ran last.
+    """
 
     def __init__(self, ctx: Context, systems: list[System], skipped: dict[str, str], work: str) -> None:
         self.ctx = ctx
@@ -188,90 +194,138 @@ class Bench:
 
     # -- helpers --
 
-    def _cell(self, key: str, system: System) -> Cell:
-        cell = Cell(key, system.name, system.ours)
-        self.cells.append(cell)
-        return cell
-
-    def _skip_all(self, key: str) -> None:
-        """Rows for the peers that could not be installed."""
+    def _cells(self, key: str) -> dict[str, Cell]:
+        """A cell per system for a workload, plus rows for the peers that could not be installed."""
+        out = {}
+        for system in self.systems:
+            out[system.name] = Cell(key, system.name, system.ours)
+            self.cells.append(out[system.name])
         for name, why in self.skipped.items():
             self.cells.append(Cell(key, name, False, skipped=f"not installed: {why}"))
+        return out
 
-    def _guard(self, cells: list[Cell], system: System, fn: Callable[[], None]) -> None:
-        """Run one system's part of a workload; a failure marks its cells instead of ending the benchmark."""
-        try:
-            fn()
-        except Exception as exc:
-            msg = f"failed: {type(exc).__name__}: {exc}"[:300]
-            self.ctx.log(f"peers: {system.name}: {msg}")
-            for c in cells:
-                if c.seconds is None and not c.skipped:
-                    c.skipped = msg
-        finally:
-            system.cleanup()
+    def _rounds(
+        self,
+        live: list[System],
+        cells: list[dict[str, Cell]],
+        step: Callable[[System, int], None],
+        times: int | None = None,
+    ) -> list[System]:
+        """``step(system, i)`` for i in range(times), round-robin over ``live``; the systems still standing.
 
-    def _dest(self, name: str) -> str:
-        path = os.path.join(self.work, "dest", name)
+        A system whose step raises gets the error in its still-empty cells,
+        its store is removed, and it sits out the rest of the workload.
+        """
+        live = list(live)
+        for i in range(self.ctx.repeats if times is None else times):
+            for system in list(live):
+                try:
+                    step(system, i)
+                except Exception as exc:
+                    msg = f"failed: {type(exc).__name__}: {exc}"[:300]
+                    self.ctx.log(f"peers: {system.name}: {msg}")
+                    for group in cells:
+                        c = group[system.name]
+                        if c.seconds is None and not c.skipped:
+                            c.skipped = msg
+                    system.cleanup()
+                    live.remove(system)
+        return live
+
+    def _dest(self, system: System) -> str:
+        path = os.path.join(self.work, "dest", system.name.replace(" ", "_"))
         remove(path)
         os.makedirs(path)
         return path
 
-    def _restore(self, system: System, rel: str, original: str, cell: Cell, data_bytes: int) -> None:
-        ops = []
-        for i in range(self.ctx.repeats):
-            dest = self._dest(system.name.replace(" ", "_"))
+    def _restores(
+        self,
+        live: list[System],
+        cells: list[dict[str, Cell]],
+        cell: dict[str, Cell],
+        rel: str,
+        original: str,
+        data_bytes: int,
+    ) -> list[System]:
+        ops: dict[str, list[Op]] = {s.name: [] for s in live}
+
+        def step(system: System, i: int) -> None:
+            dest = self._dest(system)
             op, restored = system.restore(rel, dest)
             if i == 0:
                 verify(restored, original)
-            ops.append(op)
+            ops[system.name].append(op)
             remove(dest)
-        cell.add(ops, data_bytes)
 
-    def _store(self, cell: Cell, system: System) -> None:
-        cell.stored, cell.files = system.store_size()
+        live = self._rounds(live, cells, step)
+        for s in live:
+            cell[s.name].add(ops[s.name], data_bytes)
+        return live
+
+    def _logs(
+        self,
+        live: list[System],
+        cells: list[dict[str, Cell]],
+        cell: dict[str, Cell],
+        src: str,
+        rel: str,
+        data_bytes: int,
+    ) -> list[System]:
+        """Log ``rel`` into a fresh store, ``repeats`` times per system; the store of the last run stays."""
+        ops: dict[str, list[Op]] = {s.name: [] for s in live}
+
+        def step(system: System, i: int) -> None:
+            system.reset(src)
+            system.prepare(rel)
+            ops[system.name].append(system.log(rel, "v1"))
+
+        live = self._rounds(live, cells, step)
+        for s in live:
+            cell[s.name].add(ops[s.name], data_bytes)
+            cell[s.name].stored, cell[s.name].files = s.store_size()
+        return live
+
+    def _done(self, root: str) -> None:
+        for system in self.systems:
+            system.cleanup()
+        remove(root)
 
     # -- workloads --
 
     def w1_w2(self) -> None:
         """W1 log + restore and W2 re-log of one random file."""
-        src = os.path.join(self.work, "w1", "src")
+        root = os.path.join(self.work, "w1")
+        src = os.path.join(root, "src")
         os.makedirs(src, exist_ok=True)
         rel = "weights.bin"
         path = os.path.join(src, rel)
         self.ctx.log(f"peers: W1/W2: writing a {self.size_label} random file")
         write_random_file(path, self.size)
-        age_file(path)
-        for system in self.systems:
-            log, restore, relog = (self._cell(k, system) for k in ("W1 log", "W1 restore", "W2 re-log"))
+        age_file(path)  # written a while ago: stat caches may trust it (W2)
+        log, restore, relog = self._cells("W1 log"), self._cells("W1 restore"), self._cells("W2 re-log")
+        groups = [log, restore, relog]
+        self.ctx.log(f"peers: W1: log x{self.ctx.repeats}, round-robin over {len(self.systems)} systems")
+        live = self._logs(self.systems, groups, log, src, rel, self.size)
+        self.ctx.log(f"peers: W1: restore x{self.ctx.repeats}")
+        live = self._restores(live, groups, restore, rel, path, self.size)
+        self.ctx.log(f"peers: W2: re-log x{self.ctx.repeats}")
+        ops: dict[str, list[Op]] = {s.name: [] for s in live}
 
-            def run(system: System = system, log: Cell = log, restore: Cell = restore, relog: Cell = relog) -> None:
-                self.ctx.log(f"peers: W1 {system.name}: log x{self.ctx.repeats}, restore x{self.ctx.repeats}")
-                ops = []
-                for _ in range(self.ctx.repeats):
-                    system.reset(src)
-                    age_file(path)
-                    ops.append(system.log(rel, "v1"))
-                log.add(ops, self.size)
-                self._store(log, system)
-                self._restore(system, rel, path, restore, self.size)
-                self.ctx.log(f"peers: W2 {system.name}: re-log x{self.ctx.repeats}")
-                ops = [system.log(rel, f"epoch {i + 2}") for i in range(self.ctx.repeats)]
-                relog.add(ops, self.size)
-                self._store(relog, system)
-                relog.notes.append(
-                    f"store grew {relog.stored - log.stored:+,} B over {self.ctx.repeats} re-logs"
-                    if relog.stored is not None and log.stored is not None
-                    else ""
-                )
+        def step(system: System, i: int) -> None:
+            ops[system.name].append(system.log(rel, f"epoch {i + 2}"))
 
-            self._guard([log, restore, relog], system, run)
-        for key in ("W1 log", "W1 restore", "W2 re-log"):
-            self._skip_all(key)
-        remove(os.path.join(self.work, "w1"))
+        live = self._rounds(live, groups, step)
+        for s in live:
+            c = relog[s.name]
+            c.add(ops[s.name], self.size)
+            c.stored, c.files = s.store_size()
+            before = log[s.name].stored
+            if c.stored is not None and before is not None:
+                c.notes.append(f"store grew {c.stored - before:+,} B over {self.ctx.repeats} re-logs")
+        self._done(root)
 
     def w3(self) -> None:
-        """Ten checkpoints with ~1% changed each; the store size after all ten (one run)."""
+        """Ten checkpoints with ~1% changed each; the store size after all ten (one run per system, in turn)."""
         root = os.path.join(self.work, "w3")
         src = os.path.join(root, "src")
         os.makedirs(src, exist_ok=True)
@@ -280,22 +334,24 @@ class Bench:
         path = os.path.join(src, rel)
         self.ctx.log(f"peers: W3: writing a {self.size_label} random file")
         write_random_file(base, self.size)
+        cells = self._cells("W3 10 versions")
         for system in self.systems:
-            cell = self._cell("W3 10 versions", system)
+            self.ctx.log(f"peers: W3 {system.name}: {VERSIONS} versions")
 
-            def run(system: System = system, cell: Cell = cell) -> None:
-                self.ctx.log(f"peers: W3 {system.name}: {VERSIONS} versions")
+            def step(system: System, _: int) -> None:
                 remove(path)
                 shutil.copyfile(base, path)
                 system.reset(src)
-                rng = random.Random(SEED)
+                rng = random.Random(SEED)  # the same ten versions for every system
                 ops = []
                 total = 0
                 for v in range(VERSIONS):
                     if v:
                         apply_edits(path, checkpoint_edits(rng, os.path.getsize(path)))
+                    system.prepare(rel)
                     total += os.path.getsize(path)
                     ops.append(system.log(rel, f"v{v + 1}"))
+                cell = cells[system.name]
                 cell.add(ops, total)
                 # the row's time is all ten logs together; the per-version spread goes in the notes
                 per = [o.seconds for o in ops]
@@ -304,103 +360,97 @@ class Bench:
                 )
                 cell.seconds = sum(per)
                 cell.samples = [cell.seconds]
-                self._store(cell, system)
+                cell.stored, cell.files = system.store_size()
+                system.cleanup()  # ten versions of every system at once would need ~15 GB
 
-            self._guard([cell], system, run)
-        self._skip_all("W3 10 versions")
-        remove(root)
+            self._rounds([system], [cells], step, times=1)
+        self._done(root)
 
     def w4(self) -> None:
         """20,000 small text files as one directory: log, then restore."""
-        src = os.path.join(self.work, "w4", "src")
+        root = os.path.join(self.work, "w4")
+        src = os.path.join(root, "src")
         rel = "dataset"
         data = os.path.join(src, rel)
         self.ctx.log(f"peers: W4: writing {self.files:,} files")
         total = make_tree(data, self.files)
-        for system in self.systems:
-            log, restore = self._cell("W4 log", system), self._cell("W4 restore", system)
-
-            def run(system: System = system, log: Cell = log, restore: Cell = restore) -> None:
-                self.ctx.log(f"peers: W4 {system.name}: log x{self.ctx.repeats}, restore x{self.ctx.repeats}")
-                ops = []
-                for _ in range(self.ctx.repeats):
-                    system.reset(src)
-                    ops.append(system.log(rel, "dataset"))
-                log.add(ops, total)
-                self._store(log, system)
-                self._restore(system, rel, data, restore, total)
-
-            self._guard([log, restore], system, run)
-        for key in ("W4 log", "W4 restore"):
-            self._skip_all(key)
-        remove(os.path.join(self.work, "w4"))
+        log, restore = self._cells("W4 log"), self._cells("W4 restore")
+        self.ctx.log(f"peers: W4: log x{self.ctx.repeats}")
+        live = self._logs(self.systems, [log, restore], log, src, rel, total)
+        self.ctx.log(f"peers: W4: restore x{self.ctx.repeats}")
+        self._restores(live, [log, restore], restore, rel, data, total)
+        self._done(root)
 
     def w5(self) -> None:
         """A compressible file: store size (and log time)."""
-        src = os.path.join(self.work, "w5", "src")
+        root = os.path.join(self.work, "w5")
+        src = os.path.join(root, "src")
         os.makedirs(src, exist_ok=True)
         rel = "weights-f16.bin"
         path = os.path.join(src, rel)
         self.ctx.log(f"peers: W5: writing a {self.size_label} compressible file")
         write_compressible(path, self.size)
-        for system in self.systems:
-            cell = self._cell("W5 compressible", system)
-
-            def run(system: System = system, cell: Cell = cell) -> None:
-                self.ctx.log(f"peers: W5 {system.name}: log x{self.ctx.repeats}")
-                ops = []
-                for _ in range(self.ctx.repeats):
-                    system.reset(src)
-                    ops.append(system.log(rel, "f16"))
-                cell.add(ops, self.size)
-                self._store(cell, system)
-                if cell.stored:
-                    cell.notes.append(f"stored/file {cell.stored / self.size:.2f}")
-
-            self._guard([cell], system, run)
-        self._skip_all("W5 compressible")
-        remove(os.path.join(self.work, "w5"))
+        cells = self._cells("W5 compressible")
+        self.ctx.log(f"peers: W5: log x{self.ctx.repeats}")
+        live = self._logs(self.systems, [cells], cells, src, rel, self.size)
+        for s in live:
+            c = cells[s.name]
+            if c.stored:
+                c.notes.append(f"stored/file {c.stored / self.size:.2f}")
+        self._done(root)
 
     def w6(self, endpoint: str) -> None:
         """Push to and fetch from S3 (a fresh bucket per push)."""
-        src = os.path.join(self.work, "w6", "src")
+        root = os.path.join(self.work, "w6")
+        src = os.path.join(root, "src")
         os.makedirs(src, exist_ok=True)
         rel = "weights.bin"
         path = os.path.join(src, rel)
         self.ctx.log(f"peers: W6: writing a {self.size_label} random file")
         write_random_file(path, self.size)
         age_file(path)
+        push, fetch = self._cells("W6 push"), self._cells("W6 fetch")
+        live = []
         for system in self.systems:
-            push, fetch = self._cell("W6 push", system), self._cell("W6 fetch", system)
             if system.s3_skip:
-                push.skipped = fetch.skipped = system.s3_skip
-                continue
+                push[system.name].skipped = fetch[system.name].skipped = system.s3_skip
+            else:
+                live.append(system)
+        groups = [push, fetch]
 
-            def run(system: System = system, push: Cell = push, fetch: Cell = fetch) -> None:
-                self.ctx.log(f"peers: W6 {system.name}: push x{self.ctx.repeats}, fetch x{self.ctx.repeats}")
-                system.reset(src)
-                system.log(rel, "v1")  # outside the clock: the file is in the local store
-                ops = []
-                target = None
-                for _ in range(self.ctx.repeats):
-                    target = new_bucket(endpoint)
-                    ops.append(system.push(target, rel))
-                push.add(ops, self.size)
-                assert target is not None
-                ops = []
-                for i in range(self.ctx.repeats):
-                    dest = self._dest(system.name.replace(" ", "_"))
-                    op, restored = system.fetch(target, rel, dest)
-                    if i == 0:
-                        verify(restored, path)
-                    ops.append(op)
-                    remove(dest)
-                fetch.add(ops, self.size)
+        def setup(system: System, _: int) -> None:
+            system.reset(src)
+            system.prepare(rel)
+            system.log(rel, "v1")  # outside the clock: the file is in the local store
 
-            self._guard([push, fetch], system, run)
-        for key in ("W6 push", "W6 fetch"):
-            self._skip_all(key)
-        remove(os.path.join(self.work, "w6"))
+        self.ctx.log("peers: W6: logging locally (outside the clock)")
+        live = self._rounds(live, groups, setup, times=1)
+        ops: dict[str, list[Op]] = {s.name: [] for s in live}
+        targets: dict[str, S3Target] = {}
+
+        def push_step(system: System, _: int) -> None:
+            targets[system.name] = new_bucket(endpoint)
+            ops[system.name].append(system.push(targets[system.name], rel))
+
+        self.ctx.log(f"peers: W6: push x{self.ctx.repeats}")
+        live = self._rounds(live, groups, push_step)
+        for s in live:
+            push[s.name].add(ops[s.name], self.size)
+        ops = {s.name: [] for s in live}
+
+        def fetch_step(system: System, i: int) -> None:
+            dest = self._dest(system)
+            op, restored = system.fetch(targets[system.name], rel, dest)
+            if i == 0:
+                verify(restored, path)
+            ops[system.name].append(op)
+            remove(dest)
+
+        self.ctx.log(f"peers: W6: fetch x{self.ctx.repeats}")
+        live = self._rounds(live, groups, fetch_step)
+        for s in live:
+            fetch[s.name].add(ops[s.name], self.size)
+        self._done(root)
 
 
 _buckets = 0

@@ -10,20 +10,24 @@ present with the right content are left alone.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import stat
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from . import codec
 from .chunking import ChunkParams, iter_chunks
 from .errors import CorruptObject, NotADirectory, PathNotFound, UnsafePath
 from .ids import HashAlgorithm, ObjectId, to_hex
 from .objects import BLOB, MODE_EXEC, Blob, ChunkedBlob, Tree, TreeEntry, validate_name
 from .odb import ObjectDatabase
+from .packs import IndexEntry, pack_path
 from .parallel import bounded_map
-from .storage import storage_errors
+from .storage import LocalStorage, storage_errors
 
 Progress = Callable[[int], None]
 
@@ -58,6 +62,16 @@ def content_id(path: str, params: ChunkParams, algorithm: HashAlgorithm) -> Obje
     return to_hex(algorithm.digest(ChunkedBlob(tuple(chunks)).encode()))
 
 
+_MAX_MAPS = 32  # pack files mapped at once during a checkout
+
+
+def _close_map(m: mmap.mmap) -> None:
+    try:
+        m.close()
+    except BufferError:
+        pass  # a view is still held somewhere; the map goes when it does
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -76,6 +90,7 @@ class Materializer:
         self._fresh: set[str] = set()  # directories this checkout created: nothing to check inside
         self._counter = 0
         self._tag = ""
+        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
 
     def _tree(self, tree_id: ObjectId) -> Tree:
         return self.odb.get_as(tree_id, Tree)
@@ -205,12 +220,85 @@ class Materializer:
             return
         if not isinstance(obj, ChunkedBlob):
             raise CorruptObject(entry.id, f"file entry points at a {type(obj).__name__}")
+        located = self._raw_local_chunks(obj)
+        if located is not None:
+            yield from self._mapped_content(located)
+            return
         # Chunks are fetched, decompressed and verified on the pool, a
         # bounded window ahead of the write.
         for encoded in bounded_map(self.odb.get_encoded, (c for c, _ in obj.chunks)):
             yield memoryview(encoded)[1:]
 
+    # -- chunks stored raw in local packs: mapped, verified, written from the map
+
+    def _raw_local_chunks(self, obj: ChunkedBlob) -> list[tuple[bytes, str, IndexEntry]] | None:
+        """Where each chunk is, if all are stored uncompressed in local packs (else None)."""
+        if not isinstance(self.odb.storage, LocalStorage):
+            return None
+        out = []
+        for chunk_id, _ in obj.chunks:
+            oid = self.odb.raw_id(chunk_id)
+            loc = self.odb.locate(oid)
+            if loc is None or loc[1].codec != codec.RAW:
+                return None
+            out.append((oid, loc[0], loc[1]))
+        return out
+
+    def _pack_map(self, name: str) -> mmap.mmap:
+        m = self._maps.get(name)
+        if m is None:
+            assert isinstance(self.odb.storage, LocalStorage)
+            with open(self.odb.storage.full(pack_path(name)), "rb") as f:
+                m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._maps[name] = m
+            while len(self._maps) > _MAX_MAPS:
+                _close_map(self._maps.popitem(last=False)[1])
+        else:
+            self._maps.move_to_end(name)
+        return m
+
+    def _mapped_content(self, located: list[tuple[bytes, str, IndexEntry]]) -> Iterator[memoryview]:
+        """The chunks' bytes straight from the page cache: hashed in place, written without a user-space copy.
+
+        Pages are dropped from this process as soon as a chunk is written,
+        so memory stays flat however large the file.
+        """
+        for oid, name, e in located:
+            where = pack_path(name)
+            try:
+                m = self._pack_map(name)
+            except (FileNotFoundError, ValueError):  # repacked meanwhile, or empty: the general path copes
+                yield memoryview(self.odb.get_encoded(oid))[1:]
+                continue
+            end = e.offset + e.stored_length
+            if end > len(m):
+                raise CorruptObject(oid.hex(), "pack is truncated", where)
+            view = memoryview(m)[e.offset : end]
+            try:
+                if e.stored_length != e.raw_length or self.odb.hash(view) != oid:
+                    raise CorruptObject(oid.hex(), "content does not hash to its id", where)
+                if not view or view[0] != e.type_tag or e.type_tag != BLOB:
+                    raise CorruptObject(oid.hex(), "type tag disagrees with the pack index", where)
+                yield view[1:]
+            finally:
+                view.release()
+            start = e.offset - e.offset % mmap.PAGESIZE
+            try:
+                m.madvise(mmap.MADV_DONTNEED, start, end - start)
+            except (AttributeError, OSError, ValueError):
+                pass  # only a memory hint
+
+    def _close_maps(self) -> None:
+        while self._maps:
+            _close_map(self._maps.popitem()[1])
+
     def run(self, tree_id: ObjectId, dest: str, paths: list[str] | None = None, skip_existing: bool = True) -> CheckoutResult:
+        try:
+            return self._run(tree_id, dest, paths, skip_existing)
+        finally:
+            self._close_maps()
+
+    def _run(self, tree_id: ObjectId, dest: str, paths: list[str] | None, skip_existing: bool) -> CheckoutResult:
         dest = os.path.realpath(dest)
         if os.path.exists(dest) and not os.path.isdir(dest):
             raise NotADirectory(dest, "the checkout destination exists and is not a directory")

@@ -63,6 +63,7 @@ def content_id(path: str, params: ChunkParams, algorithm: HashAlgorithm) -> Obje
 
 
 _MAX_MAPS = 32  # pack files mapped at once during a checkout
+_FAULT_AROUND = 64 * 1024  # Linux's default fault_around_bytes
 
 
 def _close_map(m: mmap.mmap) -> None:
@@ -282,7 +283,11 @@ class Materializer:
                 yield view[1:]
             finally:
                 view.release()
-            start = e.offset - e.offset % mmap.PAGESIZE
+            # From 64 KiB before the chunk: the kernel's fault-around maps
+            # the whole aligned 64 KiB block around a fault, pages of the
+            # previous chunk included, after they were dropped.
+            start = max(0, e.offset - _FAULT_AROUND)
+            start -= start % mmap.PAGESIZE
             try:
                 m.madvise(mmap.MADV_DONTNEED, start, end - start)
             except (AttributeError, OSError, ValueError):

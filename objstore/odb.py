@@ -214,12 +214,17 @@ class ObjectDatabase:
         codec_id: int,
         stored: bytes | memoryview | Sequence[bytes | memoryview],
         raw_length: int,
+        *,
+        checked: bool = False,
     ) -> None:
         """Append an already-encoded object unless it is stored (caller hashed it).
 
-        ``stored`` may be a list of buffers, written back to back.
+        ``stored`` may be a list of buffers, written back to back. With
+        ``checked`` the caller has just seen :meth:`has_raw` say no, and the
+        lookup is not repeated (at worst a racing writer stores a second copy,
+        which readers do not mind).
         """
-        if self.has_raw(oid):
+        if not checked and self.has_raw(oid):
             return
         size = sum(len(p) for p in stored) if isinstance(stored, (list, tuple)) else len(stored)
         self._writer_for(size).add(oid, type_tag, codec_id, stored, raw_length)
@@ -229,7 +234,7 @@ class ObjectDatabase:
         oid = self.hash(encoded)
         if not self.has_raw(oid):
             codec_id, stored = codec.encode_stored(encoded, self.level)
-            self.add_stored(oid, encoded[0], codec_id, stored, len(encoded))
+            self.add_stored(oid, encoded[0], codec_id, stored, len(encoded), checked=True)
         return to_hex(oid)
 
     def put(self, obj: StoredObject) -> ObjectId:

@@ -30,6 +30,7 @@ from .parallel import pool, workers
 from .statcache import StatCache
 
 _READ_BLOCK = 4 * 1024 * 1024
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _COMPRESS_BATCH = 8 * 1024 * 1024  # bytes of compressible chunks handed to zstd at once
 _COMPRESS_WINDOW = 3  # batches in flight
 
@@ -75,7 +76,7 @@ class Snapshotter:
 
     def _store(self, p: _Prepared) -> None:
         if p.stored is not None:
-            self.odb.add_stored(p.oid, BLOB, p.codec, p.stored, p.raw_length)
+            self.odb.add_stored(p.oid, BLOB, p.codec, p.stored, p.raw_length, checked=True)
 
     # -- files -------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class Snapshotter:
             if oid in pending or odb.has_raw(oid):
                 continue
             if odb.level <= 0 or (n >= codec.PROBE_MIN and codec.looks_incompressible(view)):
-                odb.add_stored(oid, BLOB, codec.RAW, [tag, view], n + 1)
+                odb.add_stored(oid, BLOB, codec.RAW, [tag, view], n + 1, checked=True)
                 continue
             pending.add(oid)
             batch.append((oid, b"".join((tag, view))))
@@ -231,11 +232,14 @@ class Snapshotter:
             if cached is not None and self.odb.has(cached):
                 return st, st, cached
         try:
-            with open(path, "rb", buffering=0) as f:
-                data = f.read(self.params.small_file + 1)
-                after = os.fstat(f.fileno())
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             return st, st, None
+        try:
+            data = os.read(fd, self.params.small_file + 1)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
         if len(data) > self.params.small_file:
             return st, after, None  # it grew: the slow path chunks it
         return st, after, self._prepare(bytes((BLOB,)) + data)
@@ -310,7 +314,7 @@ class Snapshotter:
         src = item[1]
         if isinstance(src, TreeEntry):
             return None
-        path = os.path.abspath(os.fspath(src))
+        path = _absolute(src)
         try:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -324,7 +328,7 @@ class Snapshotter:
             if src.id is not None and not self.odb.has(src.id):
                 raise ObjectNotFound(src.id, f"entry {name!r} points at a missing object")
             return dataclasses.replace(src, name=name)
-        path = os.path.abspath(os.fspath(src))
+        path = _absolute(src)
         if hit is not None:
             return self._small_entry(path, name, hit)
         try:
@@ -348,6 +352,11 @@ class Snapshotter:
                 entries.append(child)
         tree = Tree.from_entries(entries)
         return self.odb.put(tree), tree.size
+
+
+def _absolute(src: str | os.PathLike[str]) -> str:
+    path = os.fspath(src)
+    return path if os.path.isabs(path) and "/." not in path and "//" not in path else os.path.abspath(path)
 
 
 def split_logical_path(path: str) -> tuple[str, ...]:

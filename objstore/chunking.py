@@ -8,11 +8,15 @@ changing them changes every cut point.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pyfastcdc import FastCDC
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,93 @@ def iter_chunks(stream: BinaryIO, params: ChunkParams) -> Iterator[memoryview]:
     """Yield the chunks of a stream; each view is valid only until the next."""
     for chunk in params.chunker().cut_stream(stream):
         yield chunk.data
+
+
+_AHEAD_BLOCK = 8 * 1024 * 1024
+_DONE = object()
+
+
+def _read_full(stream: BinaryIO, into: memoryview) -> int:
+    """Fill ``into`` from ``stream``; fewer bytes only at end of file."""
+    got = 0
+    while got < len(into):
+        n = stream.readinto(into[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
+
+
+def map_chunks_ahead(stream: BinaryIO, params: ChunkParams, fn: Callable[[memoryview], T], depth: int = 2) -> Iterator[T]:
+    """``fn(chunk)`` for each chunk of :func:`iter_chunks`, computed on a background thread.
+
+    The caller stores chunk *k* while this thread reads, cuts (FastCDC
+    releases the GIL) and runs ``fn`` (e.g. hashing, which does too) on the
+    chunks after it, so two cores work on one large file. Blocks are never
+    reused: a chunk's view stays valid for as long as it is held. At most
+    ``depth`` blocks (8 MiB, or four times ``max_size``) wait in the queue.
+
+    Cut points are identical to a sequential pass: a chunk is taken from a
+    block only when at least ``max_size`` bytes follow its start (FastCDC
+    decides a cut from at most that many bytes) or at end of file; the rest
+    carries over into the next block. ``stream`` belongs to the background
+    thread until the generator is exhausted or closed.
+    """
+    block = max(_AHEAD_BLOCK, 4 * params.max_size)
+    out: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            cdc = params.chunker()
+            max_size = params.max_size
+            carry: memoryview = memoryview(b"")
+            while not stop.is_set():
+                buf = bytearray(len(carry) + block)
+                buf[: len(carry)] = carry
+                n = _read_full(stream, memoryview(buf)[len(carry) :])
+                total = len(carry) + n
+                eof = n < block
+                view = memoryview(buf)[:total]
+                results: list[T] = []
+                carry = memoryview(b"")
+                for chunk in cdc.cut_buf(view):
+                    if not eof and total - chunk.offset < max_size:
+                        carry = view[chunk.offset :]
+                        break
+                    results.append(fn(chunk.data))
+                if results and not put(results):
+                    return
+                if eof:
+                    break
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer and raised there
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="objstore-chunker", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                out.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from . import codec
-from .chunking import ChunkParams, iter_chunks
+from .chunking import ChunkParams, map_chunks_ahead
 from .errors import ObjectNotFound, PathNotFound, UnsafePath
 from .ids import ObjectId, to_hex
 from .objects import BLOB, ChunkedBlob, Tree, TreeEntry, file_mode_from_stat, validate_name
@@ -142,10 +142,9 @@ class Snapshotter:
             while len(inflight) > _COMPRESS_WINDOW:
                 self._store_all(inflight.popleft().result())
 
-        for view in iter_chunks(f, self.params):
+        for view, oid in map_chunks_ahead(f, self.params, lambda v: (v, odb.hash(tag, v))):
             n = len(view)
             self._tick(n)
-            oid = odb.hash(tag, view)
             chunks.append((to_hex(oid), n))
             if oid in pending or odb.has_raw(oid):
                 continue

@@ -173,7 +173,7 @@ def markdown_page(header: str, rows: list[Row], sections: list[str] | None = Non
     lines = [
         "# Benchmarks",
         "",
-        "Written by `python -m benchmarks --markdown docs/benchmarks.md` (`make bench` prints the same table).",
+        "Written by `python -m benchmarks --markdown docs/benchmarks.md` (`make bench` runs exactly this).",
         "Each timing is the median of several runs; the ratio is measured / target (for a `>=` target, above 1 is better;",
         "for `<=` and `<`, below 1 is better). Peer figures in targets are from `shared/DESIGN.md` (same kind of 2-core",
         "machine), except the `peers` rows: those peers were measured in the same run (section below the table).",

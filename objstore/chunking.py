@@ -60,7 +60,7 @@ def iter_chunks(stream: BinaryIO, params: ChunkParams) -> Iterator[memoryview]:
         yield chunk.data
 
 
-_AHEAD_BLOCK = 8 * 1024 * 1024
+_AHEAD_BLOCK = 4 * 1024 * 1024
 _DONE = object()
 
 
@@ -82,7 +82,7 @@ def map_chunks_ahead(stream: BinaryIO, params: ChunkParams, fn: Callable[[memory
     releases the GIL) and runs ``fn`` (e.g. hashing, which does too) on the
     chunks after it, so two cores work on one large file. Blocks are never
     reused: a chunk's view stays valid for as long as it is held. At most
-    ``depth`` blocks (8 MiB, or four times ``max_size``) wait in the queue.
+    ``depth`` blocks (4 MiB, or four times ``max_size``) wait in the queue.
 
     Cut points are identical to a sequential pass: a chunk is taken from a
     block only when at least ``max_size`` bytes follow its start (FastCDC

@@ -125,8 +125,12 @@ def test_cutting_ahead_gives_the_same_chunks(data, params):
     assert _ahead(data, params) == chunks_of(data, params)
 
 
-@pytest.mark.parametrize("size", [0, 1, 8 * 1024 * 1024 - 1, 8 * 1024 * 1024, 8 * 1024 * 1024 + 1, 20 * 1024 * 1024 + 7])
-def test_cutting_ahead_at_block_boundaries(size):
+@pytest.mark.parametrize("blocks", [0, 1, 2, 5])
+@pytest.mark.parametrize("extra", [-1, 0, 1, 7])
+def test_cutting_ahead_at_block_boundaries(blocks, extra):
+    from objstore.chunking import _AHEAD_BLOCK
+
+    size = max(0, blocks * _AHEAD_BLOCK + extra)
     data = rand_bytes(size % 97, size)
     assert _ahead(data, ChunkParams()) == chunks_of(data, ChunkParams())
 

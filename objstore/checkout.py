@@ -276,10 +276,9 @@ class Materializer:
                 raise CorruptObject(oid.hex(), "pack is truncated", where)
             view = memoryview(m)[e.offset : end]
             try:
-                if e.stored_length != e.raw_length or self.odb.hash(view) != oid:
-                    raise CorruptObject(oid.hex(), "content does not hash to its id", where)
-                if not view or view[0] != e.type_tag or e.type_tag != BLOB:
-                    raise CorruptObject(oid.hex(), "type tag disagrees with the pack index", where)
+                self.odb.decode_verified(oid, e, view, where)  # raw: checks in place, returns the view
+                if e.type_tag != BLOB:
+                    raise CorruptObject(oid.hex(), "a file's chunk is not a blob", where)
                 yield view[1:]
             finally:
                 view.release()

@@ -342,6 +342,14 @@ class ObjectDatabase:
         """The verified typed encoding of an object."""
         oid = object_id if isinstance(object_id, bytes) else self.raw_id(object_id)
         entry, stored, where = self.read_stored(oid)
+        return self.decode_verified(oid, entry, stored, where)
+
+    def decode_verified(self, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> bytes | memoryview:
+        """The typed encoding in ``stored`` (read from ``where``), checked against its id and index entry.
+
+        ``CorruptObject`` if it does not decode, hash to ``oid`` or carry the
+        entry's type tag. A raw object comes back as ``stored`` itself.
+        """
         try:
             encoded = codec.decode_stored(entry.codec, stored, entry.raw_length)
         except FormatError as exc:

@@ -32,7 +32,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import codec
 from .config import CONFIG_PATH, RepoConfig
 from .errors import CorruptObject, FormatError, NotARepository, PushRejected, RefConflict, RefNotFound, RemoteError
 from .ids import ObjectId
@@ -207,7 +206,7 @@ class Remote:
             try:
                 for oid in missing:
                     entry, stored, where = local.odb.read_stored(oid)
-                    _verify(local.odb, oid, entry, stored, where)
+                    local.odb.decode_verified(oid, entry, stored, where)
                     w = self.odb._writer
                     if w is not None and len(w) and w.size + entry.stored_length > self.odb.pack_size:
                         self._ship(uploader, uploads, result, limit=1)
@@ -403,7 +402,7 @@ class Remote:
             for oid, e in group:
                 stored = view[e.offset - start : e.offset - start + e.stored_length]
                 where = f"{self.url}/{pack_path(pack)}"
-                raw = _verify(self.local.odb, oid, e, stored, where)
+                raw = self.local.odb.decode_verified(oid, e, stored, where)
                 obj = None
                 if e.type_tag != BLOB:
                     try:
@@ -430,16 +429,6 @@ class Remote:
             result.refs_updated[name] = (current, remote_target)
         except RefConflict:
             result.refs_rejected[name] = (current, remote_target)
-
-
-def _verify(odb: ObjectDatabase, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> bytes | memoryview:
-    try:
-        raw = codec.decode_stored(entry.codec, stored, entry.raw_length)
-    except FormatError as exc:
-        raise CorruptObject(oid.hex(), str(exc), where) from None
-    if odb.hash(raw) != oid or raw[0] != entry.type_tag:
-        raise CorruptObject(oid.hex(), "content does not hash to its id (refused)", where)
-    return raw
 
 
 def _object_children(obj: Any) -> list[bytes]:

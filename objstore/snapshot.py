@@ -29,7 +29,6 @@ from .odb import ObjectDatabase
 from .parallel import pool, workers
 from .statcache import StatCache
 
-_READ_BLOCK = 4 * 1024 * 1024
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _COMPRESS_BATCH = 8 * 1024 * 1024  # bytes of compressible chunks handed to zstd at once
 _COMPRESS_WINDOW = 3  # batches in flight

@@ -118,9 +118,11 @@ class ObjectDatabase:
     def index(self, name: str) -> PackIndex:
         return self._indexes[name]
 
-    def locate(self, oid: bytes) -> tuple[str, IndexEntry] | None:
-        """(pack name, entry) of a published object, or None."""
+    def locate(self, oid: bytes, skip: str | None = None) -> tuple[str, IndexEntry] | None:
+        """(pack name, entry) of a published object, or None; ``skip`` names a pack not to look in."""
         for name, idx in list(self._indexes.items()):
+            if name == skip:
+                continue
             e = idx.get(oid)
             if e is not None:
                 return name, e
@@ -324,9 +326,11 @@ class ObjectDatabase:
         except FileNotFoundError:
             # A concurrent repack may have replaced this pack: its objects
             # are in the new pack, published before the old one was removed.
+            # Look in every other pack: two repacks racing over the same packs
+            # can leave the old index behind its deleted pack for a moment.
             self.refresh()
-            moved = self.locate(oid)
-            if moved is None or moved[0] == name:
+            moved = self.locate(oid, skip=name)
+            if moved is None:
                 raise CorruptObject(oid.hex(), "its pack file is missing", where) from None
             name, entry = moved
             where = pack_path(name)

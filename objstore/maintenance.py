@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from . import codec
 from .errors import CorruptObject, FormatError, ObjectNotFound
+from .graph import object_children, reachable
 from .objects import BLOB, Commit
 from .odb import ObjectDatabase
 from .packs import PACK_DIR, PackWriter, index_path, pack_path
@@ -200,8 +201,6 @@ def _check_refs(repo: Repository, report: FsckReport) -> None:
 
 def _graph_problems(odb: ObjectDatabase, root: bytes, good: set[bytes], report: FsckReport, shallow: set[str]) -> list[str]:
     """Bad or missing objects in the graph under ``root``."""
-    from .remote import _object_children
-
     stack = [root]
     seen: set[bytes] = set()
     problems: set[str] = set()
@@ -227,10 +226,10 @@ def _graph_problems(odb: ObjectDatabase, root: bytes, good: set[bytes], report: 
             report.bad_objects.setdefault(hexid, str(exc))
             problems.add(hexid)
             continue
-        children = _object_children(obj)
+        kids = object_children(obj)
         if isinstance(obj, Commit) and hexid in shallow:
-            children = [bytes.fromhex(obj.tree)] + [bytes.fromhex(p) for p in obj.parents if odb.has(p)]
-        stack.extend(children)
+            kids = [bytes.fromhex(obj.tree)] + [bytes.fromhex(p) for p in obj.parents if odb.has(p)]
+        stack.extend(kids)
     if not problems:
         good.update(seen)
     return sorted(problems)
@@ -248,24 +247,6 @@ class GcResult:
     packs_rewritten: int
     packs_deleted: int
     temp_files_removed: int
-
-
-def reachable(repo: Repository) -> set[bytes]:
-    """Objects reachable from every ref and every value in any ref's history."""
-    from .remote import _children
-
-    odb = repo.odb
-    seen: set[bytes] = set()
-    stack = [odb.raw_id(t) for t in repo.refs.all_targets()]
-    while stack:
-        oid = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        if odb.locate(oid) is None:
-            continue  # missing (fsck reports it); nothing below it to keep
-        stack.extend(_children(odb, oid))
-    return seen
 
 
 def gc(repo: Repository, grace: timedelta = timedelta(hours=1), progress: Callable[[int], None] | None = None) -> GcResult:

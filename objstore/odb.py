@@ -25,7 +25,6 @@ from .storage import LocalStorage, Storage
 T = TypeVar("T", bound=StoredObject)
 
 _CACHE_SIZE = 4096
-AUTO_REPACK_PACKS = 32
 """Once this many packs under ``pack_size / 16`` exist, a flush merges them."""
 
 
@@ -46,7 +45,6 @@ class ObjectDatabase:
         self.digest_size = algorithm.digest_size
         self.level = level
         self.pack_size = pack_size
-        self.auto_repack = True
         # Pack indexes of a remote store are cached locally by pack name:
         # packs are immutable, so a cached index never goes stale.
         self.index_cache_dir = index_cache_dir
@@ -283,18 +281,7 @@ class ObjectDatabase:
             self._writer = None
             name = self.publish_writer(w)
             self.refresh()
-        if self.auto_repack and len(self._indexes) >= AUTO_REPACK_PACKS:
-            self._compact_small_packs()
         return name
-
-    def _compact_small_packs(self) -> None:
-        """Merge small packs once there are many (many small commits make many)."""
-        from .maintenance import repack
-
-        try:
-            repack(self, only_smaller_than=self.pack_size // 16, min_packs=AUTO_REPACK_PACKS)
-        except (FileNotFoundError, CorruptObject):
-            pass  # a concurrent repack got there first, or fsck has work to do: try next time
 
     def abort(self) -> None:
         """Drop the open pack without publishing anything."""

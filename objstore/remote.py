@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from .config import CONFIG_PATH, RepoConfig
 from .errors import CorruptObject, FormatError, NotARepository, PushRejected, RefConflict, RefNotFound, RemoteError
+from .graph import children, children_first, is_ancestor, object_children
 from .ids import ObjectId
-from .objects import BLOB, CHUNKED, COMMIT, TREE, ChunkedBlob, Commit, Tree, decode
+from .objects import BLOB, Commit, decode
 from .odb import ObjectDatabase
 from .packs import IndexEntry, PackWriter, pack_path
 from .parallel import bounded_map
@@ -155,7 +156,6 @@ class Remote:
             pack_size=self.config.pack_size,
             index_cache_dir=os.path.join(self.cache_dir, "packs"),
         )
-        self.odb.auto_repack = False  # rewriting a remote's packs is an explicit act
         self.refs = RefStore(self.storage, check_target=ObjectId, entry_cache_dir=os.path.join(self.cache_dir, "refs"))
 
     def _config(self, create: bool) -> RepoConfig:
@@ -194,7 +194,7 @@ class Remote:
     def push(self, refs: Iterable[str] | None = None, *, force: bool = False) -> TransferResult:
         result = TransferResult()
         local = self.local
-        local.odb.flush()
+        local.flush()
         local_refs = local.refs.list()
         names = self._selected(refs, local_refs)
         missing = self._missing_on_remote([local_refs[n] for n in names])
@@ -267,7 +267,7 @@ class Remote:
                 continue
             seen.add(oid)
             stack.append((oid, True))
-            stack.extend((c, False) for c in reversed(_children(odb, oid)))
+            stack.extend((c, False) for c in reversed(children(odb, oid)))
         return order
 
     def _push_ref(self, name: str, target: ObjectId, head: RefLogEntry | None, force: bool, result: TransferResult) -> None:
@@ -276,7 +276,7 @@ class Remote:
             if current == target:
                 result.refs_unchanged.append(name)
                 return
-            if current is not None and not force and not _is_ancestor(self.local, current, target):
+            if current is not None and not force and not is_ancestor(self.local, current, target):
                 result.refs_rejected[name] = (current, target)
                 return
             try:
@@ -300,7 +300,7 @@ class Remote:
         except BaseException:
             local.odb.abort()
             raise
-        local.odb.flush()
+        local.flush()
         for name in names:
             self._update_local_ref(name, ObjectId(heads[name].new or ""), result)
         result.requests = self.storage.requests
@@ -339,18 +339,18 @@ class Remote:
                     local.add_stored(oid, BLOB, entry.codec, stored, entry.raw_length)
                     continue
                 metadata[oid] = (entry, bytes(stored), obj)
-                children = _object_children(obj)
+                kids = object_children(obj)
                 if isinstance(obj, Commit):
                     d = commit_depth.get(oid, 1)
                     parents = [bytes.fromhex(p) for p in obj.parents]
                     if depth is not None and d >= depth:
-                        children = [bytes.fromhex(obj.tree)]
+                        kids = [bytes.fromhex(obj.tree)]
                         if any(not local.has_raw(p) for p in parents):
                             shallow.add(oid)
                     else:
                         for p in parents:
                             commit_depth[p] = min(commit_depth.get(p, d + 1), d + 1)
-                for child in children:
+                for child in kids:
                     if child not in metadata and not local.has_raw(child):
                         found.add(child)
             frontier = found - set(metadata)
@@ -359,7 +359,7 @@ class Remote:
         for oid in shallow:
             self.local.mark_shallow(oid.hex())
         # Structured objects last, children before parents.
-        for oid in _children_first(metadata):
+        for oid in children_first(metadata):
             entry, stored, _ = metadata[oid]
             local.add_stored(oid, entry.type_tag, entry.codec, stored, entry.raw_length)
         local.flush()
@@ -418,8 +418,8 @@ class Remote:
         if current == remote_target:
             result.refs_unchanged.append(name)
             return
-        if current is not None and not _is_ancestor(self.local, current, remote_target):
-            if _is_ancestor(self.local, remote_target, current):
+        if current is not None and not is_ancestor(self.local, current, remote_target):
+            if is_ancestor(self.local, remote_target, current):
                 result.refs_unchanged.append(name)  # we are ahead: the next push moves the remote
             else:
                 result.refs_rejected[name] = (current, remote_target)  # diverged: left for the caller
@@ -429,62 +429,6 @@ class Remote:
             result.refs_updated[name] = (current, remote_target)
         except RefConflict:
             result.refs_rejected[name] = (current, remote_target)
-
-
-def _object_children(obj: Any) -> list[bytes]:
-    if isinstance(obj, Commit):
-        return [bytes.fromhex(obj.tree), *(bytes.fromhex(p) for p in obj.parents)]
-    if isinstance(obj, Tree):
-        return [bytes.fromhex(e.id) for e in obj.entries if e.id is not None]
-    if isinstance(obj, ChunkedBlob):
-        return [bytes.fromhex(c) for c, _ in obj.chunks]
-    return []
-
-
-def _children(odb: ObjectDatabase, oid: bytes) -> list[bytes]:
-    """Children of a local object, without reading blob contents."""
-    loc = odb.locate(oid)
-    tag = loc[1].type_tag if loc is not None else None
-    if tag == BLOB:
-        return []
-    if tag is None or tag in (CHUNKED, TREE, COMMIT):
-        return _object_children(odb.get(oid))
-    return []
-
-
-def _children_first(metadata: dict[bytes, tuple[IndexEntry, bytes, Any]]) -> list[bytes]:
-    order: list[bytes] = []
-    done: set[bytes] = set()
-    for root in metadata:
-        if root in done:
-            continue
-        stack: list[tuple[bytes, bool]] = [(root, False)]
-        while stack:
-            oid, expanded = stack.pop()
-            if expanded:
-                order.append(oid)
-                continue
-            if oid in done or oid not in metadata:
-                continue
-            done.add(oid)
-            stack.append((oid, True))
-            stack.extend((c, False) for c in _object_children(metadata[oid][2]) if c in metadata)
-    return order
-
-
-def _is_ancestor(repo: Repository, ancestor: str, descendant: str) -> bool:
-    """Is ``ancestor`` reachable from commit ``descendant`` through parents (locally)?"""
-    if ancestor == descendant:
-        return True
-    if not repo.odb.has(ancestor) or not repo.odb.has(descendant):
-        return False
-    try:
-        for commit_id, _ in repo.log(descendant):
-            if commit_id == ancestor:
-                return True
-    except Exception:  # not commits (trees, blobs): only equality counts
-        return False
-    return False
 
 
 __all__ = ["CountingStorage", "Remote", "TransferResult"]

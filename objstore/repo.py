@@ -27,6 +27,7 @@ from .checkout import CheckoutResult, Materializer
 from .config import CONFIG_PATH, RepoConfig
 from .diff import Change, diff_trees
 from .errors import (
+    CorruptObject,
     FormatError,
     NotARepository,
     ObjectNotFound,
@@ -45,6 +46,9 @@ from .remote import Remote, TransferResult
 from .snapshot import Snapshotter
 from .statcache import StatCache
 from .storage import LocalStorage, Storage, open_storage
+
+AUTO_REPACK_PACKS = 32
+"""Packs in a repository past which its small packs are merged after a write."""
 
 Progress = Callable[[int], None]
 
@@ -172,7 +176,7 @@ class Repository:
         raise RefNotFound(spec)
 
     def _check_ref_target(self, target: str) -> ObjectId:
-        self.odb.flush()  # a ref may only point at durable objects
+        self.flush()  # a ref may only point at durable objects
         oid = self.resolve(target)
         if not self.odb.has(oid):
             raise ObjectNotFound(oid)
@@ -229,11 +233,25 @@ class Repository:
             raise
         self._batch_depth -= 1
         if self._batch_depth == 0:
-            self.odb.flush()
+            self.flush()
 
     def _durable(self) -> None:
         if self._batch_depth == 0:
-            self.odb.flush()
+            self.flush()
+
+    def flush(self) -> None:
+        """Publish pending writes; once many small packs exist, merge them.
+
+        Each small commit makes a small pack, so a busy store would grow one
+        file per commit; past :data:`AUTO_REPACK_PACKS` packs the small ones
+        are merged (atomically, racing writers safely).
+        """
+        self.odb.flush()
+        if len(self.odb.pack_names) >= AUTO_REPACK_PACKS:
+            try:
+                repack(self.odb, only_smaller_than=self.odb.pack_size // 16, min_packs=AUTO_REPACK_PACKS)
+            except (FileNotFoundError, CorruptObject):
+                pass  # a concurrent repack got there first, or fsck has work to do: try next time
 
     def snapshot(self, path: str | os.PathLike[str], *, progress: Progress | None = None) -> ObjectId:
         """Store a directory or file (symlinks as links, never followed); return its Tree id.

@@ -259,7 +259,7 @@ def test_many_small_files_to_s3_take_few_requests_and_packs(s3_target: Target, t
 
 def _children_present(repo: Repository) -> None:
     """Every object the repository holds has all its children there too."""
-    from objstore.remote import _children
+    from objstore.graph import children as _children
 
     odb = repo.odb
     for oid_hex in odb.iter_ids():

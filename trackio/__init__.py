@@ -14,7 +14,7 @@ from typing import Any
 
 from objstore.remote import TransferResult
 
-from . import errors
+from . import errors, names
 from . import remote_sync as _sync
 from .api import Api
 from .artifact import Artifact
@@ -23,6 +23,7 @@ from .errors import (
     ArtifactNotFoundError,
     ArtifactPathError,
     ArtifactTypeError,
+    DashboardUnavailableError,
     InvalidNameError,
     ManifestPathError,
     NoActiveRunError,
@@ -32,32 +33,92 @@ from .errors import (
     UnsupportedReferenceError,
 )
 from .references import ReferenceHandler, ResolvedReference, register_reference_handler, unregister_reference_handler
-from .run import Run, current_run, require_run, start_run
+from .run import AlertLevel, Run, current_run, require_run, start_run
 from .store import store_path, trackio_dir
 
 __version__ = "0.1.0"
 
 
+_INIT_DASHBOARD_DEFAULTS: dict[str, Any] = {
+    "settings": None,
+    "private": None,
+    "embed": True,
+    "auto_log_gpu": None,
+    "gpu_log_interval": 10.0,
+    "auto_log_cpu": None,
+    "cpu_log_interval": 10.0,
+    "webhook_url": None,
+    "webhook_min_level": None,
+}
+"""trackio 0.43 ``init`` parameters that only concern its metrics dashboard,
+system monitoring or alerts: accepted, recorded under ``config["trackio"]``."""
+
+config: dict[str, Any] = {}
+"""The active run's config (``trackio.config``, as in trackio and wandb)."""
+
+
 def init(
     project: str,
     name: str | None = None,
-    config: dict[str, Any] | None = None,
-    remote: str | None = None,
-    *,
     group: str | None = None,
-    storage_options: dict[str, Any] | None = None,
     space_id: str | None = None,
+    server_url: str | None = None,
     dataset_id: str | None = None,
     bucket_id: str | None = None,
+    config: dict[str, Any] | None = None,
+    resume: str = "never",
+    settings: Any = None,
+    private: bool | None = None,
+    embed: bool = True,
+    auto_log_gpu: bool | None = None,
+    gpu_log_interval: float = 10.0,
+    auto_log_cpu: bool | None = None,
+    cpu_log_interval: float = 10.0,
+    webhook_url: str | None = None,
+    webhook_min_level: Any = None,
+    *,
+    remote: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Run:
     """Start a run in ``project`` (finishing any active one) and return it.
 
-    ``remote`` (or ``TRACKIO_REMOTE``) is any fsspec URL to sync with, e.g.
-    ``"s3://bucket/prefix"``; ``storage_options`` pass through to fsspec.
-    ``space_id`` / ``dataset_id`` / ``bucket_id`` map to an ``hf://`` remote.
+    The parameters, their order and defaults are trackio 0.43's; ``remote``
+    and ``storage_options`` are ours.
+
+    - ``name``: the run's name (generated when omitted). ``resume`` decides
+      what happens when a run of that name exists in the project:
+      ``"never"`` (default) starts a new run anyway, ``"allow"`` continues
+      the existing one (its logged and used artifacts and metrics stay its
+      own), ``"must"`` continues it and raises ``ValueError`` naming the run
+      if there is none.
+    - Where to sync, first that is set: ``remote`` (any fsspec URL, e.g.
+      ``"s3://bucket/prefix"``; ``storage_options`` pass through to fsspec),
+      ``space_id`` / ``dataset_id`` / ``bucket_id`` (an ``hf://`` remote),
+      ``server_url`` (an ``objstore serve`` team server, ``http(s)://``; a
+      ``write_token`` query parameter or ``TRACKIO_WRITE_TOKEN`` is sent as
+      its token), then the ``TRACKIO_REMOTE`` and ``TRACKIO_SERVER_URL``
+      environment variables.
+    - ``settings``, ``private``, ``embed``, ``auto_log_gpu``,
+      ``gpu_log_interval``, ``auto_log_cpu``, ``cpu_log_interval``,
+      ``webhook_url``, ``webhook_min_level`` concern trackio's metrics
+      dashboard, system monitoring and alerts: accepted, and those not left
+      at their default are recorded in the run's config under ``"trackio"``
+      (see docs/api.md for why each changes nothing here).
+
     Usable as a context manager: ``with trackio.init(project="p") as run:``.
     """
-    return start_run(
+    passed = {
+        "settings": settings,
+        "private": private,
+        "embed": embed,
+        "auto_log_gpu": auto_log_gpu,
+        "gpu_log_interval": gpu_log_interval,
+        "auto_log_cpu": auto_log_cpu,
+        "cpu_log_interval": cpu_log_interval,
+        "webhook_url": webhook_url,
+        "webhook_min_level": webhook_min_level,
+    }
+    run = start_run(
         project,
         name,
         config,
@@ -67,12 +128,56 @@ def init(
         space_id=space_id,
         dataset_id=dataset_id,
         bucket_id=bucket_id,
+        server_url=server_url,
+        resume=resume,
+        dashboard_options={k: v for k, v in passed.items() if v != _INIT_DASHBOARD_DEFAULTS[k]},
+    )
+    globals()["config"] = run.config
+    return run
+
+
+def show(
+    project: str | None = None,
+    *,
+    dashboard: str | None = None,
+    theme: Any = None,
+    mcp_server: bool | None = None,
+    footer: bool = True,
+    color_palette: list[str] | None = None,
+    open_browser: bool = True,
+    block_thread: bool | None = None,
+    host: str | None = None,
+    share: bool | None = None,
+    server_port: int | None = None,
+    frontend_dir: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Open the dashboard (trackio 0.43's signature).
+
+    ``dashboard="registry"`` opens the registry page; ``block_thread=False``
+    returns while the server runs in the background. The arguments are
+    checked as trackio checks them; this build has no dashboard yet, so a
+    valid call raises :class:`~trackio.errors.DashboardUnavailableError`.
+    """
+    if dashboard not in (None, "registry"):
+        raise ValueError(f"dashboard must be None or 'registry', got {dashboard!r}")
+    if dashboard == "registry" and project is not None:
+        raise ValueError("The registry dashboard does not accept a project.")
+    if project is not None:
+        names.validate_project(project)
+    raise DashboardUnavailableError(
+        "trackio.show(): this version of trackio-on-objstore has no web dashboard yet; "
+        "browse artifacts with `trackio artifacts list/versions/show` or trackio.Api()"
     )
 
 
 def log(metrics: dict[str, Any], step: int | None = None) -> None:
     """Log a dict of metrics to the active run."""
     require_run("trackio.log()").log(metrics, step)
+
+
+def alert(title: str, text: str | None = None, level: AlertLevel | str = AlertLevel.WARN, webhook_url: str | None = None) -> None:
+    """Fire an alert on the active run: printed to stderr and stored with the run."""
+    require_run("trackio.alert()").alert(title, text, level, webhook_url)
 
 
 def finish() -> None:
@@ -128,12 +233,14 @@ def _finish_at_exit() -> None:
 atexit.register(_finish_at_exit)
 
 __all__ = [
+    "AlertLevel",
     "Api",
     "Artifact",
     "ArtifactFrozenError",
     "ArtifactNotFoundError",
     "ArtifactPathError",
     "ArtifactTypeError",
+    "DashboardUnavailableError",
     "InvalidNameError",
     "ManifestPathError",
     "NoActiveRunError",
@@ -144,6 +251,8 @@ __all__ = [
     "ReferenceHandler",
     "ResolvedReference",
     "Run",
+    "alert",
+    "config",
     "current_run",
     "errors",
     "finish",
@@ -153,6 +262,7 @@ __all__ = [
     "register_reference_handler",
     "unregister_reference_handler",
     "store_path",
+    "show",
     "sync",
     "trackio_dir",
     "use_artifact",

@@ -54,3 +54,7 @@ class SyncError(TrackioError, RuntimeError):
 
 class UnsupportedReferenceError(TrackioError, ValueError):
     """No reference handler takes this URI's scheme."""
+
+
+class DashboardUnavailableError(TrackioError, RuntimeError):
+    """``trackio.show()`` was called but this build has no dashboard to open."""

@@ -18,6 +18,7 @@ entries cached locally. ``download()`` fetches only the objects it lacks.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from objstore import Repository
-from objstore.errors import NotARepository, ObjectNotFound, PushRejected, RefConflict
+from objstore.errors import NotARepository, ObjectNotFound, PushRejected, RefConflict, RefNotFound
 from objstore.remote import Remote, TransferResult
 
 from . import names
@@ -64,12 +65,49 @@ def remote_spec(
     space_id: str | None = None,
     dataset_id: str | None = None,
     bucket_id: str | None = None,
+    server_url: str | None = None,
 ) -> RemoteSpec | None:
-    """Where to sync: an explicit URL, ``TRACKIO_REMOTE``, or a Hugging Face target."""
-    url = remote or hf_url(space_id=space_id, dataset_id=dataset_id, bucket_id=bucket_id) or os.environ.get("TRACKIO_REMOTE")
-    if not url:
-        return None
-    return RemoteSpec.of(url, storage_options)
+    """Where to sync, first that is set: an explicit URL, a Hugging Face target,
+    a self-hosted server, ``TRACKIO_REMOTE``, ``TRACKIO_SERVER_URL``."""
+    url = remote or hf_url(space_id=space_id, dataset_id=dataset_id, bucket_id=bucket_id)
+    if url:
+        return RemoteSpec.of(url, storage_options)
+    if server_url:
+        return server_spec(server_url, storage_options)
+    url = os.environ.get("TRACKIO_REMOTE")
+    if url:
+        return RemoteSpec.of(url, storage_options)
+    env_server = os.environ.get("TRACKIO_SERVER_URL")
+    if env_server:
+        return server_spec(env_server, storage_options)
+    return None
+
+
+def server_spec(server_url: str, storage_options: dict[str, Any] | None = None) -> RemoteSpec:
+    """The remote of a self-hosted team server (``objstore serve``) at ``server_url``.
+
+    As in trackio, the URL may carry the write token as a ``write_token``
+    query parameter (else ``TRACKIO_WRITE_TOKEN``); it is sent as the
+    server's token and never kept in the URL.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if not isinstance(server_url, str) or not server_url.startswith(("http://", "https://")):
+        raise ValueError(f"server_url must be a full URL starting with http:// or https://, got: {server_url!r}")
+    if importlib.util.find_spec("objstore.server") is None:
+        raise SyncError(
+            f"server_url={server_url!r}: this objstore has no client for a self-hosted server yet; "
+            "supported remotes are fsspec URLs passed as remote= or TRACKIO_REMOTE "
+            "(file://, s3://, gcs://, sftp://, webdav://, hf://, memory://) and space_id/dataset_id/bucket_id"
+        )
+    parts = urlsplit(server_url.strip())
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    token = next((v for k, v in query if k == "write_token"), None) or os.environ.get("TRACKIO_WRITE_TOKEN")
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), urlencode([(k, v) for k, v in query if k != "write_token"]), ""))
+    options = dict(storage_options or {})
+    if token and "token" not in options:
+        options["token"] = token
+    return RemoteSpec.of(url, options)
 
 
 def hf_url(*, space_id: str | None = None, dataset_id: str | None = None, bucket_id: str | None = None) -> str | None:
@@ -105,6 +143,16 @@ def forget_views() -> None:
         for repo in _views.values():
             repo.close()
         _views.clear()
+
+
+def fetch_runs(spec: RemoteSpec, project: str) -> None:
+    """Bring the run records of ``project`` from the remote (to continue one logged elsewhere)."""
+    try:
+        get_repo().fetch(spec.url, refs=[names.project_prefix(project) + "/runs/"], storage_options=spec.options)
+    except (NotARepository, RefNotFound):
+        pass  # nothing of this project pushed there yet
+    except Exception as exc:
+        _warn_offline(spec, exc, "looking for the run to resume")
 
 
 def _warn_offline(spec: RemoteSpec, exc: BaseException, what: str) -> None:

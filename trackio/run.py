@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -32,7 +34,20 @@ from .errors import ArtifactFrozenError, ArtifactTypeError, InvalidNameError, No
 from .registry import ArtifactRegistry, manifest_digest, manifest_of
 from .store import get_repo
 
+if TYPE_CHECKING:
+    from .remote_sync import RemoteSpec
+
 KIND_RUN = "run"
+
+
+class AlertLevel(StrEnum):
+    """Severity of an alert (trackio's names and values)."""
+
+    INFO = "info"
+    WARN = "warn"
+    ERROR = "error"
+
+
 METRICS_FILE = "metrics.msgpack"
 
 _ADJECTIVES = ("brave", "calm", "dainty", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lively", "misty", "noble", "proud", "quiet", "swift", "witty")
@@ -62,6 +77,7 @@ class Run:
         space_id: str | None = None,
         dataset_id: str | None = None,
         bucket_id: str | None = None,
+        server_url: str | None = None,
         run_id: str | None = None,
         _record: dict[str, Any] | None = None,
         _store: Repository | None = None,
@@ -70,7 +86,7 @@ class Run:
 
         self.project = names.validate_project(project)
         self.remote_spec = None if _record is not None else remote_spec(
-            remote, storage_options=storage_options, space_id=space_id, dataset_id=dataset_id, bucket_id=bucket_id
+            remote, storage_options=storage_options, space_id=space_id, dataset_id=dataset_id, bucket_id=bucket_id, server_url=server_url
         )
         self.remote = self.remote_spec.url if self.remote_spec else None
         if _record is not None:  # a stored run, read back
@@ -83,6 +99,7 @@ class Run:
             self.finished_at: float | None = _record.get("finished_at")
             self._outputs: list[str] = list(_record.get("outputs") or [])
             self._inputs: list[str] = list(_record.get("inputs") or [])
+            self._alerts: list[dict[str, Any]] = list(_record.get("alerts") or [])
             self._metrics_id: str | None = _record.get("_metrics_id")
             self._metrics: list[dict[str, Any]] | None = None
             self._active = False
@@ -97,12 +114,31 @@ class Run:
         self.finished_at = None
         self._outputs = []
         self._inputs = []
+        self._alerts = []
         self._metrics_id = None
         self._metrics = []
         self._next_step = 0
         self._active = True
         self._store = None
         self._save()
+
+    def _resumed(self, config: dict[str, Any] | None, remote: RemoteSpec | None) -> Run:
+        """This stored run, made active again (``resume="allow"/"must"``).
+
+        Its outputs, inputs and metrics stay; ``config`` entries passed now
+        are merged over the stored ones; the remote is the one given now.
+        """
+        self.metrics  # noqa: B018 - load the stored metrics before the record is rewritten
+        self.config.update(config or {})
+        self.remote_spec, self.remote = remote, (remote.url if remote else None)
+        self.status = "running"
+        self.finished_at = None
+        assert self._metrics is not None
+        self._next_step = max((row["step"] for row in self._metrics), default=-1) + 1
+        self._active = True
+        self._store = None
+        self._save()
+        return self
 
     def _generate_name(self) -> str:
         taken = len(list_run_refs(self.project))
@@ -124,6 +160,7 @@ class Run:
             "finished_at": self.finished_at,
             "outputs": list(self._outputs),
             "inputs": list(self._inputs),
+            "alerts": list(self._alerts),
         }
 
     def _save(self, replace: bool = False, repo: Repository | None = None) -> None:
@@ -173,6 +210,30 @@ class Run:
         self._next_step = max(self._next_step, step + 1)
         assert self._metrics is not None
         self._metrics.append({"step": step, "time": time.time(), "metrics": storable(metrics)})
+
+    def alert(self, title: str, text: str | None = None, level: AlertLevel | str = AlertLevel.WARN, webhook_url: str | None = None) -> None:
+        """Record an alert on this run and print it to stderr (as trackio does).
+
+        Alerts are stored in the run's record (they travel with push/fetch);
+        ``webhook_url`` is accepted for compatibility and not called: logging
+        here is offline first and never makes network calls on its own.
+        """
+        self._check_active()
+        if not isinstance(title, str) or not title:
+            raise ValueError(f"trackio.alert needs a non-empty title, got {title!r}")
+        try:
+            lvl = AlertLevel(level)
+        except ValueError:
+            raise ValueError(f"alert level must be one of {[m.value for m in AlertLevel]}, got {level!r}") from None
+        step = self._next_step - 1 if self._next_step else None
+        self._alerts.append({"title": title, "text": text, "level": lvl.value, "step": step, "time": time.time()})
+        print(f"[trackio {lvl.value.upper()}] {title}" + (f": {text}" if text else ""), file=sys.stderr)
+        self._save()
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts fired on this run: ``{"title", "text", "level", "step", "time"}``."""
+        return [dict(a) for a in self._alerts]
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -284,11 +345,11 @@ class Run:
 
     def logged_artifacts(self) -> list[Artifact]:
         """Artifact versions this run logged, in order."""
-        return _artifacts(self._outputs)
+        return _artifacts(self._outputs, self._store)
 
     def used_artifacts(self) -> list[Artifact]:
         """Artifact versions this run used, in order."""
-        return _artifacts(self._inputs)
+        return _artifacts(self._inputs, self._store)
 
     def __repr__(self) -> str:
         return f"Run(project={self.project!r}, name={self.name!r}, id={self.id!r}, status={self.status!r})"
@@ -304,14 +365,16 @@ def _union(a: list[str], b: list[str]) -> list[str]:
     return list(dict.fromkeys([*a, *b]))
 
 
-def _artifacts(commit_ids: list[str]) -> list[Artifact]:
+def _artifacts(commit_ids: list[str], home: Repository | None = None) -> list[Artifact]:
+    """The versions ``commit_ids`` name, read from the store the run was read
+    from (``home``), else the local store, else the active run's remote."""
     from .remote_sync import remote_repo
 
     out = []
     local = get_repo()
     for c in commit_ids:
-        store = local
-        if not local.odb.has(c) and _current is not None and _current.remote_spec is not None:
+        store = home if home is not None and home.odb.has(c) else local
+        if not store.odb.has(c) and _current is not None and _current.remote_spec is not None:
             store = remote_repo(_current.remote_spec)
         out.append(Artifact._from_version(ArtifactRegistry(store).info(ObjectId(c)), store))
     return out
@@ -397,10 +460,72 @@ def require_run(what: str) -> Run:
     return _current
 
 
-def start_run(project: str, name: str | None, config: dict[str, Any] | None, **options: Any) -> Run:
+RESUME_MODES = ("never", "allow", "must")
+
+
+def start_run(
+    project: str,
+    name: str | None,
+    config: dict[str, Any] | None,
+    *,
+    resume: str = "never",
+    dashboard_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Run:
+    """Start (or, with ``resume``, continue) a run and make it the active one."""
     global _current
+    if resume not in RESUME_MODES:
+        raise ValueError(f"resume must be one of: 'must', 'allow', or 'never', got {resume!r}")
+    names.validate_project(project)
+    if resume == "must" and name is None:
+        raise ValueError("resume='must' needs the name of the run to continue: pass name=...")
+    config = dict(config or {})
+    if dashboard_options:
+        recorded = config.get("trackio")
+        config["trackio"] = {**(recorded if isinstance(recorded, dict) else {}), **_recordable(dashboard_options)}
+    spec = _remote_spec_of(options)
     if _current is not None and _current._active:
         warnings.warn(f"trackio.init: finishing the active run {_current.name!r} before starting a new one", stacklevel=3)
         _current.finish()
-    _current = Run(project, name, config, **options)
+    existing = _find_run(project, name, spec) if name is not None and resume != "never" else None
+    if resume == "must" and existing is None:
+        raise ValueError(f"Run {name!r} does not exist in project {project!r} (resume='must' continues an existing run)")
+    _current = existing._resumed(config, spec) if existing is not None else Run(project, name, config, **options)
     return _current
+
+
+def _remote_spec_of(options: dict[str, Any]) -> RemoteSpec | None:
+    from .remote_sync import remote_spec
+
+    keys = ("storage_options", "space_id", "dataset_id", "bucket_id", "server_url")
+    return remote_spec(options.get("remote"), **{k: options.get(k) for k in keys})
+
+
+def _find_run(project: str, name: str, spec: RemoteSpec | None) -> Run | None:
+    """The latest-started run named ``name`` in ``project``, here or (fetched from) the remote."""
+
+    def latest() -> Run | None:
+        found = [r for r in iter_runs(project) if r.name == name]
+        return found[-1] if found else None
+
+    run = latest()
+    if run is None and spec is not None:
+        from .remote_sync import fetch_runs
+
+        fetch_runs(spec, project)
+        run = latest()
+    if run is not None:
+        run._store = None
+    return run
+
+
+def _recordable(options: dict[str, Any]) -> dict[str, Any]:
+    """Dashboard-only init options as stored in ``config["trackio"]`` (a webhook URL is a secret: only its host is kept)."""
+    out = dict(options)
+    url = out.get("webhook_url")
+    if isinstance(url, str):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        out["webhook_url"] = f"{parts.scheme}://{parts.hostname}/..." if parts.hostname else "<set>"
+    return {k: storable(v) for k, v in out.items()}

@@ -238,3 +238,28 @@ def test_split_race_between_latest_and_version_ref_heals(
     assert sorted(_content(v) for v in versions) == [b"from a", b"from b"]
     for v in versions:  # the version refs agree with the chain
         assert _content(api.artifact(f"shared:{v.version}")) == _content(v)
+
+
+def test_resume_must_continues_a_run_logged_on_another_machine(
+    s3_target: Target, trackio_home: Callable[[str], Path], tmp_path: Path
+) -> None:
+    url, opts = s3_target.url, s3_target.storage_options
+    (tmp_path / "w.bin").write_bytes(b"weights" * 100)
+
+    trackio_home("machine-a")
+    first = trackio.init(project="shared", name="long-job", remote=url, storage_options=opts, config={"lr": 0.1})
+    trackio.log({"loss": 1.0})
+    logged = trackio.log_artifact(tmp_path / "w.bin", name="ckpt", type="model")
+    assert logged.wait(timeout=60) is logged
+    trackio.finish()
+    trackio.sync(remote=url, storage_options=opts)
+
+    trackio_home("machine-b")  # a fresh store: the run exists only on the remote
+    again = trackio.init(project="shared", name="long-job", resume="must", remote=url, storage_options=opts)
+    assert again.id == first.id and again.config == {"lr": 0.1}
+    trackio.log({"loss": 0.5})
+    trackio.finish()
+    [run] = trackio.Api(remote=url, storage_options=opts).runs("shared")
+    assert run.id == first.id
+    assert [m["metrics"]["loss"] for m in run.metrics] == [1.0, 0.5]
+    assert [a.id for a in run.logged_artifacts()] == [logged.id]

@@ -8,13 +8,18 @@ changing them changes every cut point.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import BinaryIO, TypeVar
 
 from pyfastcdc import FastCDC
+
+from .parallel import pool, workers
 
 T = TypeVar("T")
 
@@ -148,3 +153,144 @@ def map_chunks_ahead(stream: BinaryIO, params: ChunkParams, fn: Callable[[memory
             except queue.Empty:
                 pass
         worker.join()
+
+
+PARALLEL_SEGMENT = 16 * 1024 * 1024
+"""Bytes of a large file cut by one worker in :func:`map_chunks_parallel`."""
+
+
+class FileChanged(Exception):
+    """The file changed size while it was being cut in parallel."""
+
+
+def _pread_full(fd: int, length: int, offset: int) -> bytearray:
+    buf = bytearray(length)
+    view = memoryview(buf)
+    got = 0
+    while got < length:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    del view
+    if got < length:
+        del buf[got:]
+    return buf
+
+
+def _cut_window(
+    cdc: FastCDC, data: bytearray, base: int, limit: int, eof: bool, max_size: int, fn: Callable[[memoryview], T]
+) -> list[tuple[int, int, T]]:
+    """Chunks of ``data`` (file bytes from ``base``) that start before ``base + limit``.
+
+    A chunk is kept only if ``max_size`` bytes follow its start in ``data``
+    (FastCDC decides a cut from at most that many bytes) or ``data`` ends
+    at end of file, so every kept cut is the one a sequential pass makes.
+    """
+    out: list[tuple[int, int, T]] = []
+    view = memoryview(data)
+    for chunk in cdc.cut_buf(view):
+        if chunk.offset >= limit or (not eof and len(data) - chunk.offset < max_size):
+            break
+        out.append((base + chunk.offset, chunk.length, fn(chunk.data)))
+    return out
+
+
+def map_chunks_parallel(
+    fd: int,
+    size: int,
+    params: ChunkParams,
+    fn: Callable[[memoryview], T],
+    *,
+    segment: int = PARALLEL_SEGMENT,
+    window: int | None = None,
+) -> Iterator[T]:
+    """``fn(chunk)`` for each chunk of the first ``size`` bytes of file ``fd``,
+    with the file's segments cut on every core.
+
+    Each worker reads one segment (``segment`` bytes, plus ``max_size``
+    for the chunk that crosses its end), cuts it as if the file began there
+    and runs ``fn`` on the chunks that start inside it. A segment's first
+    cut is usually not a cut of the sequential pass, so the consumer
+    re-synchronises: after the last chunk of segment *k* it cuts on from the
+    true position (a chunk or two, on this thread) until a cut coincides
+    with one of segment *k+1*'s; from a common cut point on, FastCDC makes
+    the same cuts whatever came before, so segment *k+1*'s chunks are taken
+    from there. The chunks (and their ids) are therefore exactly those of a
+    sequential pass. At most ``window`` segments are in flight.
+
+    Raises :class:`FileChanged` if the file is shorter than ``size`` (a
+    caller falls back to a sequential pass).
+    """
+    cdc = params.chunker()
+    max_size = params.max_size
+    bounds = list(range(0, size, segment)) or [0]
+    count = len(bounds)
+
+    def work(k: int) -> tuple[list[tuple[int, int, T]], dict[int, int]]:
+        start = bounds[k]
+        end = bounds[k + 1] if k + 1 < count else size
+        want = (end - start) + (max_size if k + 1 < count else 0)
+        data = _pread_full(fd, want, start)
+        last = k + 1 == count
+        if len(data) < (end - start):
+            raise FileChanged(f"read {len(data)} bytes at {start}, expected {end - start}")
+        eof = last or start + len(data) >= size
+        chunks = _cut_window(cdc, data, start, end - start, eof, max_size, fn)
+        return chunks, {c[0]: i for i, c in enumerate(chunks)}
+
+    window = window or workers() + 1
+    ex = pool()
+    inflight: deque[Future[tuple[list[tuple[int, int, T]], dict[int, int]]]] = deque()
+    submitted = 0
+
+    def fill() -> None:
+        nonlocal submitted
+        while submitted < count and len(inflight) < window:
+            inflight.append(ex.submit(work, submitted))
+            submitted += 1
+
+    try:
+        fill()
+        chunks, _ = inflight.popleft().result()
+        fill()
+        pos = 0
+        k = 0
+        while True:
+            for start, length, result in chunks:
+                if start == pos:  # the chunks before a sync point were cut from a false start
+                    yield result
+                    pos += length
+            k += 1
+            if k >= count:
+                break
+            nxt, starts = inflight.popleft().result()
+            fill()
+            # Walk on from ``pos`` (a true cut) until it meets a cut of segment k.
+            seg_end = bounds[k + 1] if k + 1 < count else size
+            while pos not in starts and pos < seg_end:
+                want = min(2 * max_size, size - pos)
+                data = _pread_full(fd, want, pos)
+                if len(data) < want:
+                    raise FileChanged(f"read {len(data)} bytes at {pos}, expected {want}")
+                eof = pos + len(data) >= size
+                walked: list[tuple[int, int, memoryview]] = _cut_window(cdc, data, pos, len(data), eof, max_size, memoryview)
+                for start, length, view in walked:
+                    if start in starts:
+                        break
+                    yield fn(view)
+                    pos = start + length
+                else:
+                    continue
+                break
+            if pos >= seg_end and pos not in starts:
+                # No common cut inside segment k (rare): its chunks are all
+                # from a false start; the walk above covered it entirely.
+                chunks = []
+                continue
+            chunks = nxt[starts[pos] :] if pos in starts else []
+        if pos != size:
+            raise FileChanged(f"cut {pos} of {size} bytes")
+    finally:
+        for f in inflight:
+            f.cancel()

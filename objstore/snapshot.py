@@ -15,13 +15,13 @@ import os
 import stat
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from . import codec
-from .chunking import ChunkParams, map_chunks_ahead
+from .chunking import PARALLEL_SEGMENT, ChunkParams, FileChanged, map_chunks_ahead, map_chunks_parallel
 from .errors import ObjectNotFound, PathNotFound, UnsafePath
 from .ids import ObjectId, to_hex
 from .objects import BLOB, ChunkedBlob, Tree, TreeEntry, file_mode_from_stat, validate_name
@@ -128,6 +128,21 @@ class Snapshotter:
         """
         odb = self.odb
         tag = bytes((BLOB,))
+
+        def hashed(v: memoryview) -> tuple[memoryview, bytes]:
+            return v, odb.hash(tag, v)
+
+        size = os.fstat(f.fileno()).st_size
+        if size >= 2 * PARALLEL_SEGMENT and workers() >= 2:
+            try:
+                return self._chunked_from(f, map_chunks_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT))
+            except FileChanged:
+                f.seek(0)  # it changed under us: a sequential pass reads what is there now
+        return self._chunked_from(f, map_chunks_ahead(f, self.params, hashed))
+
+    def _chunked_from(self, f: BinaryIO, hashed_chunks: Iterator[tuple[memoryview, bytes]]) -> tuple[ObjectId, os.stat_result]:
+        odb = self.odb
+        tag = bytes((BLOB,))
         chunks: list[tuple[ObjectId, int]] = []
         pending: set[bytes] = set()
         batch: list[tuple[bytes, bytes]] = []
@@ -141,7 +156,7 @@ class Snapshotter:
             while len(inflight) > _COMPRESS_WINDOW:
                 self._store_all(inflight.popleft().result())
 
-        for view, oid in map_chunks_ahead(f, self.params, lambda v: (v, odb.hash(tag, v))):
+        for view, oid in hashed_chunks:
             n = len(view)
             self._tick(n)
             chunks.append((to_hex(oid), n))

@@ -162,3 +162,79 @@ def test_stopping_early_or_a_failing_stream_leaves_no_thread():
     with pytest.raises(OSError, match="Input/output"):
         list(map_chunks_ahead(Failing(), ChunkParams(), lambda v: v))  # type: ignore[arg-type]
     assert not [t for t in threading.enumerate() if t.name == "objstore-chunker"]
+
+
+def _parallel_chunks(tmp_path, data: bytes, params: ChunkParams, segment: int, window: int | None = None) -> list[bytes]:
+    import os
+
+    from objstore.chunking import map_chunks_parallel
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return list(map_chunks_parallel(fd, len(data), params, bytes, segment=segment, window=window))
+    finally:
+        os.close(fd)
+
+
+@given(
+    payloads(max_size=60_000),
+    st.sampled_from([SMALL, ChunkParams(min_size=64, avg_size=256, max_size=1024, small_file=0)]),
+    st.integers(1, 40),
+    st.integers(1, 4),
+)
+@settings(max_examples=150, deadline=None)
+def test_cutting_segments_in_parallel_gives_exactly_the_sequential_chunks(tmp_path_factory, data, params, pages, window):
+    """Segments cut from false starts and re-synchronised give the sequential pass's cut points."""
+    segment = pages * 512
+    got = _parallel_chunks(tmp_path_factory.mktemp("p"), data, params, segment, window)
+    assert got == chunks_of(data, params)
+
+
+def test_parallel_cutting_survives_data_with_no_common_cut_point(tmp_path):
+    """All zeros: FastCDC cuts every max_size bytes, so a segment starting off that
+    grid never meets the sequential cuts; the consumer walks through it instead."""
+    params = ChunkParams(min_size=64, avg_size=256, max_size=1024, small_file=0)
+    data = bytes(50_000)
+    assert _parallel_chunks(tmp_path, data, params, segment=1000) == chunks_of(data, params)
+
+
+def test_a_file_that_shrinks_while_cut_in_parallel_is_reported(tmp_path):
+    import os
+
+    from objstore.chunking import FileChanged, map_chunks_parallel
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(rand_bytes(1, 20_000))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(FileChanged):
+            list(map_chunks_parallel(fd, 40_000, SMALL, bytes, segment=4096))
+    finally:
+        os.close(fd)
+
+
+def test_a_large_file_snapshot_cut_in_parallel_has_the_sequential_ids(tmp_path, monkeypatch):
+    from objstore import chunking, snapshot
+
+    data = rand_bytes(7, 600_000) + bytes(100_000) + rand_bytes(8, 300_000)
+    write(tmp_path / "big.bin", data)
+    ids = []
+    segments_cut: list[int] = []
+    real = chunking.map_chunks_parallel
+
+    def counting(*args, **kwargs):
+        segments_cut.append(-(-args[1] // kwargs["segment"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "map_chunks_parallel", counting)
+    for segment in (10**9, 64 * 1024):  # one segment (sequential path) vs many
+        monkeypatch.setattr(snapshot, "PARALLEL_SEGMENT", segment)
+        repo = Repository.init(tmp_path / f"store-{segment}", chunking=SMALL)
+        tree = repo.snapshot(tmp_path / "big.bin")
+        ids.append(tree)
+        assert repo.read_file(tree, "big.bin") == data
+        repo.close()
+    assert segments_cut == [16]  # only the second store cut in parallel
+    assert ids[0] == ids[1]

@@ -1,0 +1,151 @@
+"""The stat cache answers unchanged files and directories without reading them,
+and never hides a change."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from helpers import SMALL, rand_bytes, write
+
+from objstore import Repository
+
+
+def _age(root: Path, seconds: int = 3600) -> None:
+    """Make every file under ``root`` look old enough for the cache to trust it."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9), follow_symlinks=False)
+
+
+def _tree(root: Path) -> Path:
+    for d in ("a", "a/deep", "b"):
+        for i in range(5):
+            write(root / d / f"f{i}.txt", f"{d}/{i} ".encode() * 50)
+    write(root / "big.bin", rand_bytes(1, 20_000))
+    os.symlink("a/f0.txt", root / "link")
+    _age(root)
+    return root
+
+
+class CountingReads:
+    """Counts files opened for reading by the snapshot (os.open and open)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import builtins
+
+        from objstore import snapshot
+
+        self.paths: list[str] = []
+        real_os_open, real_open = os.open, builtins.open
+
+        def os_open(path, flags, *a, **k):
+            self.paths.append(os.fsdecode(path))
+            return real_os_open(path, flags, *a, **k)
+
+        def py_open(path, *a, **k):
+            self.paths.append(os.fsdecode(path))
+            return real_open(path, *a, **k)
+
+        monkeypatch.setattr(snapshot.os, "open", os_open)
+        monkeypatch.setattr(snapshot, "open", py_open, raising=False)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return Repository.init(tmp_path / "store", chunking=SMALL)
+
+
+def test_unchanged_tree_is_answered_without_reading_a_file(repo, tmp_path, monkeypatch):
+    src = _tree(tmp_path / "src")
+    first = repo.snapshot(src)
+    reads = CountingReads(monkeypatch)
+    progress: list[int] = []
+    assert repo.snapshot(src, progress=progress.append) == first
+    assert [p for p in reads.paths if p.startswith(str(src))] == []
+    assert sum(progress) == sum(e.size for _, e in repo.walk(first) if e.kind == "file")
+
+
+def test_the_cache_survives_reopening_and_is_one_small_file(repo, tmp_path, monkeypatch):
+    src = _tree(tmp_path / "src")
+    first = repo.snapshot(src)
+    repo.close()
+    again = Repository.open(tmp_path / "store")
+    reads = CountingReads(monkeypatch)
+    assert again.snapshot(src) == first
+    assert [p for p in reads.paths if p.startswith(str(src))] == []
+    assert os.listdir(tmp_path / "store" / "cache") == ["stat"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["rewrite-same-size", "append", "new-file", "remove-file", "rename", "chmod", "retarget-link", "new-subdir", "deep-rewrite"],
+)
+def test_every_kind_of_change_is_seen(repo, tmp_path, change):
+    src = _tree(tmp_path / "src")
+    first = repo.snapshot(src)
+    f = src / "a" / "deep" / "f3.txt"
+    if change == "rewrite-same-size":
+        st = os.stat(f)
+        f.write_bytes(b"X" * st.st_size)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime: only ctime tells
+    elif change == "append":
+        with open(f, "ab") as fh:
+            fh.write(b"more")
+    elif change == "new-file":
+        write(src / "b" / "new.txt", b"new")
+    elif change == "remove-file":
+        os.unlink(src / "b" / "f1.txt")
+    elif change == "rename":
+        os.rename(src / "b" / "f1.txt", src / "b" / "g1.txt")
+    elif change == "chmod":
+        os.chmod(f, 0o755)
+    elif change == "retarget-link":
+        os.unlink(src / "link")
+        os.symlink("b/f0.txt", src / "link")
+    elif change == "new-subdir":
+        (src / "a" / "deep" / "deeper").mkdir()
+    elif change == "deep-rewrite":
+        f.write_bytes(b"changed deep inside")
+    second = repo.snapshot(src)
+    assert second != first
+    fresh = Repository.init(tmp_path / "fresh", chunking=SMALL)  # no cache at all
+    assert fresh.snapshot(src) == second
+
+
+def test_a_directory_written_just_now_is_not_trusted(repo, tmp_path):
+    src = tmp_path / "src"
+    write(src / "f.txt", b"v1")  # mtime is now: inside the racy window
+    first = repo.snapshot(src)
+    st = os.stat(src / "f.txt")
+    (src / "f.txt").write_bytes(b"v2")
+    os.utime(src / "f.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = repo.snapshot(src)
+    assert second != first
+    assert repo.read_file(second, "f.txt") == b"v2"
+
+
+def test_a_damaged_or_old_cache_only_costs_a_re_read(repo, tmp_path):
+    src = _tree(tmp_path / "src")
+    first = repo.snapshot(src)
+    repo.close()
+    cache = tmp_path / "store" / "cache" / "stat"
+    for junk in (b"\x93\x01\xa1x\x80", b"garbage", b""):
+        cache.write_bytes(junk)
+        again = Repository.open(tmp_path / "store")
+        assert again.snapshot(src) == first
+        again.close()
+
+
+def test_a_gc_d_tree_is_not_answered_from_the_cache(tmp_path):
+    src = _tree(tmp_path / "src")
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    first = repo.snapshot(src)
+    # A cache that names a tree the store no longer has is ignored, not trusted.
+    other = Repository.init(tmp_path / "other", chunking=SMALL)
+    other.statcache = repo.statcache
+    assert other.snapshot(src) == first
+    assert other.read_file(first, "big.bin") == (src / "big.bin").read_bytes()

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import threading
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -112,6 +115,7 @@ class PackIndex:
         self._entries_at = self._ids_at + count * ds
         self.pack_name = bytes(view[self._entries_at + count * _INDEX_ENTRY.size :][:PACK_NAME_SIZE]).hex()
         self._view = view
+        self._prefixes: array[int] | None = None
 
     def __len__(self) -> int:
         return int(self.count)
@@ -123,12 +127,39 @@ class PackIndex:
     def entry_at(self, i: int) -> IndexEntry:
         return IndexEntry(*_INDEX_ENTRY.unpack_from(self._view, self._entries_at + i * _INDEX_ENTRY.size))
 
+    def _prefix_table(self) -> array[int] | None:
+        """The first 8 bytes of every id as big-endian integers, in index order.
+
+        Built once with C-level copies (about 1 ms per 100k ids), it lets
+        :meth:`find` binary-search with :func:`bisect.bisect_left` in C
+        instead of slicing the index in a Python loop.
+        """
+        table = self._prefixes
+        if table is None and self.digest_size % 8 == 0:
+            words = array("Q")
+            words.frombytes(self._view[self._ids_at : self._ids_at + self.count * self.digest_size])
+            table = words[:: self.digest_size // 8]
+            if sys.byteorder == "little":
+                table.byteswap()
+            self._prefixes = table
+        return table
+
     def find(self, oid: bytes) -> int:
         """Position of ``oid`` in this index, or -1."""
         first = oid[0]
         lo = self._fanout[first - 1] if first else 0
         hi = self._fanout[first]
         view, ds, base = self._view, self.digest_size, self._ids_at
+        table = self._prefix_table()
+        if table is not None and len(oid) == ds:
+            key = int.from_bytes(oid[:8], "big")
+            i = bisect_left(table, key, lo, hi)
+            while i < hi and table[i] == key:
+                start = base + i * ds
+                if view[start : start + ds] == oid:
+                    return i
+                i += 1
+            return -1
         while lo < hi:
             mid = (lo + hi) >> 1
             start = base + mid * ds

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 from helpers import PROJECT_ROOT, SMALL, dir_state, pack_files, rand_bytes, write
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from objstore import Repository
 
@@ -216,3 +218,22 @@ def test_aborted_large_pack_leaves_no_temp_file_or_thread(tmp_path):
     assert not [t for t in threading.enumerate() if t.name == "objstore-sync"]
     leftovers = [f for _, _, files in os.walk(tmp_path / "store") for f in files]
     assert leftovers == []
+
+
+@given(
+    st.lists(st.binary(min_size=16, max_size=16), min_size=0, max_size=300, unique=True),
+    st.lists(st.binary(min_size=16, max_size=16), max_size=50),
+    st.binary(min_size=8, max_size=8),
+)
+@settings(max_examples=100, deadline=None)
+def test_index_find_agrees_with_a_dict_even_when_ids_share_their_first_8_bytes(ids, probes, shared):
+    from objstore.packs import IndexEntry, PackIndex, encode_index
+
+    # Half the ids share one 8-byte prefix: the C-level prefix search must still tell them apart.
+    ids = list(dict.fromkeys([shared + oid[8:] if i % 2 else oid for i, oid in enumerate(ids)]))
+    entries = [(oid, IndexEntry(i, 1, 1, 1, 0)) for i, oid in enumerate(ids)]
+    idx = PackIndex("t", encode_index(entries, 16, bytes(16)), 16)
+    offsets = {oid: e.offset for oid, e in entries}
+    for oid in [*ids, *probes, shared + bytes(8)]:
+        e = idx.get(oid)
+        assert (e.offset if e is not None else None) == offsets.get(oid)

@@ -16,7 +16,7 @@ import shutil
 import stat
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import codec
@@ -27,6 +27,7 @@ from .objects import BLOB, MODE_EXEC, Blob, ChunkedBlob, Tree, TreeEntry, valida
 from .odb import ObjectDatabase
 from .packs import IndexEntry, pack_path
 from .parallel import bounded_map
+from .progress import announce_total, wants_total
 from .storage import LocalStorage, storage_errors
 
 Progress = Callable[[int], None]
@@ -317,7 +318,11 @@ class Materializer:
             # be a real directory) before anything is written into it, so no
             # path can lead through a symlink out of ``dest``. Small files are
             # cheaper inline than on a pool (per-file work is mostly syscalls).
-            for rel, entry in self._select(tree_id, paths):
+            selected: Iterable[tuple[str, TreeEntry]] = self._select(tree_id, paths)
+            if wants_total(self.progress):
+                selected = list(selected)
+                announce_total(self.progress, sum(e.size for _, e in selected if e.kind == "file"))
+            for rel, entry in selected:
                 self._apply(os.path.join(dest, *self._parts(rel)), entry, skip_existing)
         return self.result
 

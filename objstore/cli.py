@@ -1,7 +1,10 @@
 """The ``objstore`` command line.
 
-Every command takes ``--repo`` (default: ``$OBJSTORE_REPO`` or ``.objstore``),
-prints plain text or, with ``--json``, one JSON document, and exits with:
+Every command takes ``--repo`` (default: ``$OBJSTORE_REPO``, else the
+nearest ``.objstore`` in the current folder or a parent), prints plain text
+(sizes in binary units, local times) or, with ``--json``, one JSON document
+(exact bytes, epoch times); ``--json``, ``-o``, ``-q`` and ``--debug`` go
+before or after the subcommand. It exits with:
 
 * 0 — success
 * 1 — an objstore error (the message names the problem)
@@ -15,28 +18,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import sys
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from functools import wraps
-from typing import Any, TypeVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import click
 
 from . import Repository
-from .errors import ObjstoreError, PushRejected
+from .cliutil import (
+    add_common_options,
+    emit,
+    guarded,
+    human_bytes,
+    local_time,
+    parse_options,
+    plural,
+    progress_enabled,
+    set_target,
+    signed_bytes,
+    table,
+    transfer_text,
+    warn,
+)
+from .config import CONFIG_PATH
+from .errors import NotARepository, PushRejected
+from .objects import Blob, ChunkedBlob, Commit, Tree
 from .progress import byte_progress
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 EXIT_ERROR, EXIT_FSCK, EXIT_REJECTED = 1, 3, 4
+REPO_DIR = ".objstore"
+
+__all__ = ["main", "parse_options"]
 
 
 def _emit(ctx: click.Context, data: Any, text: str | None = None) -> None:
-    if ctx.obj["json"]:
-        click.echo(json.dumps(data, indent=2, default=_jsonable))
-    elif text is not None:
-        click.echo(text)
+    emit(ctx, data, text, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:
@@ -47,51 +65,47 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def find_repository(start: str | os.PathLike[str] | None = None) -> str | None:
+    """The nearest ``.objstore`` holding a repository in ``start`` (default: cwd) or a parent, like git."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / REPO_DIR / CONFIG_PATH).is_file():
+            return str(folder / REPO_DIR)
+    return None
+
+
+def _location(ctx: click.Context) -> str:
+    """The repository the command works on: ``-r``, ``$OBJSTORE_REPO``, or the nearest ``.objstore``."""
+    given = ctx.obj["repo"] or os.environ.get("OBJSTORE_REPO") or None
+    if given:
+        return str(given)
+    found = find_repository()
+    if found is None:
+        raise NotARepository(
+            f"{os.getcwd()}{os.sep}{REPO_DIR}",
+            hint="none in any parent folder either; create one with 'objstore init', or name one with -r PATH or OBJSTORE_REPO",
+        )
+    return found
+
+
 def _repo(ctx: click.Context) -> Repository:
-    return Repository.open(ctx.obj["repo"], storage_options=ctx.obj["storage_options"])
+    location = _location(ctx)
+    set_target(ctx, location)
+    try:
+        return Repository.open(location, storage_options=ctx.obj["storage_options"])
+    except NotARepository:
+        if "://" in location:
+            raise
+        raise NotARepository(location, hint=f"create one with 'objstore -r {location} init'") from None
 
 
-def handled(fn: F) -> F:
-    """Map objstore errors to exit code 1 with the message on stderr."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PushRejected as exc:
-            click.echo(f"objstore: {exc}", err=True)
-            sys.exit(EXIT_REJECTED)
-        except ObjstoreError as exc:
-            click.echo(f"objstore: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
-        except (TypeError, ValueError) as exc:
-            click.echo(f"objstore: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs (VALUE parsed as JSON when it is JSON) as a dict."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
+handled = guarded("objstore", [(PushRejected, EXIT_REJECTED)])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--repo", "-r", default=lambda: os.environ.get("OBJSTORE_REPO", ".objstore"), show_default="$OBJSTORE_REPO or .objstore", help="Repository path or fsspec URL.")
-@click.option("--option", "-o", "options", multiple=True, help="fsspec storage option KEY=VALUE (VALUE may be JSON); repeatable.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--repo", "-r", default=None, show_default="$OBJSTORE_REPO, else the nearest .objstore here or above", help="Repository path or fsspec URL.")
 @click.pass_context
-def main(ctx: click.Context, repo: str, options: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+def main(ctx: click.Context, repo: str | None) -> None:
     """A git-like, content-addressed store for ML artifacts.
 
     \b
@@ -100,7 +114,11 @@ def main(ctx: click.Context, repo: str, options: tuple[str, ...], as_json: bool,
       objstore -r store snapshot data/ -m "first" --ref main
       objstore -r store log main
     """
-    ctx.obj = {"repo": repo, "storage_options": parse_options(options), "json": as_json, "progress": None if not quiet else False}
+    obj = ctx.ensure_object(dict)
+    obj["repo"] = repo
+    obj.setdefault("storage_options", {})
+    if repo:
+        obj["target"] = repo
 
 
 @main.command()
@@ -113,7 +131,9 @@ def init(ctx: click.Context, hash_name: str) -> None:
     \b
     Example:  objstore -r s3://bucket/store init --hash blake2b-256
     """
-    repo = Repository.init(ctx.obj["repo"], hash=hash_name, storage_options=ctx.obj["storage_options"])
+    location = ctx.obj["repo"] or os.environ.get("OBJSTORE_REPO") or REPO_DIR
+    set_target(ctx, location)
+    repo = Repository.init(location, hash=hash_name, storage_options=ctx.obj["storage_options"])
     _emit(ctx, {"location": repo.location, "hash": hash_name}, f"initialized {repo.location} ({hash_name})")
 
 
@@ -131,7 +151,8 @@ def snapshot(ctx: click.Context, path: str, message: str, ref: str | None, meta:
     Example:  objstore snapshot checkpoints/ -m "epoch 3" --ref model/latest
     """
     repo = _repo(ctx)
-    with byte_progress("snapshot", enabled=ctx.obj["progress"]) as tick:
+    added = repo.odb.added_bytes, repo.odb.added_objects
+    with byte_progress("snapshot", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
         tree = repo.snapshot(path, progress=tick)
     parents: list[str] = []
     current = None
@@ -146,7 +167,15 @@ def snapshot(ctx: click.Context, path: str, message: str, ref: str | None, meta:
         from .refs import ABSENT
 
         repo.refs.set(ref, commit, expect=current if current else ABSENT, message=message)
-    _emit(ctx, {"commit": commit, "tree": tree, "ref": ref}, commit)
+    files = sum(1 for _, e in repo.walk(tree) if e.kind == "file")
+    size = repo.get_tree(tree).size
+    new_bytes, new_objects = repo.odb.added_bytes - added[0], repo.odb.added_objects - added[1]
+    data = {"commit": commit, "tree": tree, "ref": ref, "files": files, "bytes": size, "new_bytes": new_bytes, "new_objects": new_objects}
+    where = f" on {ref}" if ref else ""
+    _emit(ctx, data, f"commit {commit}{where}: {plural(files, 'file')}, {human_bytes(size)} ({human_bytes(new_bytes)} new)")
+    if not ref:
+        warn("objstore", f"no ref points at commit {commit[:12]}; name it with 'objstore refs set NAME {commit[:12]}' "
+                         "(or snapshot with --ref), or gc will remove it")
 
 
 @main.command()
@@ -165,7 +194,7 @@ def log(ctx: click.Context, ref_or_commit: str, limit: int | None) -> None:
         {"id": cid, "time": c.time, "author": c.author, "message": c.message, "parents": list(c.parents), "metadata": dict(c.metadata)}
         for cid, c in repo.log(ref_or_commit, limit)
     ]
-    text = "\n".join(f"{r['id'][:12]}  {datetime.fromtimestamp(r['time']):%Y-%m-%d %H:%M:%S}  {r['message']}" for r in rows)
+    text = "\n".join(f"{r['id'][:12]}  {local_time(r['time'])}  {r['message']}" for r in rows)
     _emit(ctx, rows, text)
 
 
@@ -184,11 +213,34 @@ def show(ctx: click.Context, spec: str) -> None:
     obj = repo.get(oid)
     kind = repo.kind(oid)
     data: dict[str, Any] = {"id": oid, "kind": kind}
-    if kind == "blob":
+    if isinstance(obj, Blob | ChunkedBlob):
         data["size"] = obj.size
     else:
         data.update(json.loads(json.dumps(obj, default=_jsonable)))
-    _emit(ctx, data, json.dumps(data, indent=2, default=_jsonable))
+    _emit(ctx, data, _show_text(oid, obj))
+
+
+def _show_text(oid: str, obj: Any) -> str:
+    if isinstance(obj, Commit):
+        lines = [f"commit  {oid}", f"tree    {obj.tree}"]
+        lines += [f"parent  {p}" for p in obj.parents]
+        lines += [f"author  {obj.author or '-'}", f"date    {local_time(obj.time)}"]
+        lines += [f"meta    {k} = {json.dumps(v, default=str)}" for k, v in obj.metadata.items()]
+        if obj.message:
+            lines += ["", *(f"    {line}" for line in obj.message.splitlines())]
+        return "\n".join(lines)
+    if isinstance(obj, Tree):
+        head = f"tree {oid}: {plural(len(obj.entries), 'entry', 'entries')}, {human_bytes(obj.size)}"
+        return "\n".join([head, *(_entry_line(e.name, e) for e in obj.entries)])
+    if isinstance(obj, ChunkedBlob):
+        return f"chunked blob {oid}: {human_bytes(obj.size)} in {plural(len(obj.chunks), 'chunk')}"
+    return f"blob {oid}: {human_bytes(obj.size)}"
+
+
+def _entry_line(path: str, e: Any) -> str:
+    size = "" if e.kind in ("dir", "symlink") else human_bytes(e.size)
+    suffix = "/" if e.kind == "dir" else f" -> {e.target}" if e.kind == "symlink" and e.target else ""
+    return f"{e.kind:9} {size:>10}  {path}{suffix}"
 
 
 @main.command()
@@ -208,7 +260,10 @@ def ls(ctx: click.Context, spec: str, path: str, recursive: bool) -> None:
         rows = [{"path": p, **dataclasses.asdict(e)} for p, e in repo.walk(spec, path)]
     else:
         rows = [{"path": e.name, **dataclasses.asdict(e)} for e in repo.ls(spec, path)]
-    text = "\n".join(f"{r['kind']:9} {r['size']:>12}  {r['path']}{'/' if r['kind'] == 'dir' else ''}" for r in rows)
+    if recursive:
+        text = "\n".join(_entry_line(p, e) for p, e in repo.walk(spec, path))
+    else:
+        text = "\n".join(_entry_line(e.name, e) for e in repo.ls(spec, path))
     _emit(ctx, rows, text)
 
 
@@ -243,9 +298,9 @@ def checkout(ctx: click.Context, spec: str, dest: str, paths: tuple[str, ...]) -
     Example:  objstore checkout main restored/ --path data/train.csv
     """
     repo = _repo(ctx)
-    with byte_progress("checkout", enabled=ctx.obj["progress"]) as tick:
+    with byte_progress("checkout", enabled=progress_enabled(ctx)) as tick:
         result = repo.checkout(spec, dest, list(paths) or None, progress=tick)
-    _emit(ctx, result, f"{result.files} files written ({result.bytes} bytes), {result.skipped} already in place")
+    _emit(ctx, result, f"{plural(result.files, 'file')} written ({human_bytes(result.bytes)}), {result.skipped} already in place")
 
 
 @main.command()
@@ -257,12 +312,17 @@ def diff(ctx: click.Context, a: str, b: str) -> None:
     """Files added, removed and modified from A to B.
 
     \b
-    Example:  objstore diff main~old main
+    A for added, D for deleted, M for modified, with the size change.
+
+    \b
+    Example:  objstore diff main~1 main
     """
     repo = _repo(ctx)
     changes = repo.diff(a, b)
     rows: list[dict[str, Any]] = [{"status": c.status, "path": c.path, "size_delta": c.size_delta} for c in changes]
-    _emit(ctx, rows, "\n".join(f"{r['status'][0].upper()} {r['path']}" for r in rows))
+    letters = {"added": "A", "removed": "D", "modified": "M"}
+    text = "\n".join(f"{letters.get(r['status'], '?')} {signed_bytes(r['size_delta']):>12}  {r['path']}" for r in rows)
+    _emit(ctx, rows, text or "no differences")
 
 
 @main.group()
@@ -299,7 +359,7 @@ def refs_set(ctx: click.Context, name: str, target: str, expect: str | None, mes
     """Point NAME at TARGET (id, prefix, or ref).
 
     \b
-    Example:  objstore refs set prod 3fa9c2d1 --expect 77e1b0aa
+    Example:  objstore refs set prod main~1 --expect main
     """
     entry = _repo(ctx).refs.set(name, target, expect=expect, message=message)
     _emit(ctx, entry, f"{name} -> {entry.new}")
@@ -331,14 +391,14 @@ def refs_history(ctx: click.Context, name: str) -> None:
     """
     entries = _repo(ctx).refs.history(name)
     text = "\n".join(
-        f"#{e.seq} {datetime.fromtimestamp(e.time):%Y-%m-%d %H:%M:%S} {e.who}: {(e.old or '-')[:12]} -> {(e.new or 'deleted')[:12]} {e.message}"
+        f"#{e.seq} {local_time(e.time)} {e.who}: {(e.old or '-')[:12]} -> {(e.new or 'deleted')[:12]} {e.message}"
         for e in entries
     )
     _emit(ctx, entries, text)
 
 
 def _transfer_text(verb: str, r: Any) -> str:
-    return f"{verb} {r.objects} objects ({r.bytes} bytes) in {r.packs} pack(s); refs updated: {', '.join(r.refs_updated) or 'none'}; {r.requests} requests"
+    return transfer_text(verb, r.objects, r.bytes, r.packs, sorted(r.refs_updated), r.requests)
 
 
 @main.command()
@@ -353,8 +413,10 @@ def push(ctx: click.Context, url: str, refs_: tuple[str, ...], force: bool) -> N
     \b
     Example:  objstore push s3://bucket/store main -o anon=false
     """
-    with byte_progress("push", enabled=ctx.obj["progress"]) as tick:
-        result = _repo(ctx).push(url, list(refs_) or None, force=force, storage_options=ctx.obj["storage_options"], progress=tick)
+    repo = _repo(ctx)
+    set_target(ctx, url)
+    with byte_progress("push", enabled=progress_enabled(ctx)) as tick:
+        result = repo.push(url, list(refs_) or None, force=force, storage_options=ctx.obj["storage_options"], progress=tick)
     _emit(ctx, result, _transfer_text("sent", result))
 
 
@@ -368,10 +430,12 @@ def fetch(ctx: click.Context, url: str, refs_: tuple[str, ...], depth: int | Non
     """Bring in what REFs of URL need (default: all refs).
 
     \b
-    Example:  objstore fetch sftp://host/srv/store main --depth 1
+    Example:  objstore fetch s3://bucket/store main --depth 1
     """
-    with byte_progress("fetch", enabled=ctx.obj["progress"]) as tick:
-        result = _repo(ctx).fetch(url, list(refs_) or None, depth=depth, storage_options=ctx.obj["storage_options"], progress=tick)
+    repo = _repo(ctx)
+    set_target(ctx, url)
+    with byte_progress("fetch", enabled=progress_enabled(ctx)) as tick:
+        result = repo.fetch(url, list(refs_) or None, depth=depth, storage_options=ctx.obj["storage_options"], progress=tick)
     _emit(ctx, result, _transfer_text("received", result))
 
 
@@ -386,8 +450,11 @@ def clone(ctx: click.Context, url: str, dest: str) -> None:
     \b
     Example:  objstore clone s3://bucket/store ./store
     """
-    repo = Repository.clone(url, dest, storage_options=ctx.obj["storage_options"])
-    _emit(ctx, {"location": repo.location, "refs": repo.refs.list()}, f"cloned {url} into {dest}")
+    set_target(ctx, url)
+    with byte_progress("clone", enabled=progress_enabled(ctx)) as tick:
+        repo = Repository.clone(url, dest, storage_options=ctx.obj["storage_options"], progress=tick)
+    found = repo.refs.list()
+    _emit(ctx, {"location": repo.location, "refs": found}, f"cloned {url} into {dest} ({plural(len(found), 'ref')})")
 
 
 @main.command()
@@ -400,9 +467,11 @@ def fsck(ctx: click.Context, quick: bool) -> None:
     \b
     Example:  objstore -r s3://bucket/store fsck
     """
-    with byte_progress("fsck", enabled=ctx.obj["progress"]) as tick:
-        report = _repo(ctx).fsck(full=not quick, progress=tick)
-    lines = [f"{report.packs_checked} packs, {report.objects_checked} objects, {report.refs_checked} refs checked"]
+    repo = _repo(ctx)
+    with byte_progress("fsck", enabled=progress_enabled(ctx)) as tick:
+        report = repo.fsck(full=not quick, progress=tick)
+    counts = [plural(report.packs_checked, "pack"), plural(report.objects_checked, "object"), plural(report.refs_checked, "ref")]
+    lines = [f"{', '.join(counts)} checked"]
     lines += [f"bad pack {k}: {v}" for k, v in report.bad_packs.items()]
     lines += [f"bad object {k}: {v}" for k, v in report.bad_objects.items()]
     lines += [f"missing object {k} (needed by {', '.join(v) or 'no ref'})" for k, v in report.missing_objects.items()]
@@ -423,9 +492,10 @@ def gc(ctx: click.Context, grace: float) -> None:
     \b
     Example:  objstore gc --grace 0
     """
-    with byte_progress("gc", enabled=ctx.obj["progress"]) as tick:
-        result = _repo(ctx).gc(timedelta(seconds=grace), progress=tick)
-    _emit(ctx, result, f"removed {result.objects_removed} objects, freed {result.bytes_freed} bytes")
+    repo = _repo(ctx)
+    with byte_progress("gc", enabled=progress_enabled(ctx)) as tick:
+        result = repo.gc(timedelta(seconds=grace), progress=tick)
+    _emit(ctx, result, f"removed {plural(result.objects_removed, 'object')}, freed {human_bytes(result.bytes_freed)}")
 
 
 @main.command()
@@ -438,7 +508,7 @@ def repack(ctx: click.Context) -> None:
     Example:  objstore repack
     """
     result = _repo(ctx).repack()
-    _emit(ctx, result, f"{result.packs_before} packs -> {result.packs_after}")
+    _emit(ctx, result, f"{plural(result.packs_before, 'pack')} -> {result.packs_after}")
 
 
 @main.command()
@@ -451,9 +521,28 @@ def stats(ctx: click.Context) -> None:
     Example:  objstore stats --json
     """
     s = _repo(ctx).stats()
-    text = "\n".join(f"{k:14} {v}" for k, v in dataclasses.asdict(s).items()) + f"\n{'dedup_ratio':14} {s.dedup_ratio:.2f}"
-    _emit(ctx, {**dataclasses.asdict(s), "dedup_ratio": s.dedup_ratio}, text)
+    fields = dataclasses.asdict(s)
+    text = "\n".join(f"{k:14} {human_bytes(v) if k.endswith('_bytes') else v}" for k, v in fields.items())
+    _emit(ctx, {**fields, "dedup_ratio": s.dedup_ratio}, f"{text}\n{'dedup_ratio':14} {s.dedup_ratio:.2f}")
 
+
+def disk_size(path: str | os.PathLike[str]) -> int:
+    """Bytes of the regular files under ``path`` (symlinks not followed): a snapshot's progress total."""
+    if not os.path.isdir(path):
+        return os.path.getsize(path) if os.path.isfile(path) else 0
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue  # vanished since the listing: the snapshot will say so
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+add_common_options(main)
 
 if __name__ == "__main__":
     main()

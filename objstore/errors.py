@@ -16,8 +16,8 @@ class ObjstoreError(Exception):
 class NotARepository(ObjstoreError, FileNotFoundError):
     """The location holds no objstore repository."""
 
-    def __init__(self, location: str, reason: str = "no objstore repository") -> None:
-        super().__init__(f"{reason} at {location!r}")
+    def __init__(self, location: str, reason: str = "no objstore repository", hint: str = "") -> None:
+        super().__init__(f"{reason} at {location!r}{'; ' + hint if hint else ''}")
         self.location = location
 
 

@@ -26,6 +26,7 @@ from .graph import object_children, reachable
 from .objects import BLOB, Commit
 from .odb import ObjectDatabase
 from .packs import PACK_DIR, PackWriter, index_path, pack_path
+from .progress import announce_total, wants_total
 from .storage import LocalStorage, Storage
 
 if TYPE_CHECKING:
@@ -131,6 +132,17 @@ class FsckReport:
         return not (self.bad_packs or self.bad_objects or self.missing_objects or self.damaged_refs or self.bad_refs)
 
 
+def _stored_total(odb: ObjectDatabase, names: list[str]) -> int:
+    """The stored bytes the indexes of ``names`` describe (what fsck reads)."""
+    total = 0
+    for name in names:
+        try:
+            total += sum(e.stored_length for _, e in odb._load_index(name).items())
+        except (FormatError, FileNotFoundError):
+            pass
+    return total
+
+
 def fsck(repo: Repository, *, full: bool = True, progress: Callable[[int], None] | None = None) -> FsckReport:
     """Check every pack against its index, every object against its id
     (``full``), and every ref's graph for completeness."""
@@ -139,6 +151,8 @@ def fsck(repo: Repository, *, full: bool = True, progress: Callable[[int], None]
     storage = repo.storage
     odb.flush()
     names = sorted({n[: -len(".idx")] for n in storage.listdir(PACK_DIR) if n.endswith(".idx")})
+    if wants_total(progress):
+        announce_total(progress, _stored_total(odb, names))
     for name in names:
         report.packs_checked += 1
         try:

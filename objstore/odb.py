@@ -55,6 +55,10 @@ class ObjectDatabase:
         self._freshened: set[str] = set()
         self._lock = threading.RLock()
         self._cache: OrderedDict[bytes, StoredObject] = OrderedDict()
+        self.added_objects = 0
+        """Objects this handle appended to packs (a dedup hit adds none)."""
+        self.added_bytes = 0
+        """Their stored (compressed) bytes: what writing cost on storage."""
         self.refresh()
 
     @property
@@ -228,6 +232,8 @@ class ObjectDatabase:
             return
         size = sum(len(p) for p in stored) if isinstance(stored, (list, tuple)) else len(stored)
         self._writer_for(size).add(oid, type_tag, codec_id, stored, raw_length)
+        self.added_objects += 1
+        self.added_bytes += size
 
     def put_encoded(self, encoded: bytes | memoryview) -> ObjectId:
         """Store a typed encoding; return its id."""

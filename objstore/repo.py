@@ -13,6 +13,7 @@ A repository is a folder, local or on any fsspec filesystem::
 from __future__ import annotations
 
 import heapq
+import re
 import io
 import os
 import threading
@@ -51,6 +52,8 @@ AUTO_REPACK_PACKS = 32
 """Packs in a repository past which its small packs are merged after a write."""
 
 Progress = Callable[[int], None]
+_ANCESTRY = re.compile(r"(.+?)((?:[~^]\d*)+)")
+_STEP = re.compile(r"([~^])(\d*)")
 
 
 @dataclass(frozen=True)
@@ -160,9 +163,38 @@ class Repository:
     # -- resolving names ----------------------------------------------------
 
     def resolve(self, spec: str) -> ObjectId:
-        """A full object id from a ref name, a full id or a unique 8+ hex prefix."""
+        """A full object id from a ref name, a full id or a unique 8+ hex prefix.
+
+        Any of these may end in parent steps, as in git: ``REF^`` (or
+        ``REF^1``) is the first parent, ``REF^2`` the second, ``REF^0`` the
+        commit itself, ``REF~N`` the N-th first-parent ancestor (``REF~`` =
+        ``REF~1``); steps chain (``main~2^2``). A ref whose own name ends
+        that way (``~`` is allowed in ref names) wins over the steps.
+        """
         if not isinstance(spec, str) or not spec:
             raise ObjectNotFound(repr(spec), "not a ref name or object id")
+        m = _ANCESTRY.fullmatch(spec)
+        if m is not None and m.group(1):
+            try:
+                return self._resolve_name(spec)
+            except (RefNotFound, ObjectNotFound):
+                pass
+            oid = self._resolve_name(m.group(1))
+            for op, digits in _STEP.findall(m.group(2)):
+                n = int(digits) if digits else 1
+                steps, index = (n, 0) if op == "~" else (min(n, 1), n - 1)
+                for _ in range(steps):
+                    parents = self.odb.get_as(oid, Commit).parents
+                    if index >= len(parents):
+                        has = f"only {len(parents)} parent{'s' if len(parents) > 1 else ''}" if parents else "no parent"
+                        raise ObjectNotFound(spec, f"no such ancestor (commit {oid[:12]} has {has})")
+                    oid = ObjectId(parents[index])
+                    if not self.odb.has(oid):
+                        raise ObjectNotFound(spec, f"history was not fetched (shallow) past {oid[:12]}")
+            return oid
+        return self._resolve_name(spec)
+
+    def _resolve_name(self, spec: str) -> ObjectId:
         full = self.algorithm.hex_length
         if len(spec) == full and is_hex(spec):
             return self.odb.resolve_prefix(spec)
@@ -506,7 +538,14 @@ class Repository:
         self.storage.delete(f"shallow/{commit_id}")
 
     @classmethod
-    def clone(cls, url: str, dest: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> Repository:
+    def clone(
+        cls,
+        url: str,
+        dest: str | os.PathLike[str],
+        *,
+        storage_options: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> Repository:
         """A new repository at ``dest`` with every ref and object of ``url``."""
         src = open_storage(url, storage_options)
         try:
@@ -523,7 +562,7 @@ class Repository:
             compression_level=theirs.compression_level,
             pack_size=theirs.pack_size,
         )
-        repo.fetch(url, storage_options=storage_options)
+        repo.fetch(url, storage_options=storage_options, progress=progress)
         return repo
 
     # -- maintenance ----------------------------------------------------------

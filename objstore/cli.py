@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import stat
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ import click
 from . import Repository
 from .cliutil import (
     add_common_options,
+    disk_size,
     emit,
     guarded,
     human_bytes,
@@ -38,7 +38,6 @@ from .cliutil import (
     progress_enabled,
     set_target,
     signed_bytes,
-    table,
     transfer_text,
     warn,
 )
@@ -524,22 +523,6 @@ def stats(ctx: click.Context) -> None:
     fields = dataclasses.asdict(s)
     text = "\n".join(f"{k:14} {human_bytes(v) if k.endswith('_bytes') else v}" for k, v in fields.items())
     _emit(ctx, {**fields, "dedup_ratio": s.dedup_ratio}, f"{text}\n{'dedup_ratio':14} {s.dedup_ratio:.2f}")
-
-
-def disk_size(path: str | os.PathLike[str]) -> int:
-    """Bytes of the regular files under ``path`` (symlinks not followed): a snapshot's progress total."""
-    if not os.path.isdir(path):
-        return os.path.getsize(path) if os.path.isfile(path) else 0
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(folder, name))
-            except OSError:
-                continue  # vanished since the listing: the snapshot will say so
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-    return total
 
 
 add_common_options(main)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -74,11 +75,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
+_NAMED_REFS = 3  # more refs than this are counted, not listed
+
+
 def transfer_text(verb: str, objects: int, nbytes: int, packs: int, refs: Sequence[str], requests: int) -> str:
     """How both command lines word a push or fetch result."""
+    named = f" ({', '.join(refs)})" if 0 < len(refs) <= _NAMED_REFS else ""
     return (
         f"{verb} {plural(objects, 'object')} ({human_bytes(nbytes)}) in {plural(packs, 'pack')}; "
-        f"{plural(len(refs), 'ref')} updated{': ' + ', '.join(refs) if refs else ''}; {plural(requests, 'request')}"
+        f"{plural(len(refs), 'ref')} updated{named}; {plural(requests, 'request')}"
     )
 
 
@@ -94,6 +99,22 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
         except ValueError:
             out[key] = value
     return out
+
+
+def disk_size(path: str | os.PathLike[str]) -> int:
+    """Bytes of the regular files under ``path`` (symlinks not followed): a snapshot's progress total."""
+    if not os.path.isdir(path):
+        return os.path.getsize(path) if os.path.isfile(path) else 0
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue  # vanished since the listing: the snapshot will say so
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
 
 
 # -- flags accepted before or after the subcommand --------------------------------

@@ -8,6 +8,7 @@ calls :func:`announce_total`, which tells a bar that accepts it (has a
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,12 @@ class ByteBar:
     def __init__(self, desc: str, total: int | None = None) -> None:
         from tqdm import tqdm
 
+        try:
+            columns = os.get_terminal_size(sys.stderr.fileno()).columns
+        except (OSError, ValueError):
+            columns = 0
+        # A terminal that reports no width (some ptys) would get an empty bar.
+        width: dict[str, Any] = {"dynamic_ncols": True} if columns else {"ncols": 80, "nrows": 24}
         self._bar: Any = tqdm(
             total=total,
             desc=desc,
@@ -42,7 +49,7 @@ class ByteBar:
             unit_divisor=1024,
             leave=True,
             file=sys.stderr,
-            dynamic_ncols=True,
+            **width,
         )
 
     def __call__(self, n: int) -> None:

@@ -13,9 +13,9 @@ A repository is a folder, local or on any fsspec filesystem::
 from __future__ import annotations
 
 import heapq
-import re
 import io
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping

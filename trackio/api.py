@@ -66,7 +66,7 @@ class Api:
             versions = list(ArtifactRegistry(store).chain(p, name))
             if versions:
                 return [Artifact._from_version(v, store) for v in reversed(versions)]
-        raise ArtifactNotFoundError(f"Artifact {name!r} not found in project {p!r}")
+        raise ArtifactRegistry(get_repo()).not_found(p, name)
 
     def artifacts(self, project: str | None = None, type: str | None = None) -> list[Artifact]:
         """The latest version of every artifact in a project (optionally of one type)."""

@@ -39,6 +39,7 @@ class Artifact:
         self._manifest: list[dict[str, Any]] | None = None
         self._source: Repository | None = None  # the store this version was read from
         self._sync_job: Any = None
+        self._is_new: bool | None = None  # set by log_artifact: False when identical content was already a version
 
     # -- identity -----------------------------------------------------------
 
@@ -129,6 +130,12 @@ class Artifact:
     @property
     def is_frozen(self) -> bool:
         return self._info is not None
+
+    @property
+    def is_new(self) -> bool | None:
+        """After logging: True if this log made a new version, False if identical
+        content was already one (that version was returned). None otherwise."""
+        return self._is_new
 
     # -- building -------------------------------------------------------------
 

@@ -1,7 +1,10 @@
 """``trackio artifacts`` (also ``trackio-artifacts``): artifacts from the shell.
 
-Exit codes: 0 success, 1 a trackio or objstore error (one line on stderr
-naming the problem), 2 bad usage, 3 ``fsck`` found problems.
+Output reads like ``objstore``'s (same units, times, wording, bars; both
+use :mod:`objstore.cliutil`); ``--json``, ``-o``, ``-q`` and ``--debug`` go
+before or after the subcommand. Exit codes: 0 success, 1 a trackio or
+objstore error (one line on stderr naming the problem), 2 bad usage,
+3 ``fsck`` found problems.
 """
 
 from __future__ import annotations
@@ -10,45 +13,45 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from functools import wraps
-from typing import Any, TypeVar
+import warnings
+from datetime import timedelta
+from typing import Any
 
 import click
 
-from objstore.cli import parse_options
-from objstore.errors import ObjstoreError
+from objstore.cliutil import (
+    add_common_options,
+    disk_size,
+    emit,
+    error_line,
+    guarded,
+    human_bytes,
+    local_time,
+    plural,
+    progress_enabled,
+    set_target,
+    signed_bytes,
+    table,
+    transfer_text,
+    warn,
+)
 from objstore.progress import byte_progress
 
 from . import Api, Artifact, names
 from . import remote_sync as sync
-from .errors import TrackioError
-from .store import get_repo
+from .errors import SyncError
+from .store import get_repo, store_path
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handled(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (TrackioError, ObjstoreError, ValueError, TypeError, LookupError, OSError) as exc:
-            click.echo(f"trackio: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+handled = guarded("trackio")
 
 
 def _emit(ctx: click.Context, data: Any, text: str) -> None:
-    if ctx.obj["json"]:
-        click.echo(json.dumps(data, indent=2, default=str))
-    else:
-        click.echo(text)
+    emit(ctx, data, text)
 
 
 def _api(ctx: click.Context) -> Api:
+    if ctx.obj["remote"]:
+        set_target(ctx, ctx.obj["remote"])
     return Api(ctx.obj["project"], remote=ctx.obj["remote"], storage_options=ctx.obj["storage_options"])
 
 
@@ -80,11 +83,8 @@ def main() -> None:
 @main.group("artifacts")
 @click.option("--project", "-p", default=lambda: os.environ.get("TRACKIO_PROJECT"), help="Project (default $TRACKIO_PROJECT).")
 @click.option("--remote", default=lambda: os.environ.get("TRACKIO_REMOTE"), help="Remote URL (default $TRACKIO_REMOTE).")
-@click.option("--option", "-o", "options", multiple=True, help="fsspec storage option KEY=VALUE for the remote; repeatable.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
-def artifacts(ctx: click.Context, project: str | None, remote: str | None, options: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+def artifacts(ctx: click.Context, project: str | None, remote: str | None) -> None:
     """Versioned artifacts: list, show, log, download, aliases, lineage, sync.
 
     \b
@@ -92,13 +92,10 @@ def artifacts(ctx: click.Context, project: str | None, remote: str | None, optio
       trackio artifacts -p my_project list
       trackio artifacts -p my_project download my-model:prod
     """
-    ctx.obj = {
-        "project": project,
-        "remote": remote,
-        "storage_options": parse_options(options),
-        "json": as_json,
-        "progress": False if quiet else None,
-    }
+    obj = ctx.ensure_object(dict)
+    obj.update(project=project, remote=remote)
+    obj.setdefault("storage_options", {})
+    obj["target"] = store_path()
 
 
 @artifacts.command("list")
@@ -113,7 +110,9 @@ def list_(ctx: click.Context, type_: str | None) -> None:
     """
     arts = _api(ctx).artifacts(ctx.obj["project"], type=type_)
     rows = [_describe(a) for a in arts]
-    _emit(ctx, rows, "\n".join(f"{a.qualified_name:40} {a.type:12} {a.size:>12}  {', '.join(a.aliases)}" for a in arts))
+    cells = [[a.qualified_name, a.type, human_bytes(a.size), local_time(a.created_at), ", ".join(a.aliases)] for a in arts]
+    text = table(["ARTIFACT", "TYPE", "SIZE", "CREATED", "ALIASES"], cells, right=[2]) if arts else "no artifacts"
+    _emit(ctx, rows, text)
 
 
 @artifacts.command()
@@ -127,11 +126,8 @@ def versions(ctx: click.Context, name: str) -> None:
     Example:  trackio artifacts -p my_project versions my-model
     """
     arts = _api(ctx).artifact_versions(name, ctx.obj["project"])
-    _emit(
-        ctx,
-        [_describe(a) for a in arts],
-        "\n".join(f"{a.version:6} {datetime.fromtimestamp(a.created_at or 0):%Y-%m-%d %H:%M} {a.size:>12}  {', '.join(a.aliases)}" for a in arts),
-    )
+    cells = [[str(a.version), local_time(a.created_at), human_bytes(a.size), ", ".join(a.aliases)] for a in arts]
+    _emit(ctx, [_describe(a) for a in arts], table(["VERSION", "CREATED", "SIZE", "ALIASES"], cells, right=[2]))
 
 
 def _lineage(a: Artifact) -> dict[str, Any]:
@@ -156,12 +152,16 @@ def show(ctx: click.Context, spec: str) -> None:
     """
     a = _api(ctx).artifact(spec, ctx.obj["project"])
     data = {**_describe(a), "manifest": a.manifest, "lineage": _lineage(a)}
-    lines = [f"{a.qualified_name}  type={a.type}  size={a.size}  aliases={', '.join(a.aliases)}", f"digest {a.digest}"]
+    files = len(a.manifest or [])
+    lines = [
+        f"{a.qualified_name}  type={a.type}  size={human_bytes(a.size)} in {plural(files, 'file')}  aliases={', '.join(a.aliases)}",
+        f"created {local_time(a.created_at)}  digest {a.digest}",
+    ]
     if a.description:
         lines.append(f"description: {a.description}")
     if a.metadata:
         lines.append(f"metadata: {json.dumps(a.metadata)}")
-    lines += [f"  {e['size']:>12}  {e['path']}" + (f"  -> {e['ref']}" if "ref" in e else "") for e in a.manifest or []]
+    lines += [f"  {human_bytes(e['size']):>10}  {e['path']}" + (f"  -> {e['ref']}" if "ref" in e else "") for e in a.manifest or []]
     lin = data["lineage"]
     if lin["logged_by"]:
         lines.append(f"logged by run {lin['logged_by']['name']} ({lin['logged_by']['id']})")
@@ -186,13 +186,35 @@ def log(ctx: click.Context, path: str, name: str | None, type_: str | None, alia
     import trackio
 
     project = ctx.obj["project"]
+    remote = ctx.obj["remote"]
     if not project:
         raise click.UsageError("log needs --project (or $TRACKIO_PROJECT)")
-    with trackio.init(project=project, name="cli", remote=ctx.obj["remote"], storage_options=ctx.obj["storage_options"]):
-        logged = trackio.log_artifact(path, name=name, type=type_, aliases=list(aliases) or None)
-        if ctx.obj["remote"]:
-            logged.wait()
-    _emit(ctx, _describe(logged), f"logged {logged.qualified_name} ({logged.size} bytes) aliases={', '.join(logged.aliases)}")
+    queued: BaseException | None = None
+    # The background push reports through warnings; here they become one line each.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with trackio.init(project=project, name="cli", remote=remote, storage_options=ctx.obj["storage_options"]) as run:
+            with byte_progress("log", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
+                logged = run.log_artifact(path, name=name, type=type_, aliases=list(aliases) or None, progress=tick)
+            if remote:
+                try:
+                    logged.wait()
+                except SyncError as exc:
+                    queued = exc.__cause__ or exc
+    aliases_text = f", aliases: {', '.join(logged.aliases)}" if logged.aliases else ""
+    if logged.is_new is False:
+        text = f"unchanged: {logged.version} ({logged.qualified_name} has this content already{aliases_text})"
+    else:
+        text = f"logged {logged.qualified_name}: {plural(len(logged.manifest or []), 'file')}, {human_bytes(logged.size)}{aliases_text}"
+    data = {**_describe(logged), "new": bool(logged.is_new), "pushed": bool(remote) and queued is None}
+    _emit(ctx, data, text)
+    for w in caught:
+        message = str(w.message)
+        if queued is None or "could not push" not in message:
+            warn("trackio", message.removeprefix("trackio: "))
+    if queued is not None:
+        warn("trackio", f"not pushed: {error_line(queued, remote)}; {logged.qualified_name} is logged locally and queued: "
+                        f"'trackio artifacts --remote {remote} push' sends it")
 
 
 @artifacts.command()
@@ -207,7 +229,7 @@ def download(ctx: click.Context, spec: str, root: str | None) -> None:
     Example:  trackio artifacts -p my_project download my-model:prod --root ./model
     """
     a = _api(ctx).artifact(spec, ctx.obj["project"])
-    with byte_progress("download", a.size, enabled=ctx.obj["progress"]) as tick:
+    with byte_progress("download", a.size, enabled=progress_enabled(ctx)) as tick:
         path = a.download(root, progress=tick)
     _emit(ctx, {"path": path, **_describe(a)}, path)
 
@@ -280,7 +302,7 @@ def history(ctx: click.Context, name: str, alias_name: str) -> None:
     _emit(
         ctx,
         rows,
-        "\n".join(f"{datetime.fromtimestamp(r['time']):%Y-%m-%d %H:%M:%S} {r['who']}: {r['previous'] or '-'} -> {r['version'] or 'removed'}" for r in rows),
+        "\n".join(f"{local_time(r['time'])} {r['who']}: {r['previous'] or '-'} -> {r['version'] or 'removed'}" for r in rows),
     )
 
 
@@ -290,7 +312,7 @@ def history(ctx: click.Context, name: str, alias_name: str) -> None:
 @click.pass_context
 @handled
 def diff(ctx: click.Context, spec_a: str, spec_b: str) -> None:
-    """Files added, removed and changed between two versions, with bytes.
+    """Files added (A), deleted (D) and modified (M) between two versions, with the size change.
 
     \b
     Example:  trackio artifacts -p my_project diff my-model:v1 my-model:v2
@@ -306,7 +328,9 @@ def diff(ctx: click.Context, spec_a: str, spec_b: str) -> None:
             continue
         status = "added" if o is None else "removed" if n is None else "changed"
         rows.append({"status": status, "path": path, "bytes": (n["size"] if n else 0) - (o["size"] if o else 0)})
-    _emit(ctx, rows, "\n".join(f"{r['status']:8} {r['bytes']:+12}  {r['path']}" for r in rows) or "no differences")
+    letters = {"added": "A", "removed": "D", "changed": "M"}
+    text = "\n".join(f"{letters[r['status']]} {signed_bytes(r['bytes']):>12}  {r['path']}" for r in rows)
+    _emit(ctx, rows, text or "no differences")
 
 
 def _graph(a: Artifact) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -363,6 +387,7 @@ def _spec(ctx: click.Context) -> sync.RemoteSpec:
     spec = sync.remote_spec(ctx.obj["remote"], storage_options=ctx.obj["storage_options"])
     if spec is None:
         raise click.UsageError("needs --remote (or $TRACKIO_REMOTE)")
+    set_target(ctx, spec.url)
     return spec
 
 
@@ -375,8 +400,11 @@ def push(ctx: click.Context) -> None:
     \b
     Example:  trackio artifacts --remote s3://bucket/trackio push
     """
-    result = sync.sync(_spec(ctx))
-    _emit(ctx, dataclasses.asdict(result), f"sent {result.objects} objects ({result.bytes} bytes); {len(result.refs_updated)} refs updated")
+    spec = _spec(ctx)
+    with byte_progress("push", enabled=progress_enabled(ctx)) as tick:
+        result = sync.sync(spec, progress=tick)
+    text = transfer_text("sent", result.objects, result.bytes, result.packs, sorted(result.refs_updated), result.requests)
+    _emit(ctx, dataclasses.asdict(result), text)
 
 
 @artifacts.command()
@@ -389,9 +417,10 @@ def pull(ctx: click.Context) -> None:
     Example:  trackio artifacts --remote s3://bucket/trackio pull
     """
     spec = _spec(ctx)
-    with byte_progress("pull", enabled=ctx.obj["progress"]) as tick:
+    with byte_progress("pull", enabled=progress_enabled(ctx)) as tick:
         result = get_repo().fetch(spec.url, refs=[names.ROOT], storage_options=spec.options, progress=tick)
-    _emit(ctx, dataclasses.asdict(result), f"received {result.objects} objects ({result.bytes} bytes); {len(result.refs_updated)} refs updated")
+    text = transfer_text("received", result.objects, result.bytes, result.packs, sorted(result.refs_updated), result.requests)
+    _emit(ctx, dataclasses.asdict(result), text)
 
 
 @artifacts.command()
@@ -403,12 +432,16 @@ def fsck(ctx: click.Context) -> None:
     \b
     Example:  trackio artifacts fsck
     """
-    with byte_progress("fsck", enabled=ctx.obj["progress"]) as tick:
+    with byte_progress("fsck", enabled=progress_enabled(ctx)) as tick:
         checked = Api().fsck(progress=tick)
     report = checked["report"]
     damaged = checked["damaged"]
     data = {"ok": report.ok, "bad_objects": report.bad_objects, "missing_objects": report.missing_objects, "damaged": damaged}
-    text = "ok" if report.ok else "\n".join([*(f"bad object {k}: {v}" for k, v in report.bad_objects.items()), *(f"damaged: {d}" for d in damaged)])
+    counts = [plural(report.packs_checked, "pack"), plural(report.objects_checked, "object"), plural(report.refs_checked, "ref")]
+    lines = [f"{', '.join(counts)} checked"]
+    lines += [f"bad object {k}: {v}" for k, v in report.bad_objects.items()]
+    lines += [f"damaged: {d}" for d in damaged]
+    text = "\n".join([*lines, "ok" if report.ok else "PROBLEMS FOUND"])
     _emit(ctx, data, text)
     if not report.ok:
         sys.exit(3)
@@ -424,10 +457,12 @@ def gc(ctx: click.Context, grace: float) -> None:
     \b
     Example:  trackio artifacts gc --grace 0
     """
-    with byte_progress("gc", enabled=ctx.obj["progress"]) as tick:
+    with byte_progress("gc", enabled=progress_enabled(ctx)) as tick:
         result = get_repo().gc(timedelta(seconds=grace), progress=tick)
-    _emit(ctx, dataclasses.asdict(result), f"removed {result.objects_removed} objects, freed {result.bytes_freed} bytes")
+    _emit(ctx, dataclasses.asdict(result), f"removed {plural(result.objects_removed, 'object')}, freed {human_bytes(result.bytes_freed)}")
 
+
+add_common_options(artifacts)
 
 if __name__ == "__main__":
     main()

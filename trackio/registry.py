@@ -11,6 +11,7 @@ an index for O(1) lookups (the chain is the truth if one is missing).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,9 +131,15 @@ class ArtifactRegistry:
                 break
         raise ArtifactNotFoundError(f"Artifact '{project}/{name}:v{number}' not found (no such version)")
 
+    def not_found(self, project: str, name: str) -> ArtifactNotFoundError:
+        """The error for an unknown artifact name, suggesting the closest existing ones."""
+        close = difflib.get_close_matches(name, self.artifact_names(project), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return ArtifactNotFoundError(f"Artifact {name!r} not found in project {project!r}{hint}")
+
     def resolve(self, project: str, name: str, selector: str) -> VersionInfo:
         if self.latest(project, name) is None:
-            raise ArtifactNotFoundError(f"Artifact {name!r} not found in project {project!r}")
+            raise self.not_found(project, name)
         m = names.VERSION_RE.fullmatch(selector)
         if m:
             return self.version(project, name, int(m.group(1)))

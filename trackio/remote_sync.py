@@ -198,7 +198,7 @@ def _options_for(repo: Repository) -> dict[str, Any]:
 # -- pushing ----------------------------------------------------------------------
 
 
-def push(spec: RemoteSpec, local: Repository | None = None) -> TransferResult:
+def push(spec: RemoteSpec, local: Repository | None = None, progress: Callable[[int], None] | None = None) -> TransferResult:
     """Push every trackio ref, re-basing artifact versions that lost a race.
 
     Version numbers are claimed first: the ``versions/vN`` refs are pushed
@@ -215,12 +215,12 @@ def push(spec: RemoteSpec, local: Repository | None = None) -> TransferResult:
         claims = [r for r in refs if _kind(r)[2] == "versions"]
         if claims:
             try:
-                local.push(spec.url, refs=claims, storage_options=spec.options)
+                local.push(spec.url, refs=claims, storage_options=spec.options, progress=progress)
             except PushRejected as rejected:
                 _rebase_all(local, spec, rejected)
                 continue
         try:
-            return local.push(spec.url, refs=refs, storage_options=spec.options)
+            return local.push(spec.url, refs=refs, storage_options=spec.options, progress=progress)
         except PushRejected as rejected:
             forced: list[str] = []
             behind = False
@@ -451,9 +451,9 @@ def wait_for(artifact: Artifact, timeout: float | None = None) -> None:
         raise SyncError(f"{artifact.qualified_name} could not be pushed to {job.spec.url}: {job.error!r}") from job.error
 
 
-def sync(spec: RemoteSpec) -> TransferResult:
+def sync(spec: RemoteSpec, progress: Callable[[int], None] | None = None) -> TransferResult:
     """Push everything not yet on the remote (synchronously)."""
-    result = push(spec)
+    result = push(spec, progress=progress)
     _warned.discard(spec.url)
     return result
 

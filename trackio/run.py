@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -275,8 +275,15 @@ class Run:
         name: str | None = None,
         type: str | None = None,
         aliases: list[str] | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> Artifact:
-        """Log an Artifact (or a file/directory path) as an output of this run."""
+        """Log an Artifact (or a file/directory path) as an output of this run.
+
+        ``progress(n_bytes)`` is called as the files are read and stored.
+        The returned artifact's ``is_new`` is False when identical content
+        was already a version (that version is returned; nothing is added).
+        """
         self._check_active()
         if isinstance(artifact_or_path, Artifact):
             artifact = artifact_or_path
@@ -303,9 +310,9 @@ class Run:
         repo = get_repo()
         registry = ArtifactRegistry(repo)
         with repo.batch():
-            tree_id = repo.build_tree(artifact._entries)
+            tree_id = repo.build_tree(artifact._entries, progress=progress)
             manifest = manifest_of(repo, tree_id)
-            info, _created = registry.log_version(
+            info, created = registry.log_version(
                 project=self.project,
                 name=artifact.name,
                 type=artifact.type,
@@ -320,6 +327,7 @@ class Run:
             )
         artifact._hydrate(info, registry.aliases_of(info))
         artifact._manifest = manifest
+        artifact._is_new = created
         if info.commit_id not in self._outputs:
             self._outputs.append(info.commit_id)
             self._save()

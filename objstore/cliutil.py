@@ -268,17 +268,17 @@ def explain(exc: BaseException, url: str | None = None) -> str | None:
     return None
 
 
-def _first_line(e: BaseException) -> str:
+def _first_line(e: BaseException, limit: int = 300) -> str:
     text = str(e).strip()
-    return text.splitlines()[0][:200] if text else ""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def error_line(exc: BaseException, target: str | None = None) -> str:
     """The one line an error gets on stderr (without the program name)."""
-    if isinstance(exc, ObjstoreError) and not isinstance(exc, StorageError):
-        return _first_line(exc)
-    if type(exc).__module__.split(".")[0] in ("objstore", "trackio") and not isinstance(exc, StorageError):
-        return _first_line(exc)
+    ours = isinstance(exc, ObjstoreError) or type(exc).__module__.split(".")[0] in ("objstore", "trackio")
+    if ours and not isinstance(exc, StorageError):
+        return _first_line(exc, limit=2000)  # our messages are written to be read whole
     explained = explain(exc, target)
     if explained is not None:
         return f"{target}: {explained}" if target else explained

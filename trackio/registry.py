@@ -133,7 +133,7 @@ class ArtifactRegistry:
 
     def not_found(self, project: str, name: str) -> ArtifactNotFoundError:
         """The error for an unknown artifact name, suggesting the closest existing ones."""
-        close = difflib.get_close_matches(name, self.artifact_names(project), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, self.artifact_names(project), n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return ArtifactNotFoundError(f"Artifact {name!r} not found in project {project!r}{hint}")
 

@@ -260,6 +260,7 @@ def test_trackio_text_output_uses_units_and_local_times(data: Path, tenv: dict[s
 # -- 11. progress bars ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bars_show_total_percent_and_eta_and_stay_on_a_terminal(store: list[str], tmp_path: Path, data: Path, tenv: dict[str, str]) -> None:
     (data / "big.bin").write_bytes(os.urandom(3_000_000))
     code, out, tty = run_on_tty(*store, "snapshot", str(data), "--ref", "main")

@@ -1,0 +1,59 @@
+"""S3 failures at the command line: one line naming the URL and what to do, exit code 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import S3Server
+from remote_helpers import VENV_BIN, subprocess_env
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path, code: int) -> str:
+    proc = subprocess.run([str(VENV_BIN / args[0]), *args[1:]], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert code == 0 or (len(lines) == 1 and "Traceback" not in proc.stderr), proc.stderr
+    return lines[0] if lines else ""
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A directory with a store (``.objstore``, one commit on main) and a trackio dir with one version."""
+    env = subprocess_env(TRACKIO_DIR=str(tmp_path / "td"), TRACKIO_PROJECT="proj", AWS_EC2_METADATA_DISABLED="true",
+                         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "OBJSTORE_REPO"):
+        env.pop(key, None)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.bin").write_bytes(os.urandom(10_000))
+    run(["objstore", "init"], env, tmp_path, 0)
+    run(["objstore", "snapshot", "data", "--ref", "main"], env, tmp_path, 0)
+    run(["trackio", "artifacts", "log", "data", "-n", "m"], env, tmp_path, 0)
+    return tmp_path, env
+
+
+def test_no_credentials(s3_server: S3Server, local: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = local
+    env = {**env, "AWS_ENDPOINT_URL": s3_server.endpoint}
+    url = f"s3://{s3_server.new_bucket()}/store"
+    for args in (["objstore", "push", url], ["objstore", "fetch", url], ["trackio", "artifacts", "--remote", url, "push"]):
+        line = run(args, env, cwd, 1)
+        assert line.endswith(f": {url}: no valid S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                             "(or AWS_PROFILE), or pass -o key=... -o secret=... (-o anon=true for a public bucket)"), line
+    # the same credentials given with -o (before or after the subcommand) work
+    run(["objstore", "-o", "key=testing", "push", url, "-o", "secret=testing", "-q"], env, cwd, 0)
+
+
+def test_missing_bucket(s3_server: S3Server, local: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = local
+    env = {**env, **s3_server.env()}
+    url = f"s3://missing-{uuid.uuid4().hex[:12]}/store"
+    line = run(["objstore", "push", url], env, cwd, 1)
+    assert line == f"objstore: {url}: bucket or path not found (The specified bucket does not exist); check the URL", line
+    line = run(["trackio", "artifacts", "--remote", url, "push"], env, cwd, 1)
+    assert line.startswith(f"trackio: {url}: bucket or path not found"), line
+    line = run(["objstore", "clone", url, str(cwd / "clone")], env, cwd, 1)
+    assert line == f"objstore: no objstore repository at '{url}'", line

@@ -32,8 +32,10 @@ EXIT_ERROR = 1
 _UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
-def human_bytes(n: int | float) -> str:
-    """``512 B``, ``1.50 KiB``, ``29.3 MiB``, ``293 GiB``: binary units, three digits."""
+def human_bytes(n: int | float | None) -> str:
+    """``512 B``, ``1.50 KiB``, ``29.3 MiB``, ``293 GiB``: binary units, three digits (``-`` if unknown)."""
+    if n is None:
+        return "-"
     if abs(n) < 1024:
         return f"{int(n)} B"
     value = float(n)
@@ -41,8 +43,12 @@ def human_bytes(n: int | float) -> str:
         value /= 1024
         if abs(value) < 1024 or unit == _UNITS[-1]:
             break
-    digits = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
-    return f"{value:.{digits}f} {unit}"
+    text = f"{value:.2f}"
+    if abs(float(text)) >= 10:  # after rounding: 9.999 is "10.0", not "10.00"
+        text = f"{value:.1f}"
+    if abs(float(text)) >= 100:
+        text = f"{value:.0f}"
+    return f"{text} {unit}"
 
 
 def signed_bytes(n: int) -> str:

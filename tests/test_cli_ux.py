@@ -240,6 +240,8 @@ def test_objstore_text_output_uses_units_words_and_local_times(store: list[str],
     assert isinstance(json.loads(run(*store, "show", "main", "--json").stdout)["time"], float)
     tree = show.splitlines()[1].split()[1]
     assert re.match(rf"tree {tree}: 3 entries, {SIZE}$", run(*store, "show", tree).stdout.splitlines()[0])
+    fsck = run(*store, "fsck").stdout.splitlines()
+    assert re.fullmatch(r"\d+ packs, \d+ objects, 1 ref checked", fsck[0]) and fsck[1:] == ["ok"], fsck
     push = run(*store, "push", f"file://{tmp_path}/remote").stdout.strip()
     assert re.fullmatch(rf"sent \d+ objects \({SIZE}\) in 1 pack; 1 ref updated \(main\); \d+ requests", push), push
 
@@ -283,6 +285,13 @@ def test_bars_show_total_percent_and_eta_and_stay_on_a_terminal(store: list[str]
     assert code == 0 and re.search(r"push: \d", tty), tty
     code, _, tty = run_on_tty("trackio", "artifacts", "fsck", env=tenv)
     assert code == 0 and "fsck: 100%|" in tty.strip().split("\r")[-1], tty
+    code, _, tty = run_on_tty("trackio", "artifacts", "download", "big", "--root", str(tmp_path / "dl"), env=tenv)
+    assert code == 0 and re.search(r"download: 100%\|.*\| 3\.\d\dM/3\.\d\dM", tty.strip().split("\r")[-1]), tty
+    code, _, tty = run_on_tty("trackio", "artifacts", "--remote", f"file://{tmp_path}/tremote", "pull", env={**tenv, "TRACKIO_DIR": str(tmp_path / "td2")})
+    assert code == 0 and re.search(r"pull: 3\.\d\dMB \[", tty), tty
+    for args in (["objstore", *store[1:], "gc", "--grace", "0"], ["trackio", "artifacts", "gc", "--grace", "0"]):
+        code, _, tty = run_on_tty(*args, env=tenv)
+        assert code == 0 and re.search(r"gc: \d", tty), tty
     code, _, tty = run_on_tty(*store, "-q", "checkout", "main", str(tmp_path / "quiet"))
     assert code == 0 and tty.strip() == "", tty
     code, _, tty = run_on_tty(*store, "checkout", "main", str(tmp_path / "quiet2"), "-q")
@@ -334,7 +343,7 @@ def test_snapshot_says_what_it_stored_and_warns_about_an_unnamed_commit(tmp_path
     m = re.fullmatch(rf"commit ([0-9a-f]{{32}}) on main: 2 files, 293 KiB \(({SIZE}) new\)", proc.stdout.strip())
     assert m and proc.stderr == "", proc.stdout + proc.stderr
     proc = run(*r, "snapshot", str(data))
-    m = re.fullmatch(rf"commit ([0-9a-f]{{32}}): 2 files, 293 KiB \((\d+) B new\)", proc.stdout.strip())
+    m = re.fullmatch(r"commit ([0-9a-f]{32}): 2 files, 293 KiB \((\d+) B new\)", proc.stdout.strip())
     assert m and int(m.group(2)) < 1000, proc.stdout  # only the new commit object: the files are stored already
     line = one_line(proc.stderr)
     assert line == (f"objstore: warning: no ref points at commit {m.group(1)[:12]}; name it with "
@@ -370,8 +379,33 @@ def test_both_command_lines_word_a_push_the_same_way(store: list[str], data: Pat
     run("trackio", "artifacts", "log", str(data), "-n", "m", env=tenv)
     theirs = run("trackio", "artifacts", "--remote", f"file://{tmp_path}/r2", "push", env=tenv).stdout.strip()
     assert re.fullmatch(pattern, ours) and re.fullmatch(pattern, theirs), (ours, theirs)
+    assert "1 ref updated (main);" in ours
+    assert re.search(r"; 3 refs updated \(trackio/proj/artifacts/m/aliases/latest, trackio/proj/artifacts/m/versions/v0, trackio/proj/runs/[0-9a-f]+\);", theirs), theirs
+    for name in ("a", "b", "c"):
+        run(*store, "refs", "set", name, "main")
+    many = run(*store, "push", f"file://{tmp_path}/r1").stdout.strip()
+    assert re.fullmatch(r"sent 0 objects \(0 B\) in 0 packs; 3 refs updated \(a, b, c\); \d+ requests", many), many
+    run(*store, "refs", "set", "d", "main~1")
+    run(*store, "refs", "set", "e", "main~1")
+    run(*store, "refs", "set", "f", "main~1")
+    run(*store, "refs", "set", "g", "main~1")
+    many = run(*store, "push", f"file://{tmp_path}/r1").stdout.strip()
+    assert re.fullmatch(r"sent 0 objects \(0 B\) in 0 packs; 4 refs updated; \d+ requests", many), many  # counted, not listed
     again = run(*store, "push", f"file://{tmp_path}/r1").stdout.strip()
     assert re.fullmatch(r"sent 0 objects \(0 B\) in 0 packs; 0 refs updated; \d+ requests", again), again
     fetched = run(*store, "fetch", f"file://{tmp_path}/r1").stdout.strip()
     pulled = run("trackio", "artifacts", "--remote", f"file://{tmp_path}/r2", "pull", env=tenv).stdout.strip()
     assert re.fullmatch(pattern.replace("sent", "received"), fetched) and re.fullmatch(pattern.replace("sent", "received"), pulled)
+
+
+def test_units_and_words() -> None:
+    from objstore.cliutil import human_bytes, local_time, plural, signed_bytes, table
+
+    assert [human_bytes(n) for n in (0, 1023, 1024, 1536, 10 * 1024 - 1, 300_006, 30 << 20, 5 << 40)] == [
+        "0 B", "1023 B", "1.00 KiB", "1.50 KiB", "10.0 KiB", "293 KiB", "30.0 MiB", "5.00 TiB"]
+    assert human_bytes(None) == "-"
+    assert [signed_bytes(n) for n in (0, 5, -3000)] == ["0 B", "+5 B", "-2.93 KiB"]
+    assert [plural(1, "file"), plural(0, "file"), plural(2, "entry", "entries")] == ["1 file", "0 files", "2 entries"]
+    assert local_time(None) == "-" and re.fullmatch(WHEN, local_time(0.0))
+    assert table(["A", "SIZE"], [["long-name", "1 B"], ["x", "10 KiB"]], right=[1]).splitlines() == [
+        "A            SIZE", "long-name     1 B", "x          10 KiB"]

@@ -213,14 +213,15 @@ def push(spec: RemoteSpec, local: Repository | None = None, progress: Callable[[
         if not refs:
             return TransferResult()
         claims = [r for r in refs if _kind(r)[2] == "versions"]
+        claimed = TransferResult()
         if claims:
             try:
-                local.push(spec.url, refs=claims, storage_options=spec.options, progress=progress)
+                claimed = local.push(spec.url, refs=claims, storage_options=spec.options, progress=progress)
             except PushRejected as rejected:
                 _rebase_all(local, spec, rejected)
                 continue
         try:
-            return local.push(spec.url, refs=refs, storage_options=spec.options, progress=progress)
+            return _combined(claimed, local.push(spec.url, refs=refs, storage_options=spec.options, progress=progress))
         except PushRejected as rejected:
             forced: list[str] = []
             behind = False
@@ -242,6 +243,17 @@ def push(spec: RemoteSpec, local: Repository | None = None, progress: Callable[[
             result.refs_updated.update(rejected.result.refs_updated if isinstance(rejected.result, TransferResult) else {})
             return result
     raise SyncError(f"could not push to {spec.url}: the remote kept moving after {_MAX_REBASES} re-bases")
+
+
+def _combined(first: TransferResult, then: TransferResult) -> TransferResult:
+    """One result for two pushes in a row (what a caller sees as one push)."""
+    then.objects += first.objects
+    then.bytes += first.bytes
+    then.packs += first.packs
+    then.requests += first.requests
+    then.refs_updated = {**first.refs_updated, **then.refs_updated}
+    then.refs_unchanged = [r for r in then.refs_unchanged if r not in first.refs_updated]
+    return then
 
 
 def _kind(ref: str) -> tuple[str, str, str, str]:

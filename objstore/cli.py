@@ -36,6 +36,7 @@ from .cliutil import (
     parse_options,
     plural,
     progress_enabled,
+    route_warnings,
     set_target,
     signed_bytes,
     transfer_text,
@@ -113,6 +114,7 @@ def main(ctx: click.Context, repo: str | None) -> None:
       objstore -r store snapshot data/ -m "first" --ref main
       objstore -r store log main
     """
+    route_warnings("objstore")
     obj = ctx.ensure_object(dict)
     obj["repo"] = repo
     obj.setdefault("storage_options", {})

@@ -14,6 +14,7 @@ import socket
 import stat
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import wraps
@@ -180,7 +181,22 @@ def emit(ctx: click.Context, data: Any, text: str | None, default: Callable[[Any
 
 
 def warn(prog: str, message: str) -> None:
+    """One ``prog: warning: ...`` line on stderr."""
     click.echo(f"{prog}: warning: {message}", err=True)
+
+
+def route_warnings(prog: str) -> None:
+    """Show Python warnings the library raises as one ``prog: warning: ...`` line each (once per message),
+    not with a source path and line as Python does."""
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = (str(message).strip().splitlines() or [""])[0].removeprefix(f"{prog}: ").removeprefix("trackio: ")
+        if text not in seen:
+            seen.add(text)
+            warn(prog, text)
+
+    warnings.showwarning = show
 
 
 # -- errors as one line -----------------------------------------------------------------

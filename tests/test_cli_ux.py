@@ -155,6 +155,15 @@ def test_log_with_unreachable_remote_succeeds_and_says_it_is_queued(data: Path, 
     assert [a["qualified_name"] for a in listed] == ["proj/model:v0"]
 
 
+def test_reads_with_unreachable_remote_fall_back_with_one_warning_line(data: Path, tenv: dict[str, str], tmp_path: Path) -> None:
+    run("trackio", "artifacts", "log", str(data), "-n", "model", env=tenv)
+    proc = run("trackio", "artifacts", "--remote", REFUSED, "download", "model", "--root", str(tmp_path / "dl"), env=tenv)
+    assert proc.stdout.strip() == str(tmp_path / "dl")
+    line = one_line(proc.stderr)
+    assert line == (f"trackio: warning: remote {REFUSED} unreachable while resolving proj/model:latest (cannot connect to "
+                    "127.0.0.1:9 (connection refused); check the URL and that the server is running); working locally")
+
+
 # -- 7. flags before or after the subcommand ----------------------------------------------
 
 

@@ -29,6 +29,7 @@ from objstore.cliutil import (
     local_time,
     plural,
     progress_enabled,
+    route_warnings,
     set_target,
     signed_bytes,
     table,
@@ -92,6 +93,7 @@ def artifacts(ctx: click.Context, project: str | None, remote: str | None) -> No
       trackio artifacts -p my_project list
       trackio artifacts -p my_project download my-model:prod
     """
+    route_warnings("trackio")
     obj = ctx.ensure_object(dict)
     obj.update(project=project, remote=remote)
     obj.setdefault("storage_options", {})

@@ -155,8 +155,15 @@ def fetch_runs(spec: RemoteSpec, project: str) -> None:
         _warn_offline(spec, exc, "looking for the run to resume")
 
 
+def _reason(spec: RemoteSpec, exc: BaseException) -> str:
+    """What went wrong with the remote, in a few words (what to do, where known)."""
+    from objstore.cliutil import explain
+
+    return explain(exc, spec.url) or f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+
+
 def _warn_offline(spec: RemoteSpec, exc: BaseException, what: str) -> None:
-    warnings.warn(f"trackio: remote {spec.url} unreachable while {what} ({exc!r}); working locally", stacklevel=4)
+    warnings.warn(f"trackio: remote {spec.url} unreachable while {what} ({_reason(spec, exc)}); working locally", stacklevel=4)
 
 
 def resolve(project: str, name: str, selector: str, spec: RemoteSpec | None = None) -> tuple[VersionInfo, Repository]:
@@ -408,7 +415,7 @@ def _warn_queued(spec: RemoteSpec, exc: BaseException) -> None:
         return
     _warned.add(spec.url)
     warnings.warn(
-        f"trackio: could not push to {spec.url} ({exc!r}); everything stays logged locally and is sent by "
+        f"trackio: could not push to {spec.url} ({_reason(spec, exc)}); everything stays logged locally and is sent by "
         "trackio.sync() or the next successful push",
         stacklevel=2,
     )

@@ -103,7 +103,7 @@ handled = guarded("objstore", [(PushRejected, EXIT_REJECTED)])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--repo", "-r", default=None, show_default="$OBJSTORE_REPO, else the nearest .objstore here or above", help="Repository path or fsspec URL.")
+@click.option("--repo", "-r", default=None, help="Repository path or fsspec URL (default: $OBJSTORE_REPO, else the nearest .objstore here or in a parent folder).")
 @click.pass_context
 def main(ctx: click.Context, repo: str | None) -> None:
     """A git-like, content-addressed store for ML artifacts.
@@ -310,10 +310,10 @@ def checkout(ctx: click.Context, spec: str, dest: str, paths: tuple[str, ...]) -
 @click.pass_context
 @handled
 def diff(ctx: click.Context, a: str, b: str) -> None:
-    """Files added, removed and modified from A to B.
+    """Files added, deleted and modified from A to B.
 
-    \b
-    A for added, D for deleted, M for modified, with the size change.
+    One line per file: A (added), D (deleted) or M (modified), the size
+    change, the path.
 
     \b
     Example:  objstore diff main~1 main

@@ -130,8 +130,7 @@ def disk_size(path: str | os.PathLike[str]) -> int:
 def _flag(key: str) -> Callable[[click.Context, click.Parameter, bool], None]:
     def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         obj = ctx.ensure_object(dict)
-        if value or key not in obj:
-            obj[key] = bool(value) or obj.get(key, False)
+        obj[key] = obj.get(key, False) or bool(value)  # set before the subcommand: stays set
 
     return callback
 

@@ -16,7 +16,7 @@ from .diff import Change
 from .ids import ObjectId
 from .objects import Blob, ChunkedBlob, Commit, Tree, TreeEntry
 from .refs import ABSENT, RefLogEntry
-from .repo import Repository, RepoStats
+from .repo import Repository, RepoStats, SnapshotStats
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ __all__ = [
     "ObjectId",
     "RefLogEntry",
     "RepoStats",
+    "SnapshotStats",
     "Repository",
     "Tree",
     "TreeEntry",

@@ -168,8 +168,9 @@ def snapshot(ctx: click.Context, path: str, message: str, ref: str | None, meta:
         from .refs import ABSENT
 
         repo.refs.set(ref, commit, expect=current if current else ABSENT, message=message)
-    files = sum(1 for _, e in repo.walk(tree) if e.kind == "file")
-    size = repo.get_tree(tree).size
+    seen = repo.last_snapshot
+    assert seen is not None  # set by repo.snapshot above
+    files, size = seen.files, repo.get_tree(tree).size
     new_bytes, new_objects = repo.odb.added_bytes - added[0], repo.odb.added_objects - added[1]
     data = {"commit": commit, "tree": tree, "ref": ref, "files": files, "bytes": size, "new_bytes": new_bytes, "new_objects": new_objects}
     where = f" on {ref}" if ref else ""

@@ -77,6 +77,16 @@ class RepoStats:
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
+@dataclass(frozen=True)
+class SnapshotStats:
+    """What one snapshot went through."""
+
+    files: int
+    """Regular files (unchanged ones, known from the stat cache, included)."""
+    bytes: int
+    """Their bytes."""
+
+
 def _cache_dir(storage: Storage, repo_id: str) -> str:
     if isinstance(storage, LocalStorage):
         return os.path.join(storage.root, "cache")
@@ -292,7 +302,14 @@ class Repository:
         mtime, inode) are recognized from the stat cache without reading them.
         """
         snap = Snapshotter(self.odb, self.config.chunking, self.statcache, progress)
-        return self._writing(lambda: snap.snapshot(os.fspath(path)))
+        tree = self._writing(lambda: snap.snapshot(os.fspath(path)))
+        self._tls.last_snapshot = SnapshotStats(snap.files, snap.bytes_read)
+        return tree
+
+    @property
+    def last_snapshot(self) -> SnapshotStats | None:
+        """Files and bytes the last :meth:`snapshot` in this thread went through (None before one)."""
+        return getattr(self._tls, "last_snapshot", None)
 
     def build_tree(
         self,

@@ -22,7 +22,15 @@ NAMES = (
     "chunk_size",
     "remote",
     "peers",
+    "large_file",
+    "checkpoint",
+    "many_files",
+    "store_files",
+    "startup",
 )
 """Every benchmark, in the order they run; module ``benchmarks.bench_<name>``."""
 
-__all__ = ["NAMES"]
+GROUPS = {"scale": ("large_file", "checkpoint", "many_files", "store_files", "startup")}
+"""Names ``--only`` accepts for several benchmarks at once (``scale``: the targets of issue 17)."""
+
+__all__ = ["GROUPS", "NAMES"]

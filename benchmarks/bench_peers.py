@@ -25,6 +25,7 @@ import time
 
 from .common import Context, Row, remove
 from .peers import envs, report
+from .peers.report import Section
 from .peers.systems import Runner, make_systems
 from .peers.workloads import Bench, Cell
 
@@ -70,40 +71,6 @@ class CountingMoto:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class Section:
-    """Extra output for ``__main__``: the peer table as text, and as Markdown with the plot."""
-
-    def __init__(self, cells: list[Cell], title: str, about: str, size_label: str, files: int) -> None:
-        self.cells = cells
-        self.title = title
-        self.about = about
-        self.size_label = size_label
-        self.files = files
-
-    @property
-    def text(self) -> str:
-        return f"{self.title}\n{self.about}\n\n{report.text_table(self.cells)}\n"
-
-    def markdown(self, doc_dir: str) -> str:
-        """The Markdown section; writes the plot into ``doc_dir``."""
-        why = report.plot(self.cells, os.path.join(doc_dir, PLOT_NAME), self.title, self.size_label, self.files)
-        image = f"![peer comparison, one panel per workload]({PLOT_NAME})" if not why else f"_({why})_"
-        return "\n".join(
-            [
-                "## Peers, measured in the same run",
-                "",
-                f"_{self.title}_",
-                "",
-                self.about.replace("\n", "  \n"),
-                "",
-                report.markdown_table(self.cells),
-                "",
-                image,
-                "",
-            ]
-        )
 
 
 _sections: list[Section] = []
@@ -153,5 +120,15 @@ def run(ctx: Context) -> list[Row]:
         "'process' in notes = the processes' wall incl. start-up and imports; peak RSS = wait4 of the process tree; "
         "stored/files = everything the system keeps (see benchmarks/README.md); requests = HTTP requests moto served."
     )
-    _sections.append(Section(bench.cells, title, about, bench.size_label, bench.files))
+    _sections.append(
+        Section(
+            bench.cells,
+            title,
+            about,
+            "## Peers, measured in the same run",
+            PLOT_NAME,
+            bench.size_label,
+            bench.files,
+        )
+    )
     return report.target_rows(bench.cells, bench.size_label, bench.files)

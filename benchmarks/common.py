@@ -138,6 +138,7 @@ class Context:
     repeats: int
     verbose: bool = True
     started: float = field(default_factory=time.perf_counter)
+    tmpfs: str = "/dev/shm"  # where the "tmpfs" variants of the scale benchmarks run ("" = skip them)
 
     def log(self, msg: str) -> None:
         if self.verbose:

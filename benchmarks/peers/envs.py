@@ -117,8 +117,11 @@ def _apt_install(packages: list[str], log: Callable[[str], None]) -> str:
     return ""
 
 
-def ensure(log: Callable[[str], None]) -> dict[str, Tool]:
-    """Every peer's tool, installed if need be: ``{"trackio 0.43", "dvc", "git", "git-lfs", "restic"}``."""
+def ensure(log: Callable[[str], None], only: tuple[str, ...] | None = None) -> dict[str, Tool]:
+    """Every peer's tool, installed if need be: ``{"trackio 0.43", "dvc", "git", "git-lfs", "restic"}``.
+
+    ``only=("trackio 0.43",)`` sets up just that peer (the scale benchmarks compare with it alone).
+    """
     tools: dict[str, Tool] = {}
 
     python, why = _venv("trackio-0.43", TRACKIO_REQ, log)
@@ -127,6 +130,8 @@ def ensure(log: Callable[[str], None]) -> dict[str, Tool]:
         tools["trackio 0.43"] = Tool("trackio 0.43", True, version, python=python)
     else:
         tools["trackio 0.43"] = Tool("trackio 0.43", False, reason=why)
+    if only is not None and set(only) <= {"trackio 0.43"}:
+        return {k: v for k, v in tools.items() if k in only}
 
     python, why = _venv("dvc", DVC_REQ, log)
     if python:
@@ -153,4 +158,4 @@ def ensure(log: Callable[[str], None]) -> dict[str, Tool]:
         tools["restic"] = Tool("restic", True, _version([restic, "version"]), exe=restic)
     else:
         tools["restic"] = Tool("restic", False, reason=f"restic not installed: {apt_why}")
-    return tools
+    return tools if only is None else {k: v for k, v in tools.items() if k in only}

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 
 from ..common import Row, fmt
-from .workloads import BY_KEY, WORKLOADS, Cell
+from .workloads import BY_KEY, WORKLOADS, Cell, Workload
 
 NAME = "peers"
 OURS = ("objstore", "trackio (objstore)")
@@ -66,8 +66,14 @@ def _cells_row(cells: list[Cell], c: Cell) -> list[str]:
 
 
 def _ordered(cells: list[Cell]) -> list[Cell]:
-    order = {w.key: i for i, w in enumerate(WORKLOADS)}
+    order = {key: i for i, key in enumerate(BY_KEY)}
     return sorted(cells, key=lambda c: (order[c.workload], not c.ours))
+
+
+def present_workloads(cells: list[Cell]) -> list[Workload]:
+    """The workloads that have cells, in their registered order."""
+    keys = {c.workload for c in cells}
+    return [w for key, w in BY_KEY.items() if key in keys]
 
 
 def text_table(cells: list[Cell]) -> str:
@@ -100,8 +106,56 @@ def markdown_table(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
-def key_legend() -> str:
-    return "; ".join(f"{w.key}: {'time' if w.metric == 'time' else 'stored bytes'}" for w in WORKLOADS)
+_METRIC_LABEL = {"time": "time", "stored": "stored bytes", "files": "files in the store"}
+
+
+def key_legend(workloads: list[Workload] | None = None) -> str:
+    return "; ".join(f"{w.key}: {_METRIC_LABEL[w.metric]}" for w in (WORKLOADS if workloads is None else workloads))
+
+
+class Section:
+    """Extra output for ``__main__``: a peer table as text, and as Markdown with its plot."""
+
+    def __init__(
+        self,
+        cells: list[Cell],
+        title: str,
+        about: str,
+        heading: str,
+        plot_name: str,
+        size_label: str = "",
+        files: int = 0,
+    ) -> None:
+        self.cells = cells
+        self.title = title
+        self.about = about
+        self.heading = heading  # the Markdown heading line, e.g. "## Peers, measured in the same run"
+        self.plot_name = plot_name  # file name of the plot, written beside the Markdown page
+        self.size_label = size_label
+        self.files = files
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}\n{self.about}\n\n{text_table(self.cells)}\n"
+
+    def markdown(self, doc_dir: str) -> str:
+        """The Markdown section; writes the plot into ``doc_dir``."""
+        why = plot(self.cells, os.path.join(doc_dir, self.plot_name), self.title, self.size_label, self.files)
+        image = f"![{self.heading.lstrip('# ')}, one panel per workload]({self.plot_name})" if not why else f"_({why})_"
+        return "\n".join(
+            [
+                self.heading,
+                "",
+                f"_{self.title}_",
+                "",
+                self.about.replace("\n", "  \n"),
+                "",
+                markdown_table(self.cells),
+                "",
+                image,
+                "",
+            ]
+        )
 
 
 # -- target rows ----------------------------------------------------------------------------
@@ -208,7 +262,8 @@ def target_rows(cells: list[Cell], size_label: str, files: int) -> list[Row]:
 
 
 def _fmt_key(c: Cell) -> str:
-    return f"{fmt(c.seconds)} s" if BY_KEY[c.workload].metric == "time" else _mb(c.stored)
+    metric = BY_KEY[c.workload].metric
+    return f"{fmt(c.seconds)} s" if metric == "time" else f"{c.files} files" if metric == "files" else _mb(c.stored)
 
 
 # -- plot ----------------------------------------------------------------------------------
@@ -224,13 +279,16 @@ def plot(cells: list[Cell], path: str, title: str, size_label: str = "", files: 
         from matplotlib.ticker import NullFormatter
     except ImportError as exc:
         return f"no plot: matplotlib is not installed ({exc})"
+    workloads = present_workloads(cells)
+    if not workloads:
+        return "no plot: no results"
     cols = 3
-    rows = (len(WORKLOADS) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(15, 3.3 * rows))
-    for ax, w in zip(axes.flat, WORKLOADS):
+    rows = (len(workloads) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(15, 3.3 * rows), squeeze=False)
+    for ax, w in zip(axes.flat, workloads):
         mine = [c for c in _ordered(cells) if c.workload == w.key]
         names = [c.system for c in mine]
-        scale, unit = (1.0, "s") if w.metric == "time" else (1e-6, "MB")
+        scale, unit = {"time": (1.0, "s"), "files": (1.0, "files")}.get(w.metric, (1e-6, "MB"))
         values = [(c.key_value() or 0.0) * scale for c in mine]
         colors = ["tab:blue" if c.ours else "tab:gray" for c in mine]
         y = list(range(len(mine)))
@@ -238,7 +296,7 @@ def plot(cells: list[Cell], path: str, title: str, size_label: str = "", files: 
         ax.set_yticks(y, names, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(f"{w.key}: {w.title.format(size=size_label, files=f'{files:,}')}", fontsize=9)
-        ax.set_xlabel(f"{'time' if w.metric == 'time' else 'stored'} ({unit}, lower is better)", fontsize=8)
+        ax.set_xlabel(f"{_METRIC_LABEL[w.metric]} ({unit}, lower is better)", fontsize=8)
         positive = [v for v in values if v > 0]
         if positive and max(positive) / min(positive) > 20:
             ax.set_xscale("log")
@@ -250,7 +308,7 @@ def plot(cells: list[Cell], path: str, title: str, size_label: str = "", files: 
             label = "skipped" if c.key_value() is None else (f"{fmt(v)}")
             ax.text(v if v > 0 else (min(positive) if positive else 0), yi, " " + label, va="center", fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
-    for ax in list(axes.flat)[len(WORKLOADS) :]:
+    for ax in list(axes.flat)[len(workloads) :]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -235,6 +235,10 @@ class System:
         self.src = src
         os.makedirs(self.dir)
         self.env = base_env(os.path.join(self.dir, "home"))
+        if self.ours:
+            # this checkout's objstore/trackio, even when the interpreter has another one installed
+            # (a worktree run with main's .venv, whose editable install points at main)
+            self.env["PYTHONPATH"] = ROOT
         self.setup()
 
     def setup(self) -> None:
@@ -308,11 +312,23 @@ class Objstore(System):
             "path": os.path.join(self.src, rel),
             "message": message,
         }
-        return self.runner.py(self.python, spec, self.env, f"{self.name} log")
+        return self._checked(self.runner.py(self.python, spec, self.env, f"{self.name} log"))
+
+    @staticmethod
+    def _checked(op: Op) -> Op:
+        where = op.info.get("objstore_file", "")
+        if not where.startswith(os.path.join(ROOT, "objstore") + os.sep):
+            raise PeerError(f"objstore: imported another checkout's objstore ({where})")
+        return op
 
     def restore(self, rel: str, dest: str) -> tuple[Op, str]:
         spec = {"system": "objstore", "op": "restore", "store": self.store, "dest": dest}
         return self.runner.py(self.python, spec, self.env, f"{self.name} restore"), self._restored(rel, dest)
+
+    def refs_probe(self, store: str | None = None) -> Op:
+        """``refs.list()`` on ``store`` (default: this system's) in a fresh process: files opened, dirs listed."""
+        spec = {"system": "objstore", "op": "refs_probe", "store": store or self.store}
+        return self._checked(self.runner.py(self.python, spec, self.env, f"{self.name} refs.list()"))
 
     def push(self, s3: S3Target, rel: str) -> Op:
         spec = {
@@ -362,7 +378,7 @@ class Trackio(System):
         self.env["TRACKIO_DIR"] = os.path.join(self.dir, "trackio")
 
     def store_paths(self) -> list[str]:
-        return [os.path.join(self.dir, "trackio")]
+        return [self.trackio_dir]
 
     @staticmethod
     def _artifact(rel: str) -> str:
@@ -390,6 +406,43 @@ class Trackio(System):
         spec = {"system": "trackio", "op": "restore", "name": self._artifact(rel), "dest": dest}
         op = self.runner.py(self.python, spec, self.env, f"{self.name} restore")
         return op, self._restored(rel, dest)
+
+    @property
+    def trackio_dir(self) -> str:
+        return os.path.join(self.dir, "trackio")
+
+    def log_many(self, src: str, start: int, count: int, artifacts: int) -> Op:
+        """Versions ``start..start+count-1`` of ``artifacts`` artifacts (round-robin) in one process (one run).
+
+        Each version is a small text file written into ``src``; the report has
+        ``logs_s`` (the calls), ``per_log_s`` (median call) and the files the
+        first and the last call added to the store (``first_added`` / ``last_added``).
+        """
+        spec = {
+            "system": "trackio",
+            "op": "log_many",
+            "src": src,
+            "store_dir": self.trackio_dir,
+            "start": start,
+            "count": count,
+            "artifacts": artifacts,
+        }
+        op = self.runner.py(self.python, spec, self.env, f"{self.name} log_artifact x{count}")
+        self._check_import(op)
+        return op
+
+    def startup(self, write_bytecode: bool = False) -> Op:
+        """``import trackio; trackio.init(project=...)`` in a fresh process; ``op_s`` is both together.
+
+        ``write_bytecode`` lets the interpreter write ``.pyc`` files (a warm-up run;
+        the measured runs, like every operation, run with ``PYTHONDONTWRITEBYTECODE``).
+        """
+        env = dict(self.env)
+        if write_bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+        op = self.runner.py(self.python, {"system": "trackio", "op": "startup"}, env, f"{self.name} startup")
+        self._check_import(op)
+        return op
 
     def push(self, s3: S3Target, rel: str) -> Op:
         spec = {"system": "trackio", "op": "push", "url": f"s3://{s3.bucket}/trackio", "storage_options": s3.options}
@@ -620,18 +673,26 @@ class Restic(System):
 
 
 def make_systems(
-    tools: dict[str, Tool], runner: Runner, base: str, python: str | None = None
+    tools: dict[str, Tool],
+    runner: Runner,
+    base: str,
+    python: str | None = None,
+    peers: tuple[str, ...] = ("trackio 0.43", "dvc", "git", "git-lfs", "restic"),
 ) -> tuple[list[System], dict[str, str]]:
-    """(the available systems, ours first; {peer: why skipped})."""
+    """(the available systems, ours first; {peer: why skipped}); ``peers`` picks which peers take part."""
     python = python or sys.executable
     systems: list[System] = [Objstore(runner, base), Trackio("trackio (objstore)", True, python, None, runner, base)]
     skipped: dict[str, str] = {}
     t = tools.get("trackio 0.43")
-    if t and t.ok and t.python:
+    if "trackio 0.43" not in peers:
+        pass
+    elif t and t.ok and t.python:
         systems.append(Trackio("trackio 0.43", False, t.python, t, runner, base))
     else:
         skipped["trackio 0.43"] = t.reason if t else "not set up"
     for name, cls in (("dvc", Dvc), ("git", PlainGit), ("git-lfs", GitLfs), ("restic", Restic)):
+        if name not in peers:
+            continue
         t = tools.get(name)
         if t and t.ok:
             systems.append(cls(t, runner, base))

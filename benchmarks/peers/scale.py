@@ -15,7 +15,8 @@ Data:
 * one large random file: ``os.urandom``;
 * the checkpoint: a random 64 MiB block XORed with a different constant per
   block (fast to make, incompressible, no chunk repeats anywhere), edited in
-  place by 64 KiB random overwrites spread over the file totalling 1 %;
+  place by 16 random overwrites spread over the file totalling 1 % (the
+  ``scattered_edits`` pattern of edit_dedup and ten_versions);
 * small files: text of English-like words (a Zipf-distributed vocabulary of
   common words and made-up ones, with line breaks), 256..1024 bytes each, 100
   per directory, 10 directories per top directory.
@@ -30,7 +31,19 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..common import Context, KiB, MiB, Row, age_file, count_files, dir_bytes, fmt, remove, write_random_file
+from ..common import (
+    Context,
+    KiB,
+    MiB,
+    Row,
+    age_file,
+    count_files,
+    dir_bytes,
+    fmt,
+    remove,
+    scattered_edits,
+    write_random_file,
+)
 from . import envs
 from .places import Place, places
 from .report import Section, key_legend, present_workloads
@@ -100,17 +113,20 @@ def write_checkpoint(path: str, size: int) -> None:
             left -= n
 
 
-def edit_in_place(path: str, rng: random.Random, fraction: float = 0.01, region: int = 64 * KiB) -> int:
-    """Overwrite ``fraction`` of the file in place, in ``region``-sized random blocks spread over it; bytes written."""
+def edit_in_place(path: str, rng: random.Random, fraction: float = 0.01, count: int = 16) -> int:
+    """Overwrite ``fraction`` of the file in place, as ``count`` random blocks spread over it; bytes written.
+
+    The blocks are :func:`~benchmarks.common.scattered_edits`' (the edit_dedup and
+    ten_versions pattern: one edit of 0.5..1.5x the mean length in each of
+    ``count`` equal stretches), all overwrites, written with ``pwrite`` so a
+    10 GB file needs no second copy.
+    """
     size = os.path.getsize(path)
-    regions = max(1, round(size * fraction / region))
-    stretch = size // regions
     written = 0
     fd = os.open(path, os.O_WRONLY)
     try:
-        for i in range(regions):
-            offset = i * stretch + rng.randrange(max(1, stretch - region))
-            written += os.pwrite(fd, rng.randbytes(min(region, size - offset)), offset)
+        for offset, _kind, data in scattered_edits(rng, size, fraction, count, insert_share=0.0):
+            written += os.pwrite(fd, data, offset)
     finally:
         os.close(fd)
     return written

@@ -70,7 +70,7 @@ def run(ctx: Context) -> list[Row]:
                     "s",
                     RELOG_S if place == "tmpfs" else None,
                     "<",
-                    lambda c: f"{size / MB / c.seconds:.0f} MB/s; {spread(c)}; cpu {fmt(c.cpu_s)} s",
+                    lambda c: f"{size / MB / (c.seconds or 1):.0f} MB/s; {spread(c)}; cpu {fmt(c.cpu_s)} s",
                 )
             )
             g = growth.get(ours) or []

@@ -29,6 +29,7 @@ from .peers.scale import (
     spread,
     value_row,
 )
+from .peers.workloads import Cell
 
 NAME = "many_files"
 LOG_S = 2.0
@@ -60,9 +61,8 @@ def run(ctx: Context) -> list[Row]:
     for place in PLACES:
         content = extra.get(place, {}).get("content_bytes", 0)
 
-        def timed(c: object) -> str:
-            assert hasattr(c, "seconds")
-            return f"{files / c.seconds:,.0f} files/s; {spread(c)}; cpu {fmt(c.cpu_s)} s"  # type: ignore[arg-type]
+        def timed(c: Cell) -> str:
+            return f"{files / (c.seconds or 1):,.0f} files/s; {spread(c)}; cpu {fmt(c.cpu_s)} s"
 
         for ours in OURS:
             rows += [

@@ -32,7 +32,9 @@ def run(ctx: Context) -> list[Row]:
     def work(bench: ScaleBench) -> None:
         bench.startup(runs)
 
-    cells, _extra, section = run_scale(ctx, NAME, work, "Startup: import trackio; trackio.init() (issue 17)")
+    cells, _extra, section = run_scale(
+        ctx, NAME, work, "Startup: import trackio; trackio.init() (issue 17)", trackio_only=True
+    )
     _sections.append(section)
     rows: list[Row] = []
     for place in PLACES:

@@ -52,7 +52,9 @@ def run(ctx: Context) -> list[Row]:
     def work(bench: ScaleBench) -> None:
         bench.store_files(versions, artifacts)
 
-    cells, extra, section = run_scale(ctx, NAME, work, f"Files in the store after {label} (issue 17)", label)
+    cells, extra, section = run_scale(
+        ctx, NAME, work, f"Files in the store after {label} (issue 17)", label, trackio_only=True
+    )
     _sections.append(section)
     rows: list[Row] = []
     for place in PLACES:
@@ -113,6 +115,7 @@ def run(ctx: Context) -> list[Row]:
                 PACK_FILES,
                 "<=",
                 lambda c, s=shown: f"the last of {versions:,}: {s}",
+                target_label=f"<= {PACK_FILES} (a pack + its index)",
             )
         )
         rows.append(

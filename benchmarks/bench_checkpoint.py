@@ -52,7 +52,9 @@ def run(ctx: Context) -> list[Row]:
     def work(bench: ScaleBench) -> None:
         bench.checkpoint(size, rounds)
 
-    cells, extra, section = run_scale(ctx, NAME, work, f"A {label} checkpoint (issue 17), disk and tmpfs", label)
+    cells, extra, section = run_scale(
+        ctx, NAME, work, f"A {label} checkpoint (issue 17), disk and tmpfs", label, runs=f"median of {rounds} rounds"
+    )
     _sections.append(section)
     rows: list[Row] = []
     for place in PLACES:

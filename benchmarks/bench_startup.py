@@ -33,7 +33,12 @@ def run(ctx: Context) -> list[Row]:
         bench.startup(runs)
 
     cells, _extra, section = run_scale(
-        ctx, NAME, work, "Startup: import trackio; trackio.init() (issue 17)", trackio_only=True
+        ctx,
+        NAME,
+        work,
+        "Startup: import trackio; trackio.init() (issue 17)",
+        trackio_only=True,
+        runs=f"median of {runs}",
     )
     _sections.append(section)
     rows: list[Row] = []

@@ -428,11 +428,13 @@ def run_scale(
     size_label: str = "",
     files: int = 0,
     trackio_only: bool = False,
+    runs: str = "",
 ) -> tuple[list[Cell], dict[str, dict[str, Any]], Section]:
     """Run ``work`` on disk and in tmpfs with objstore (unless ``trackio_only``), our trackio and trackio 0.43.
 
     Returns the cells, each place's ``ScaleBench.extra`` and the section (peer
-    table + plot) for the output.
+    table + plot) for the output; ``runs`` says how often each operation ran
+    (default: "median of <--repeats>").
     """
     t0 = time.perf_counter()
     tools = envs.ensure(ctx.log, only=(REFERENCE,))
@@ -459,7 +461,7 @@ def run_scale(
         if cell.skipped.startswith("failed: _Skip: "):
             cell.skipped = cell.skipped[len("failed: _Skip: ") :]
     places_note = "; ".join(f"{k}: not run ({v['missing']})" for k, v in extras.items() if "missing" in v)
-    heading = f"{title} ({'quick' if ctx.quick else 'full'}), median of {ctx.repeats} unless noted, {time.perf_counter() - t0:.0f} s"
+    heading = f"{title} ({'quick' if ctx.quick else 'full'}), {runs or f'median of {ctx.repeats}'}, {time.perf_counter() - t0:.0f} s"
     about = (
         f"Versions: {versions or '-'}{'; ' + places_note if places_note else ''}.\n"
         f"'vs best peer' = ours / trackio 0.43's key figure ({key_legend(present_workloads(cells))}); below 1 = ahead.\n"

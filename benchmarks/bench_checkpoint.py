@@ -8,7 +8,7 @@ sixteenth of the file: ``common.scattered_edits``), log it again,
 then restore it into an empty directory (checked by xxh3 against the
 edited file, which is deleted first to make room). objstore, our trackio
 façade and trackio 0.43 take turns; min(2, ``--repeats``) rounds. Targets: re-log < 4 s in
-tmpfs (info on disk), store growth < 2 % of the file, peak RSS (wait4 of the
+tmpfs for 10 GB (--quick: 0.4 s for 1 GB, the same GB/s; info on disk), store growth < 2 % of the file, peak RSS (wait4 of the
 operation's process tree) < 200 MB for each of log, re-log and restore.
 """
 
@@ -33,6 +33,7 @@ from .peers.scale import (
 
 NAME = "checkpoint"
 RELOG_S = 4.0
+FULL_SIZE = 10 * GB
 GROWTH = 0.02
 PEAK_RSS_MB = 200.0
 
@@ -45,9 +46,12 @@ def sections() -> list[Section]:
 
 def run(ctx: Context) -> list[Row]:
     _sections.clear()
-    size = GB if ctx.quick else 10 * GB
+    size = GB if ctx.quick else FULL_SIZE
     rounds = min(ctx.repeats, 2)
     label = f"{size / GB:g} GB"
+    # the target is for 10 GB: a smaller checkpoint gets the same GB/s
+    relog_s = RELOG_S * size / FULL_SIZE
+    relog_label = f"< {fmt(relog_s)} s" + (f" ({RELOG_S:g} s per 10 GB)" if size != FULL_SIZE else "")
 
     def work(bench: ScaleBench) -> None:
         bench.checkpoint(size, rounds)
@@ -70,9 +74,10 @@ def run(ctx: Context) -> list[Row]:
                     f"re-log {label} after a 1% scattered edit, {place}",
                     lambda c: c.seconds,
                     "s",
-                    RELOG_S if place == "tmpfs" else None,
+                    relog_s if place == "tmpfs" else None,
                     "<",
                     lambda c: f"{size / MB / (c.seconds or 1):.0f} MB/s; {spread(c)}; cpu {fmt(c.cpu_s)} s",
+                    target_label=relog_label,
                 )
             )
             g = growth.get(ours) or []

@@ -91,7 +91,7 @@ def places(ctx: Context, name: str) -> Iterator[tuple[list[Place], dict[str, str
     missing: dict[str, str] = {}
     disk_kind = fstype(ctx.workdir)
     if disk_kind in ("tmpfs", "ramfs"):
-        missing["disk"] = f"--workdir {ctx.workdir} is on {disk_kind}, not on disk"
+        missing["disk"] = f"the workdir {ctx.workdir} is on {disk_kind}, not on disk"
     else:
         made.append(Place("disk", ctx.fresh_dir(f"{name}-disk"), disk_kind))
     if not ctx.tmpfs:

@@ -457,6 +457,13 @@ def run_scale(
                 s.cleanup()
         for label, why in missing.items():
             extras[label] = {"missing": why}
+            # the same rows as the places that ran, saying why this one did not
+            for cell in list(cells):
+                for ran in where:
+                    if cell.workload.endswith(f"({ran.label})"):
+                        key = cell.workload[: -len(f"({ran.label})")] + f"({label})"
+                        if find(cells, key, cell.system) is None:
+                            cells.append(Cell(key, cell.system, cell.ours, skipped=f"not run: {why}"))
     for cell in cells:
         if cell.skipped.startswith("failed: _Skip: "):
             cell.skipped = cell.skipped[len("failed: _Skip: ") :]

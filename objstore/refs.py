@@ -7,6 +7,12 @@ put-if-absent, so of two writers racing for the same number exactly one
 wins and the other re-reads and retries (or raises :class:`RefConflict` when
 it asked for a compare-and-set). Nothing is ever rewritten, so the history
 of every ref (who moved ``prod``, when, from what) is kept.
+
+Every value a ref's log names is a gc root, so data a ref once pointed at is
+never lost by accident. To let gc free such data on purpose (deleting a
+version), an entry may *release* ids: from then on, the ref's earlier
+entries naming them keep the history readable but no longer keep the
+objects alive. Releasing is itself an entry, so it too is history.
 """
 
 from __future__ import annotations
@@ -19,20 +25,23 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgpack
 
 from .errors import FormatError, InvalidRefName, RefConflict, RefNotFound
-from .ids import ObjectId
+from .ids import ObjectId, is_hex
 from .storage import Storage
 
 REFS_DIR = "refs"
 _ENTRY_PREFIX = "@"
 _SEQ_DIGITS = 16
 _COMPONENT = re.compile(r"[A-Za-z0-9._+,=~-]+")
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
+"""The newest entry layout; entries that release nothing and carry no meta are
+still written as version 1, so older readers keep reading them."""
 
 
 class _Absent:
@@ -68,7 +77,14 @@ def default_who() -> str:
 
 @dataclass(frozen=True)
 class RefLogEntry:
-    """One move of a ref: ``old`` -> ``new`` (``new`` None = deleted)."""
+    """One move of a ref: ``old`` -> ``new`` (``new`` None = deleted).
+
+    ``released`` lists ids that stop being gc roots of this ref with this
+    entry (earlier entries naming them stay, for the record); ``meta`` is a
+    free msgpack map for the writer's own notes (objstore never reads it).
+    An entry whose ``old`` equals its ``new`` moved nothing: it only released
+    ids or recorded a note.
+    """
 
     name: str
     seq: int
@@ -77,23 +93,33 @@ class RefLogEntry:
     time: float
     who: str
     message: str
+    released: tuple[ObjectId, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def moved(self) -> bool:
+        """Did this entry change the ref's value?"""
+        return self.old != self.new
 
     def encode(self) -> bytes:
+        head = [self.name, self.seq, self.old, self.new, self.time, self.who, self.message]
+        if not self.released and not self.meta:
+            return msgpack.packb([1, *head], use_bin_type=True)  # type: ignore[no-any-return]
         return msgpack.packb(  # type: ignore[no-any-return]
-            [ENTRY_VERSION, self.name, self.seq, self.old, self.new, self.time, self.who, self.message],
-            use_bin_type=True,
+            [ENTRY_VERSION, *head, list(self.released), self.meta], use_bin_type=True
         )
 
     @classmethod
     def decode(cls, data: bytes, where: str) -> RefLogEntry:
         try:
-            raw = msgpack.unpackb(data, raw=False)
+            raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
         except Exception as exc:
             raise FormatError(f"ref log entry {where} is not valid msgpack: {exc}") from None
+        if isinstance(raw, list) and raw and isinstance(raw[0], int) and raw[0] > ENTRY_VERSION:
+            raise FormatError(f"ref log entry {where} has version {raw[0]}, newer than this objstore reads ({ENTRY_VERSION}): upgrade objstore")
         ok = (
             isinstance(raw, list)
-            and len(raw) == 8
-            and raw[0] == ENTRY_VERSION
+            and ((len(raw) == 8 and raw[0] == 1) or (len(raw) == 10 and raw[0] == 2))
             and isinstance(raw[1], str)
             and isinstance(raw[2], int)
             and all(isinstance(v, (str, type(None))) for v in raw[3:5])
@@ -101,9 +127,18 @@ class RefLogEntry:
             and isinstance(raw[6], str)
             and isinstance(raw[7], str)
         )
+        if ok and raw[0] == 2:
+            ok = (
+                isinstance(raw[8], list)
+                and all(isinstance(v, str) and is_hex(v) for v in raw[8])
+                and isinstance(raw[9], dict)
+                and all(isinstance(k, str) for k in raw[9])
+            )
         if not ok:
             raise FormatError(f"ref log entry {where} has the wrong shape")
-        return cls(raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7])
+        if raw[0] == 1:
+            return cls(raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7])
+        return cls(raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7], tuple(ObjectId(v) for v in raw[8]), raw[9])
 
 
 def _entry_name(seq: int) -> str:
@@ -197,23 +232,70 @@ class RefStore:
         *,
         message: str = "",
         who: str | None = None,
+        released: Iterable[str] = (),
+        meta: dict[str, Any] | None = None,
     ) -> RefLogEntry:
         """Point ``name`` at ``target``.
 
         With ``expect`` (an id, or :data:`ABSENT`) this is a compare-and-set
         that raises :class:`RefConflict` if the ref holds anything else; with
         the default ``None`` the update is unconditional but still never lost.
+        ``released`` ids stop being gc roots of this ref with this entry (see
+        :meth:`release`); ``meta`` is stored with the entry for the caller.
         """
         validate_ref_name(name)
         new = self._check_target(target)
-        return self._append(name, new, expect, message, who)
+        return self._append(name, new, expect, message, who, released=released, meta=meta)
 
-    def delete(self, name: str, expect: str | _Absent | None = None, *, message: str = "", who: str | None = None) -> RefLogEntry:
+    def delete(
+        self,
+        name: str,
+        expect: str | _Absent | None = None,
+        *,
+        message: str = "",
+        who: str | None = None,
+        released: Iterable[str] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> RefLogEntry:
         """Delete a ref (its history stays); ``RefNotFound`` if it does not exist."""
         validate_ref_name(name)
         if not self.exists(name):
             raise RefNotFound(name)
-        return self._append(name, None, expect, message, who)
+        return self._append(name, None, expect, message, who, released=released, meta=meta)
+
+    def release(
+        self,
+        name: str,
+        ids: Iterable[str],
+        *,
+        message: str = "",
+        who: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> RefLogEntry | None:
+        """Let gc free ``ids`` as far as this ref's history is concerned.
+
+        Appends an entry that does not move the ref but records the release;
+        earlier entries naming the ids stay (history is never rewritten), so
+        they can still be listed once gc has freed the objects. The ref's
+        current value cannot be released (move or delete the ref first, or
+        pass ``released=`` to that move). Ids the history never named, or
+        already released, are skipped; returns the entry, or None when there
+        was nothing to release. ``RefNotFound`` if the ref never existed.
+        """
+        validate_ref_name(name)
+        wanted = {ObjectId(i) for i in ids}
+        while True:
+            history = self.history(name)
+            head = history[-1]
+            if head.new in wanted:
+                raise ValueError(f"ref {name!r} points at {head.new}: move or delete it to release that id")
+            todo = sorted(wanted & self._roots(history))
+            if not todo:
+                return None
+            try:
+                return self._append(name, head.new, head.new or ABSENT, message, who, released=todo, meta=meta, known_head=head)
+            except RefConflict:
+                continue  # the ref moved meanwhile: look again
 
     def _append(
         self,
@@ -223,9 +305,18 @@ class RefStore:
         message: str,
         who: str | None,
         known_head: RefLogEntry | _Absent | None = ABSENT,
+        *,
+        released: Iterable[str] = (),
+        meta: dict[str, Any] | None = None,
     ) -> RefLogEntry:
         if expect is not None and expect is not ABSENT:
             expect = self._check_target(expect)
+        freed = tuple(sorted({ObjectId(i) for i in released}))
+        for oid in freed:
+            if not isinstance(oid, str) or not is_hex(oid):
+                raise ValueError(f"cannot release {oid!r}: not an object id")
+        if new is not None and new in freed:
+            raise ValueError(f"ref {name!r} cannot release {new}, the value it is moved to")
         who = who or default_who()
         while True:
             if known_head is ABSENT:
@@ -238,7 +329,7 @@ class RefStore:
             if expect is not None and expect is not ABSENT and expect != current:
                 raise RefConflict(name, expect, current)
             seq = head.seq + 1 if head else 1
-            entry = RefLogEntry(name, seq, current, new, time.time(), who, message)
+            entry = RefLogEntry(name, seq, current, new, time.time(), who, message, freed, dict(meta or {}))
             data = entry.encode()
             if self.storage.put_if_absent(f"{self._dir(name)}/{_entry_name(seq)}", data):
                 self._cache_entry(f"{self._dir(name)}/{_entry_name(seq)}", data)
@@ -279,33 +370,51 @@ class RefStore:
         return {name: e.new for name, e in self.heads(prefix).items() if e.new is not None}
 
     def forget(self, name: str, ids: builtins.set[str]) -> int:
-        """Drop the log entries of ``name`` that moved it to any of ``ids``.
+        """Release ``ids`` from the gc roots of ``name`` (kept for compatibility).
 
-        This is the one destructive operation on refs, for deleting data:
-        history entries are gc roots, so an object cannot be freed while a
-        ref's log still names it. The newest entry (the ref's current state)
-        is never dropped (a deleted ref keeps its deletion as a tombstone).
-        Returns the number of entries dropped.
+        History is never rewritten: this appends one :meth:`release` entry
+        (the ref's current value is left alone). Returns the number of
+        earlier entries that moved the ref to one of the released ids.
         """
         validate_ref_name(name)
-        seqs = self._seqs(name)
-        if not seqs:
+        try:
+            history = self.history(name)
+        except RefNotFound:
             return 0
-        dropped = 0
-        for seq in seqs[:-1]:
-            e = self._read_entry(name, seq)
-            if e.new in ids:
-                self.storage.delete(f"{self._dir(name)}/{_entry_name(seq)}")
-                dropped += 1
-        return dropped
+        current = history[-1].new
+        todo = {i for i in ids if i != current}
+        entry = self.release(name, todo, message="forget")
+        if entry is None:
+            return 0
+        return sum(1 for e in history if e.new in entry.released)
+
+    @staticmethod
+    def _roots(history: builtins.list[RefLogEntry]) -> builtins.set[ObjectId]:
+        """Values a ref's log keeps alive: every ``new``, less what a later entry released."""
+        live: builtins.set[ObjectId] = builtins.set()
+        for e in history:
+            live.difference_update(e.released)
+            if e.new is not None:
+                live.add(e.new)
+        return live
+
+    def roots(self, name: str) -> builtins.set[ObjectId]:
+        """The ids ``name``'s history keeps from gc (its current value always among them)."""
+        return self._roots(self.history(name))
+
+    def released(self, name: str) -> builtins.set[ObjectId]:
+        """Ids the history of ``name`` names but no longer keeps from gc."""
+        history = self.history(name)
+        named = {e.new for e in history if e.new is not None} | {e.old for e in history if e.old is not None}
+        return named - self._roots(history)
 
     def all_targets(self) -> builtins.set[ObjectId]:
-        """Every value any ref holds or was ever moved to: the gc roots.
+        """Every value any ref holds or was ever moved to, less released ones: the gc roots.
 
         An entry's ``old`` is the previous entry's ``new``, so it needs no
-        separate look (and an entry dropped by :meth:`forget` no longer counts).
+        separate look.
         """
         out: builtins.set[ObjectId] = builtins.set()
         for name in self.names():
-            out.update(e.new for e in self.history(name) if e.new)
+            out |= self._roots(self.history(name))
         return out

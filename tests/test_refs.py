@@ -257,7 +257,7 @@ def test_nested_ref_names_coexist(repo, commits):
     assert len(repo.refs.history("a")) == 1
 
 
-def test_forget_drops_only_entries_moving_to_given_ids_and_keeps_the_head(tmp_path) -> None:
+def test_forget_releases_ids_and_keeps_every_entry(tmp_path) -> None:
     from objstore import Repository
 
     repo = Repository.init(tmp_path / "r")
@@ -265,6 +265,74 @@ def test_forget_drops_only_entries_moving_to_given_ids_and_keeps_the_head(tmp_pa
     for target in (a, b, a, c):
         repo.refs.set("x", target)
     assert repo.refs.forget("x", {a}) == 2
-    assert [e.new for e in repo.refs.history("x")] == [b, c]
-    assert repo.refs.forget("x", {c}) == 0  # the head (current value) is never dropped
+    history = repo.refs.history("x")
+    assert [e.new for e in history] == [a, b, a, c, c]  # nothing rewritten; one release entry appended
+    assert history[-1].released == (a,) and not history[-1].moved
+    assert repo.refs.forget("x", {c}) == 0  # the current value is never released
     assert repo.refs.get("x") == c
+    assert repo.refs.all_targets() == {b, c}
+
+
+def test_release_lets_gc_free_an_id_while_history_still_names_it(tmp_path) -> None:
+    from datetime import timedelta
+
+    from objstore import Repository
+
+    repo = Repository.init(tmp_path / "r")
+    a, b = repo.store_bytes(b"first value" * 100), repo.store_bytes(b"second value" * 100)
+    repo.refs.set("x", a, message="one")
+    repo.refs.set("x", b, message="two")
+    with pytest.raises(ValueError, match="move or delete"):
+        repo.refs.release("x", [b])
+    entry = repo.refs.release("x", [a], message="drop a", meta={"why": "deleted", "labels": {a: "v0"}})
+    assert entry is not None and entry.released == (a,) and entry.old == entry.new == b
+    assert repo.refs.release("x", [a]) is None  # already released: nothing appended
+    assert repo.refs.released("x") == {a}
+    repo.gc(grace=timedelta(0))
+    assert not repo.odb.has(a) and repo.odb.has(b)
+    history = repo.refs.history("x")
+    assert [(e.old, e.new, e.message) for e in history] == [(None, a, "one"), (a, b, "two"), (b, b, "drop a")]
+    assert history[-1].meta == {"why": "deleted", "labels": {a: "v0"}}
+    # setting a released value again makes it a root again
+    c = repo.store_bytes(b"first value" * 100)
+    assert c == a
+    repo.refs.set("x", a)
+    assert a in repo.refs.all_targets()
+
+
+def test_a_move_can_release_in_the_same_entry(tmp_path) -> None:
+    from objstore import Repository
+
+    repo = Repository.init(tmp_path / "r")
+    a, b = repo.store_bytes(b"a"), repo.store_bytes(b"b")
+    repo.refs.set("x", a)
+    e = repo.refs.delete("x", released=[a], message="gone")
+    assert e.new is None and e.released == (a,)
+    assert repo.refs.all_targets() == set()
+    repo.refs.set("y", a)
+    with pytest.raises(ValueError, match="cannot release"):
+        repo.refs.set("y", b, released=[b])
+    assert repo.refs.set("y", b, released=[a]).released == (a,)
+    assert repo.refs.roots("y") == {b}
+
+
+def test_entries_of_both_layouts_decode(tmp_path) -> None:
+    import msgpack
+
+    from objstore.errors import FormatError
+    from objstore.refs import RefLogEntry
+
+    a = "ab" * 16
+    v1 = msgpack.packb([1, "x", 1, None, a, 1.5, "me@host", "m"], use_bin_type=True)
+    assert RefLogEntry.decode(v1, "x/@1") == RefLogEntry("x", 1, None, a, 1.5, "me@host", "m")
+    plain = RefLogEntry("x", 2, a, None, 2.0, "me", "gone")
+    assert msgpack.unpackb(plain.encode())[0] == 1  # nothing new to say: the old layout, for old readers
+    rich = RefLogEntry("x", 3, None, None, 3.0, "me", "", (a,), {"k": [1, 2]})
+    assert msgpack.unpackb(rich.encode())[0] == 2
+    assert RefLogEntry.decode(rich.encode(), "x/@3") == rich
+    future = msgpack.packb([3, "x", 1, None, a, 1.5, "me", "m", [], {}, "more"], use_bin_type=True)
+    with pytest.raises(FormatError, match="upgrade objstore"):
+        RefLogEntry.decode(future, "x/@1")
+    bad = msgpack.packb([2, "x", 1, None, a, 1.5, "me", "m", ["not hex"], {}], use_bin_type=True)
+    with pytest.raises(FormatError, match="wrong shape"):
+        RefLogEntry.decode(bad, "x/@1")

@@ -12,7 +12,7 @@ from . import names
 from . import remote_sync as sync
 from .artifact import Artifact
 from .errors import ArtifactNotFoundError, ArtifactTypeError, InvalidNameError
-from .registry import ArtifactRegistry
+from .registry import ArtifactRegistry, DeletedVersion
 from .run import Run, current_run, iter_runs, load_run
 from .store import get_repo
 
@@ -139,15 +139,17 @@ class Api:
                 damaged.append(ref)
         return {"ok": report.ok, "report": report, "damaged": damaged}
 
-    def delete_version(self, spec: str, project: str | None = None) -> None:
+    def delete_version(self, spec: str, project: str | None = None) -> DeletedVersion:
         """Delete one version from the local store; ``gc`` then frees the bytes only it held.
 
         Other versions keep their numbers and content; aliases on the deleted
-        version are removed. (A remote keeps its copy until deleted there.)
+        version are removed (the result names them). Every alias's history
+        keeps its entries and gains one saying the version was deleted, by
+        whom and when. (A remote keeps its copy until deleted there.)
         """
         p, name, selector = names.parse_spec(spec, project or self.default_project)
         registry = ArtifactRegistry(get_repo())
-        registry.delete_version(registry.resolve(p, name, selector))
+        return registry.delete_version(registry.resolve(p, name, selector))
 
     def remove_alias(self, name: str, alias: str, project: str | None = None) -> None:
         ArtifactRegistry(get_repo()).remove_alias(self._project(project), names.validate_name(name), alias)

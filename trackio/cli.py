@@ -285,8 +285,13 @@ def delete(ctx: click.Context, spec: str) -> None:
     \b
     Example:  trackio artifacts -p my_project delete my-model:v2 && trackio artifacts gc --grace 0
     """
-    _api(ctx).delete_version(spec, ctx.obj["project"])
-    _emit(ctx, {"deleted": spec}, f"deleted {spec}")
+    done = _api(ctx).delete_version(spec, ctx.obj["project"])
+    went = f"aliases removed with it: {', '.join(done.aliases_removed)}" if done.aliases_removed else "no aliases pointed at it"
+    _emit(
+        ctx,
+        {"deleted": done.qualified_name, "aliases_removed": list(done.aliases_removed)},
+        f"deleted {done.qualified_name}; {went} (its history stays; `trackio artifacts gc` frees the bytes only it held)",
+    )
 
 
 @artifacts.command()
@@ -301,11 +306,26 @@ def history(ctx: click.Context, name: str, alias_name: str) -> None:
     Example:  trackio artifacts -p my_project history my-model prod
     """
     rows = _api(ctx).alias_history(name, alias_name, ctx.obj["project"])
-    _emit(
-        ctx,
-        rows,
-        "\n".join(f"{local_time(r['time'])} {r['who']}: {r['previous'] or '-'} -> {r['version'] or 'removed'}" for r in rows),
-    )
+    _emit(ctx, rows, "\n".join(f"{local_time(r['time'])} {r['who']}: {_history_text(r)}" for r in rows))
+
+
+def _history_text(row: dict[str, Any]) -> str:
+    """``v0 -> v1``, ``v1 -> removed``, or ``v0 deleted`` (and the move it caused)."""
+
+    def label(which: str) -> str:
+        value = row[which]
+        if value is None:
+            return "-"
+        return f"{value} (deleted)" if row[f"{which}_deleted"] else str(value)
+
+    if row["event"] == "delete":
+        text = f"{row['deleted']} deleted"
+        if row["version"] is None:
+            return f"{text}; {row['alias']} removed"
+        if row["previous"] != row["version"]:
+            return f"{text}; {row['alias']} {label('previous')} -> {label('version')}"
+        return text
+    return f"{label('previous')} -> {row['version'] and label('version') or 'removed'}"
 
 
 @artifacts.command()

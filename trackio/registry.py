@@ -19,13 +19,27 @@ from typing import Any
 import msgpack
 
 from objstore import ABSENT, Commit, Repository
-from objstore.errors import RefConflict, RefNotFound
+from objstore.errors import ObjstoreError, RefConflict, RefNotFound
 from objstore.ids import ObjectId
 
 from . import names, references
 from .errors import ArtifactNotFoundError, ArtifactTypeError, InvalidNameError
 
 KIND_VERSION = "artifact-version"
+DELETE_EVENT = "delete-version"
+"""``meta["event"]`` of the ref log entries a version deletion appends."""
+
+
+@dataclass(frozen=True)
+class DeletedVersion:
+    """What deleting a version did."""
+
+    qualified_name: str
+    """``project/name:vN`` of the deleted version."""
+    aliases_removed: tuple[str, ...]
+    """Aliases that pointed at it and went with it (``latest`` is never listed: it moves back)."""
+    released: list[str]
+    """Commit ids gc may now free (the version, and the old commits of later versions)."""
 
 
 @dataclass(frozen=True)
@@ -249,27 +263,30 @@ class ArtifactRegistry:
         except RefNotFound:
             raise ArtifactNotFoundError(f"Artifact '{project}/{name}' has no alias {alias!r}") from None
 
-    def delete_version(self, v: VersionInfo) -> list[str]:
+    def delete_version(self, v: VersionInfo) -> DeletedVersion:
         """Delete one version so gc can free the bytes only it holds.
 
-        Later versions keep their numbers but are re-committed with the
-        deleted one cut out of their ancestry; every ref of the artifact is
-        moved onto the new commits (aliases on the deleted version are
-        removed), and the ref log entries that named the old commits are
-        dropped, since history entries keep objects alive. Run records are
-        re-pointed at the new commits. Returns the ids that stopped being
-        versions (for the caller's own bookkeeping).
+        Later versions keep their numbers and content but are re-committed
+        with the deleted one cut out of their ancestry; ``latest`` and every
+        alias move onto the new commits, and aliases on the deleted version
+        are removed. Nothing is erased from any ref's history: each ref whose
+        log names a commit that stopped being a version gets one entry that
+        records the deletion, moves or removes the ref if needed, and
+        releases those commits from gc (with their version labels, so the
+        history stays readable after gc). Run records are re-pointed at the
+        new commits.
         """
         repo = self.repo
         project, name = v.project, v.name
         latest_ref = names.alias_ref(project, name, names.LATEST)
+        label = f"v{v.version}"
         while True:
             head = self.latest(project, name)
             if head is None:
                 raise ArtifactNotFoundError(f"Artifact {project}/{name} has no versions")
             chain = list(self.chain(project, name))
             if v.commit_id not in {c.commit_id for c in chain}:
-                raise ArtifactNotFoundError(f"{project}/{name}:v{v.version} is not a version of this artifact")
+                raise ArtifactNotFoundError(f"{project}/{name}:{label} is not a version of this artifact")
             above = [c for c in chain if c.version > v.version]  # newest first
             parents = repo.get_commit(v.commit_id).parents
             base: str | None = parents[0] if parents else None
@@ -281,47 +298,89 @@ class ArtifactRegistry:
                         c.tree, parents=[base] if base else [], message=c.message, metadata=dict(c.metadata), author=c.author, timestamp=c.time
                     )
                     base = mapping[old.commit_id]
+            labels = {v.commit_id: label, **{c.commit_id: f"v{c.version}" for c in above}}
+            meta = {"event": DELETE_EVENT, "deleted": label, "labels": labels}
+            message = f"delete {label}"
+            gone = set(labels)
             try:
+                released = gone & repo.refs.roots(latest_ref)
                 if base is None:
-                    repo.refs.delete(latest_ref, expect=head.commit_id, message=f"delete v{v.version}")
+                    repo.refs.delete(latest_ref, expect=head.commit_id, message=message, released=released, meta=meta)
                 else:
-                    repo.refs.set(latest_ref, base, expect=head.commit_id, message=f"delete v{v.version}")
+                    repo.refs.set(latest_ref, base, expect=head.commit_id, message=message, released=released, meta=meta)
             except RefConflict:
                 continue  # a version was logged meanwhile: start over
             break
-        gone = {v.commit_id, *mapping}
         prefix = names.artifact_prefix(project, name) + "/"
-        for ref, target in repo.refs.list(prefix).items():
+        alias_prefix = names.alias_ref(project, name, "")
+        removed: list[str] = []
+        for ref in repo.refs.names(prefix):
             if ref == latest_ref:
                 continue
+            history = repo.refs.history(ref)
+            released = gone & repo.refs._roots(history)
+            if not released:
+                continue
+            target = history[-1].new
             if target == v.commit_id:
-                repo.refs.delete(ref, message=f"delete v{v.version}")
+                repo.refs.delete(ref, message=message, released=released, meta=meta)
+                if ref.startswith(alias_prefix):
+                    removed.append(ref[len(alias_prefix) :])
             elif target in mapping:
-                repo.refs.set(ref, mapping[target], message=f"delete v{v.version}")
-        for ref in repo.refs.names(prefix):
-            repo.refs.forget(ref, gone)
+                repo.refs.set(ref, mapping[target], message=message, released=released, meta=meta)
+            else:
+                repo.refs.release(ref, released, message=message, meta=meta)
         from .run import remap_outputs
 
         remap_outputs(project, mapping, repo, drop={v.commit_id})
-        return sorted(gone)
+        return DeletedVersion(f"{project}/{name}:{label}", tuple(sorted(removed)), sorted(gone))
 
     def alias_history(self, project: str, name: str, alias: str) -> list[dict[str, Any]]:
+        """Every entry of an alias's log, oldest first, readable after gc.
+
+        Each row has ``alias``, ``version`` and ``previous`` (``vN``, or None
+        when unset), ``time``, ``who``, ``message``, ``event`` (``move``,
+        ``remove`` or ``delete``: a version was deleted), ``deleted`` (the
+        version a ``delete`` entry deleted) and ``version_deleted`` /
+        ``previous_deleted`` (that version no longer exists).
+        """
         try:
             entries = self.repo.refs.history(names.alias_ref(project, name, alias))
         except RefNotFound:
             raise ArtifactNotFoundError(f"Artifact '{project}/{name}' never had alias {alias!r}") from None
+        labels: dict[str, str] = {}
+        deleted: set[str] = set()
+        for e in entries:
+            if e.meta.get("event") == DELETE_EVENT:
+                labels.update(e.meta.get("labels") or {})
+                deleted.add(str(e.meta.get("deleted")))
 
         def version_of(commit_id: str | None) -> str | None:
-            return None if commit_id is None else f"v{self.info(ObjectId(commit_id)).version}"
+            if commit_id is None:
+                return None
+            if commit_id in labels:
+                return labels[commit_id]
+            try:
+                return f"v{self.info(ObjectId(commit_id)).version}"
+            except (ObjstoreError, ArtifactNotFoundError):
+                return commit_id[:12]  # not an artifact version (moved by hand)
 
-        return [
-            {
-                "alias": alias,
-                "version": version_of(e.new),
-                "previous": version_of(e.old),
-                "time": e.time,
-                "who": e.who,
-                "message": e.message,
-            }
-            for e in entries
-        ]
+        rows = []
+        for e in entries:
+            is_delete = e.meta.get("event") == DELETE_EVENT
+            version, previous = version_of(e.new), version_of(e.old)
+            rows.append(
+                {
+                    "alias": alias,
+                    "version": version,
+                    "previous": previous,
+                    "time": e.time,
+                    "who": e.who,
+                    "message": e.message,
+                    "event": "delete" if is_delete else "move" if e.new is not None else "remove",
+                    "deleted": e.meta.get("deleted") if is_delete else None,
+                    "version_deleted": e.new is not None and version in deleted and e.new in labels,
+                    "previous_deleted": e.old is not None and previous in deleted and e.old in labels,
+                }
+            )
+        return rows

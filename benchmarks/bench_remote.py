@@ -106,7 +106,7 @@ def run(ctx: Context) -> list[Row]:
 
         def push() -> None:
             url, opts = urls[-1]
-            local.push(url, storage_options=opts)
+            local.push(url, create=True, storage_options=opts)
 
         ctx.log(f"{NAME}: push {label} to S3")
         t = measure(push, max(1, min(ctx.repeats, 2)), setup=setup)
@@ -142,7 +142,7 @@ def run(ctx: Context) -> list[Row]:
         small.refs.set("main", small.commit(small.snapshot(src)))
         url, opts = s3.bucket()
         t0 = time.perf_counter()
-        result = small.push(url, storage_options=opts)
+        result = small.push(url, create=True, storage_options=opts)
         push_s = time.perf_counter() - t0
         rows.append(
             Row(NAME, "push 20,000 small files: storage requests", float(result.requests), "", SMALL_REQUESTS, "<=",

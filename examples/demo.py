@@ -78,7 +78,7 @@ def main() -> None:
 
         # A remote is any fsspec URL with the same layout: push sends only what it lacks.
         remote = "file://" + os.path.join(work, "remote")
-        sent = repo.push(remote)
+        sent = repo.push(remote, create=True)  # a new remote must be asked for (or made with Repository.init)
         again_sent = repo.push(remote)
         print(f"\npush: {sent.objects} objects in {sent.packs} pack(s); second push: {again_sent.objects} objects")
         clone = Repository.clone(remote, os.path.join(work, "clone"))

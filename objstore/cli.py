@@ -123,16 +123,17 @@ def main(ctx: click.Context, repo: str | None) -> None:
 
 
 @main.command()
+@click.argument("location", required=False)
 @click.option("--hash", "hash_name", default="xxh3-128", show_default=True, type=click.Choice(["xxh3-128", "blake2b-256"]))
 @click.pass_context
 @handled
-def init(ctx: click.Context, hash_name: str) -> None:
-    """Create a repository.
+def init(ctx: click.Context, location: str | None, hash_name: str) -> None:
+    """Create a repository at LOCATION (default: the --repo one).
 
     \b
-    Example:  objstore -r s3://bucket/store init --hash blake2b-256
+    Example:  objstore init s3://bucket/store --hash blake2b-256
     """
-    location = ctx.obj["repo"] or os.environ.get("OBJSTORE_REPO") or REPO_DIR
+    location = location or ctx.obj["repo"] or os.environ.get("OBJSTORE_REPO") or REPO_DIR
     set_target(ctx, location)
     repo = Repository.init(location, hash=hash_name, storage_options=ctx.obj["storage_options"])
     _emit(ctx, {"location": repo.location, "hash": hash_name}, f"initialized {repo.location} ({hash_name})")
@@ -407,10 +408,13 @@ def _transfer_text(verb: str, r: Any) -> str:
 @click.argument("url")
 @click.argument("refs_", nargs=-1, metavar="[REF]...")
 @click.option("--force", is_flag=True, help="Overwrite remote refs that moved elsewhere.")
+@click.option("--create", is_flag=True, help="Create the remote repository if URL holds none (else that is an error).")
 @click.pass_context
 @handled
-def push(ctx: click.Context, url: str, refs_: tuple[str, ...], force: bool) -> None:
+def push(ctx: click.Context, url: str, refs_: tuple[str, ...], force: bool, create: bool) -> None:
     """Send what URL lacks and move its refs (default: all refs).
+
+    URL must hold a repository (`objstore init URL`), unless --create.
 
     \b
     Example:  objstore push s3://bucket/store main -o anon=false
@@ -418,7 +422,9 @@ def push(ctx: click.Context, url: str, refs_: tuple[str, ...], force: bool) -> N
     repo = _repo(ctx)
     set_target(ctx, url)
     with byte_progress("push", enabled=progress_enabled(ctx)) as tick:
-        result = repo.push(url, list(refs_) or None, force=force, storage_options=ctx.obj["storage_options"], progress=tick)
+        result = repo.push(
+            url, list(refs_) or None, force=force, create=create, storage_options=ctx.obj["storage_options"], progress=tick
+        )
     _emit(ctx, result, _transfer_text("sent", result))
 
 

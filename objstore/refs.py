@@ -24,8 +24,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 

@@ -139,8 +139,10 @@ class Remote:
         *,
         create: bool = False,
         progress: Callable[[int], None] | None = None,
+        missing_hint: str = "",
     ) -> None:
         self.local = local
+        self.missing_hint = missing_hint
         self.progress = progress
         self.url = url
         self.storage = CountingStorage(open_storage(url, storage_options))
@@ -163,7 +165,7 @@ class Remote:
             return RepoConfig.decode(self.storage.read(CONFIG_PATH), self.url)
         except (FileNotFoundError, NotADirectoryError):
             if not create:
-                raise NotARepository(self.url) from None
+                raise NotARepository(self.url, hint=self.missing_hint) from None
         mine = self.local.config
         fresh = RepoConfig(hash=mine.hash, chunking=mine.chunking, compression_level=mine.compression_level, pack_size=mine.pack_size)
         if not self.storage.put_if_absent(CONFIG_PATH, fresh.encode()):

@@ -503,17 +503,22 @@ class Repository:
         refs: list[str] | str | None = None,
         *,
         force: bool = False,
+        create: bool = False,
         storage_options: dict[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> TransferResult:
         """Send what ``url`` lacks of ``refs`` (default: all) and move its refs.
 
-        The remote repository is created if the URL holds none. A remote ref
-        that moved to something that is not an ancestor of ours raises
+        ``url`` must hold a repository (``NotARepository`` naming it
+        otherwise, so a mistyped URL creates nothing); with ``create=True``
+        one is created there first if it holds none, with this repository's
+        hash, chunking and pack settings. A remote ref that moved to
+        something that is not an ancestor of ours raises
         :class:`~objstore.errors.PushRejected` (objects already sent stay)
         unless ``force``.
         """
-        remote = Remote(self, url, storage_options, create=True, progress=progress)
+        hint = f"create one with `objstore init {url}`, or push with --create"
+        remote = Remote(self, url, storage_options, create=create, progress=progress, missing_hint=hint)
         try:
             return remote.push(refs, force=force)
         finally:

@@ -80,6 +80,10 @@ def test_push_fetch_clone_and_fsck_exit_codes(tmp_path: Path, data: Path) -> Non
     remote = "file://" + str(tmp_path / "remote")
     run(repo, "init")
     run(repo, "snapshot", str(data), "--ref", "main")
+    code, out = run(repo, "push", remote, ok=False)
+    assert code == 1 and "no objstore repository at" in out and "--create" in out
+    assert not (tmp_path / "remote").exists()  # a mistyped URL creates nothing
+    run(repo, "init", remote)
     _, out = run(repo, "--json", "push", remote)
     assert json.loads(out)["refs_updated"]
     _, out = run(repo, "--json", "push", remote)
@@ -109,7 +113,7 @@ def test_fsck_of_a_remote_url(tmp_path: Path, data: Path) -> None:
     repo = Repository.init(tmp_path / "store")
     repo.refs.set("main", repo.commit(repo.snapshot(data)))
     remote = "file://" + str(tmp_path / "remote")
-    repo.push(remote)
+    repo.push(remote, create=True)
     assert repo.fsck(url=remote).ok
     pack = next((tmp_path / "remote" / "packs").glob("*.pack"))
     raw = bytearray(pack.read_bytes())

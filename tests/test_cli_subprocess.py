@@ -47,7 +47,7 @@ def test_objstore_every_command(tmp_path: Path, data: Path) -> None:
     assert len(json.loads(sh(*r, "--json", "refs", "history", "main").stdout)) == 2
     sh(*r, "refs", "delete", "prod")
     remote = "file://" + str(tmp_path / "remote")
-    assert json.loads(sh(*r, "--json", "push", remote).stdout)["objects"] > 0
+    assert json.loads(sh(*r, "--json", "push", "--create", remote).stdout)["objects"] > 0
     clone = ["objstore", "-q", "-r", str(tmp_path / "clone")]
     sh(*clone, "clone", remote, str(tmp_path / "clone"))
     assert json.loads(sh(*clone, "--json", "fetch", remote).stdout)["objects"] == 0

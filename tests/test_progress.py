@@ -29,7 +29,7 @@ def test_every_long_operation_reports_bytes(tmp_path: Path) -> None:
     repo.refs.set("main", repo.commit(tree))
     repo.checkout("main", tmp_path / "out", progress=counter("checkout"))
     remote = "file://" + str(tmp_path / "remote")
-    repo.push(remote, progress=counter("push"))
+    repo.push(remote, create=True, progress=counter("push"))
     clone = Repository.init(tmp_path / "clone")
     clone.fetch(remote, progress=counter("fetch"))
     repo.fsck(progress=counter("fsck"))

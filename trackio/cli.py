@@ -325,7 +325,7 @@ def _history_text(row: dict[str, Any]) -> str:
         if row["previous"] != row["version"]:
             return f"{text}; {row['alias']} {label('previous')} -> {label('version')}"
         return text
-    return f"{label('previous')} -> {row['version'] and label('version') or 'removed'}"
+    return f"{label('previous')} -> {label('version') if row['version'] is not None else 'removed'}"
 
 
 @artifacts.command()

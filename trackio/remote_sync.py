@@ -223,12 +223,12 @@ def push(spec: RemoteSpec, local: Repository | None = None, progress: Callable[[
         claimed = TransferResult()
         if claims:
             try:
-                claimed = local.push(spec.url, refs=claims, storage_options=spec.options, progress=progress)
+                claimed = local.push(spec.url, refs=claims, create=True, storage_options=spec.options, progress=progress)
             except PushRejected as rejected:
                 _rebase_all(local, spec, rejected)
                 continue
         try:
-            return _combined(claimed, local.push(spec.url, refs=refs, storage_options=spec.options, progress=progress))
+            return _combined(claimed, local.push(spec.url, refs=refs, create=True, storage_options=spec.options, progress=progress))
         except PushRejected as rejected:
             forced: list[str] = []
             behind = False

@@ -95,7 +95,7 @@ def _objstore(spec: dict[str, Any], out: dict[str, Any]) -> None:
         result = repo.checkout("main", spec["dest"])
         out["files"] = result.files
     elif op == "push":
-        pushed = repo.push(spec["url"], "main", storage_options=opts)
+        pushed = repo.push(spec["url"], "main", create=True, storage_options=opts)
         out["storage_requests"] = pushed.requests  # objstore's own count of storage operations
     else:
         raise SystemExit(f"unknown op {op!r}")

@@ -320,7 +320,7 @@ for i in range(rounds):
     mine = repo.commit(tree, own_parent, message=f"own w{w}-{i}")
     own_parent = [mine]
     repo.refs.set(f"mine/w{w}", mine)
-    repo.push(url, refs=[f"mine/w{w}"], storage_options=opts)
+    repo.push(url, create=True, refs=[f"mine/w{w}"], storage_options=opts)
     while True:  # advance the shared ref: compare-and-set through push's ancestry check
         if repo.refs.exists("shared"):
             repo.refs.delete("shared")
@@ -332,7 +332,7 @@ for i in range(rounds):
         c = repo.commit(tree, parents, message=f"w{w}-{i}")
         repo.refs.set("shared", c)
         try:
-            repo.push(url, refs=["shared"], storage_options=opts)
+            repo.push(url, create=True, refs=["shared"], storage_options=opts)
             break
         except PushRejected:
             rejected += 1

@@ -67,7 +67,7 @@ while True:
     repo.refs.set(f"runs/r{seed % 4}", c)
     op = rng.random()
     if op < 0.25:
-        repo.push(remote, refs=["main"])
+        repo.push(remote, create=True, refs=["main"])
         say("P", c)
     elif op < 0.45:
         repo.gc(grace=timedelta(0))

@@ -290,7 +290,7 @@ def _remote_with_commit(tmp_path: Path) -> tuple[Repository, str, str]:
     c = origin.commit(origin.snapshot(src), message="first")
     origin.refs.set("main", c)
     url = f"file://{tmp_path / 'remote'}"
-    origin.push(url)
+    origin.push(url, create=True)
     return origin, c, url
 
 

@@ -40,7 +40,7 @@ def test_pandas_reads_a_csv_from_a_local_version(tmp_path: Path, data: Path) -> 
 def test_pandas_reads_from_a_store_on_s3_without_a_local_copy(tmp_path: Path, data: Path, s3_target) -> None:  # type: ignore[no-untyped-def]
     local = Repository.init(tmp_path / "store")
     local.refs.set("main", local.commit(local.snapshot(data)))
-    local.push(s3_target.url, storage_options=s3_target.storage_options)
+    local.push(s3_target.url, create=True, storage_options=s3_target.storage_options)
     df = pd.read_csv(
         "objstore://main/tables/train.csv",
         storage_options={"repo": s3_target.url, "storage_options": s3_target.storage_options},

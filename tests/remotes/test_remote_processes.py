@@ -23,7 +23,7 @@ def test_concurrent_ref_updates_lose_nothing(target: Target, tmp_path: Path) -> 
     blob = local.store_bytes(b"payload")
     commit = local.commit(local.make_tree([TreeEntry("p", "file", blob, 7)]), message="c")
     local.refs.set("main", commit)
-    local.push(target.url, storage_options=target.storage_options)
+    local.push(target.url, create=True, storage_options=target.storage_options)
 
     go = tmp_path / "go"
     code = f"""
@@ -84,7 +84,7 @@ def test_interrupted_push_resumes(target: Target, tmp_path: Path) -> None:
         from objstore import Repository
         repo = Repository.open({str(tmp_path / "local")!r})
         print("pushing", flush=True)
-        repo.push({target.url!r}, storage_options={target.child_options()})
+        repo.push({target.url!r}, create=True, storage_options={target.child_options()})
         print("finished", flush=True)
     """
     if target.kind == "file":
@@ -117,7 +117,7 @@ def test_interrupted_push_resumes(target: Target, tmp_path: Path) -> None:
     assert target.files("refs") == []  # no ref moved: the push was cut short
 
     local = Repository.open(tmp_path / "local")
-    resumed = local.push(target.url, storage_options=target.storage_options)
+    resumed = local.push(target.url, create=True, storage_options=target.storage_options)
     assert resumed.refs_updated == {"main": (None, commit)}
     assert 0 < resumed.objects < total, (resumed.objects, total)
     local.close()

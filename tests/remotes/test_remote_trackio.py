@@ -221,7 +221,7 @@ def test_split_race_between_latest_and_version_ref_heals(
     ):
         repo = Repository.open(homes[machine] / "objstore")
         try:
-            repo.push(url, refs=[ref], storage_options=opts)
+            repo.push(url, create=True, refs=[ref], storage_options=opts)
         finally:
             repo.close()
 

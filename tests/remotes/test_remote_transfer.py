@@ -34,7 +34,7 @@ def test_push_clone_roundtrip(target: Target, tmp_path: Path) -> None:
     c2 = _commit_sample(a, src, "second", [c1])
     a.refs.set("main", c2)
 
-    pushed = a.push(target.url, storage_options=target.storage_options)
+    pushed = a.push(target.url, create=True, storage_options=target.storage_options)
     assert pushed.objects > 20  # the big file alone is many chunks
     assert pushed.packs >= 1
     assert set(pushed.refs_updated) == {"main", "releases/v1"}
@@ -66,10 +66,10 @@ def test_noop_push_and_fetch_are_cheap(target: Target, tmp_path: Path) -> None:
     src = make_sample(tmp_path / "src")
     a = Repository.init(tmp_path / "a")
     a.refs.set("main", _commit_sample(a, src, "first"))
-    a.push(target.url, storage_options=target.storage_options)
+    a.push(target.url, create=True, storage_options=target.storage_options)
     packs_before = target.packs()
 
-    again = a.push(target.url, storage_options=target.storage_options)
+    again = a.push(target.url, create=True, storage_options=target.storage_options)
     assert again.objects == 0 and again.bytes == 0 and again.packs == 0
     assert again.refs_updated == {} and again.refs_unchanged == ["main"]
     assert again.nothing_to_do
@@ -90,13 +90,13 @@ def test_fetch_brings_only_new_objects(target: Target, tmp_path: Path) -> None:
     a = Repository.init(tmp_path / "a")
     c1 = _commit_sample(a, src, "first")
     a.refs.set("main", c1)
-    a.push(target.url, storage_options=target.storage_options)
+    a.push(target.url, create=True, storage_options=target.storage_options)
     b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
 
     (src / "README.md").write_bytes(b"# changed\n")
     c2 = _commit_sample(a, src, "second", [c1])
     a.refs.set("main", c2)
-    pushed = a.push(target.url, storage_options=target.storage_options)
+    pushed = a.push(target.url, create=True, storage_options=target.storage_options)
     assert 0 < pushed.objects <= 4  # one blob, the root tree, the commit
 
     fetched = b.fetch(target.url, storage_options=target.storage_options)
@@ -119,7 +119,7 @@ def test_shallow_fetch_then_deepen(target: Target, tmp_path: Path) -> None:
         (src / f"file{i}.bin").write_bytes(random.Random(i).randbytes(2048))
         commits.append(_commit_sample(a, src, f"c{i}", commits[-1:]))
     a.refs.set("main", commits[-1])
-    a.push(target.url, storage_options=target.storage_options)
+    a.push(target.url, create=True, storage_options=target.storage_options)
 
     c = Repository.init(tmp_path / "c")
     shallow = c.fetch(target.url, depth=1, storage_options=target.storage_options)
@@ -148,17 +148,17 @@ def test_lost_race_is_rejected_and_force_overwrites(target: Target, tmp_path: Pa
     a = Repository.init(tmp_path / "a")
     base = a.commit(_tree(a, b"base"), message="base")
     a.refs.set("main", base)
-    a.push(target.url, storage_options=target.storage_options)
+    a.push(target.url, create=True, storage_options=target.storage_options)
     b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
 
     ours = a.commit(_tree(a, b"from a"), parents=[base], message="a")
     a.refs.set("main", ours)
-    assert a.push(target.url, storage_options=target.storage_options).refs_updated == {"main": (base, ours)}
+    assert a.push(target.url, create=True, storage_options=target.storage_options).refs_updated == {"main": (base, ours)}
 
     theirs = b.commit(_tree(b, b"from b"), parents=[base], message="b")
     b.refs.set("main", theirs)
     with pytest.raises(PushRejected) as info:
-        b.push(target.url, storage_options=target.storage_options)
+        b.push(target.url, create=True, storage_options=target.storage_options)
     assert "main" in info.value.refs
     assert "'main'" in str(info.value)
     assert info.value.refs["main"] == (ours, theirs)
@@ -172,7 +172,7 @@ def test_lost_race_is_rejected_and_force_overwrites(target: Target, tmp_path: Pa
 
     assert remote_main() == ours
 
-    forced = b.push(target.url, force=True, storage_options=target.storage_options)
+    forced = b.push(target.url, create=True, force=True, storage_options=target.storage_options)
     assert forced.refs_updated == {"main": (ours, theirs)}
     assert remote_main() == theirs
 
@@ -200,7 +200,7 @@ def test_tampered_remote_object_is_refused(target: Target, tmp_path: Path) -> No
     a = Repository.init(tmp_path / "a")
     c1 = _commit_sample(a, src, "first")
     a.refs.set("main", c1)
-    a.push(target.url, storage_options=target.storage_options)
+    a.push(target.url, create=True, storage_options=target.storage_options)
     victim = a.entry("main", "data/nested/small.bin").id
     assert victim is not None
 
@@ -241,13 +241,13 @@ def test_many_small_files_to_s3_take_few_requests_and_packs(s3_target: Target, t
     c = _commit_sample(a, src, "many")
     a.refs.set("main", c)
 
-    pushed = a.push(s3_target.url, storage_options=s3_target.storage_options)
+    pushed = a.push(s3_target.url, create=True, storage_options=s3_target.storage_options)
     assert pushed.objects >= 2000 + 20 + 1 + 1
     assert pushed.requests <= 12, pushed.requests
     assert 1 <= len(s3_target.packs()) <= 4, s3_target.packs()
     assert len(s3_target.packs(".idx")) == len(s3_target.packs())
 
-    again = a.push(s3_target.url, storage_options=s3_target.storage_options)
+    again = a.push(s3_target.url, create=True, storage_options=s3_target.storage_options)
     assert again.objects == 0 and again.requests <= 5
 
     b = Repository.clone(s3_target.url, tmp_path / "b", storage_options=s3_target.storage_options)
@@ -279,7 +279,7 @@ def test_push_of_many_packs_uploads_them_all_in_order(target: Target, tmp_path: 
     a = Repository.init(tmp_path / "a", pack_size=1 << 20)
     c1 = _commit_sample(a, src, "many packs")
     a.refs.set("main", c1)
-    pushed = a.push(target.url, storage_options=target.storage_options)
+    pushed = a.push(target.url, create=True, storage_options=target.storage_options)
     assert pushed.packs >= 5
     assert len(target.packs(".pack")) == len(target.packs(".idx")) == pushed.packs
     remote = Repository.open(target.url, storage_options=target.storage_options)
@@ -291,7 +291,7 @@ def test_push_of_many_packs_uploads_them_all_in_order(target: Target, tmp_path: 
     b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
     b.checkout("main", tmp_path / "out")
     assert dir_state(tmp_path / "out") == dir_state(src)
-    assert a.push(target.url, storage_options=target.storage_options).objects == 0
+    assert a.push(target.url, create=True, storage_options=target.storage_options).objects == 0
     a.close()
     b.close()
 
@@ -322,7 +322,7 @@ def test_push_that_fails_mid_upload_leaves_a_consistent_remote(tmp_path: Path, m
     monkeypatch.setattr(tempfile, "tempdir", str(stage))
     monkeypatch.setattr(FsspecStorage, "publish_file", flaky_publish)
     with pytest.raises(Exception, match="No space left"):
-        a.push(url)
+        a.push(url, create=True)
     monkeypatch.setattr(FsspecStorage, "publish_file", real_publish)
     remote = Repository.open(url)
     try:
@@ -333,7 +333,7 @@ def test_push_that_fails_mid_upload_leaves_a_consistent_remote(tmp_path: Path, m
         remote.close()
     assert calls["n"] == 3  # two packs landed before the failure
     assert [p.name for p in stage.iterdir() if ".pack" in p.name] == []
-    done = a.push(url)  # a retry sends the rest
+    done = a.push(url, create=True)  # a retry sends the rest
     assert set(done.refs_updated) == {"main"}
     b = Repository.clone(url, tmp_path / "b")
     b.checkout("main", tmp_path / "out")

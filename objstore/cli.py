@@ -11,6 +11,7 @@ before or after the subcommand. It exits with:
 * 2 — bad usage
 * 3 — ``fsck`` found problems
 * 4 — ``push`` was rejected (the remote moved)
+* 130 — interrupted (Ctrl-C); ``snapshot`` says what it kept
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .cliutil import (
 )
 from .config import CONFIG_PATH
 from .errors import NotARepository, PushRejected
+from .interrupt import interruptible
 from .objects import Blob, ChunkedBlob, Commit, Tree
 from .progress import byte_progress
 
@@ -154,8 +156,9 @@ def snapshot(ctx: click.Context, path: str, message: str, ref: str | None, meta:
     """
     repo = _repo(ctx)
     added = repo.odb.added_bytes, repo.odb.added_objects
-    with byte_progress("snapshot", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
-        tree = repo.snapshot(path, progress=tick)
+    with interruptible(repo, "objstore", "running the same snapshot", "objstore gc"):
+        with byte_progress("snapshot", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
+            tree = repo.snapshot(path, progress=tick)
     parents: list[str] = []
     current = None
     if ref:

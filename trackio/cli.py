@@ -4,7 +4,7 @@ Output reads like ``objstore``'s (same units, times, wording, bars; both
 use :mod:`objstore.cliutil`); ``--json``, ``-o``, ``-q`` and ``--debug`` go
 before or after the subcommand. Exit codes: 0 success, 1 a trackio or
 objstore error (one line on stderr naming the problem), 2 bad usage,
-3 ``fsck`` found problems.
+3 ``fsck`` found problems, 130 interrupted (Ctrl-C; ``log`` says what it kept).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from objstore.cliutil import (
     transfer_text,
     warn,
 )
+from objstore.interrupt import interruptible
 from objstore.progress import byte_progress
 
 from . import Api, Artifact, names
@@ -193,16 +194,17 @@ def log(ctx: click.Context, path: str, name: str | None, type_: str | None, alia
         raise click.UsageError("log needs --project (or $TRACKIO_PROJECT)")
     queued: BaseException | None = None
     # The background push reports through warnings; here they become one line each.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with trackio.init(project=project, name="cli", remote=remote, storage_options=ctx.obj["storage_options"]) as run:
-            with byte_progress("log", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
-                logged = run.log_artifact(path, name=name, type=type_, aliases=list(aliases) or None, progress=tick)
-            if remote:
-                try:
-                    logged.wait()
-                except SyncError as exc:
-                    queued = exc.__cause__ or exc
+    with interruptible(get_repo(), "trackio", "running the same log", "trackio artifacts gc"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with trackio.init(project=project, name="cli", remote=remote, storage_options=ctx.obj["storage_options"]) as run:
+                with byte_progress("log", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
+                    logged = run.log_artifact(path, name=name, type=type_, aliases=list(aliases) or None, progress=tick)
+                if remote:
+                    try:
+                        logged.wait()
+                    except SyncError as exc:
+                        queued = exc.__cause__ or exc
     aliases_text = f", aliases: {', '.join(logged.aliases)}" if logged.aliases else ""
     if logged.is_new is False:
         text = f"unchanged: {logged.version} ({logged.qualified_name} has this content already{aliases_text})"

@@ -23,6 +23,7 @@ from . import codec
 from .chunking import ChunkParams, iter_chunks
 from .errors import CorruptObject, NotADirectory, PathNotFound, UnsafePath
 from .ids import HashAlgorithm, ObjectId, to_hex
+from .lastcheckout import FILE, SYMLINK, CheckoutRecord, Placed
 from .objects import BLOB, MODE_EXEC, Blob, ChunkedBlob, Tree, TreeEntry, validate_name
 from .odb import ObjectDatabase
 from .packs import IndexEntry, pack_path
@@ -43,6 +44,10 @@ class CheckoutResult:
     symlinks: int = 0
     dirs: int = 0
     references: list[tuple[str, TreeEntry]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """Paths the previous checkout into this folder wrote that this version does not have: removed."""
+    left: list[str] = field(default_factory=list)
+    """Such paths left in place because they changed since that checkout (someone edited them)."""
 
 
 def content_id(path: str, params: ChunkParams, algorithm: HashAlgorithm) -> ObjectId:
@@ -93,6 +98,8 @@ class Materializer:
         self._counter = 0
         self._tag = ""
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
+        self.placed: dict[str, Placed] | None = None  # set to a dict to learn what was placed where
+        self.selected: set[str] = set()
 
     def _tree(self, tree_id: ObjectId) -> Tree:
         return self.odb.get_as(tree_id, Tree)
@@ -318,12 +325,20 @@ class Materializer:
             # be a real directory) before anything is written into it, so no
             # path can lead through a symlink out of ``dest``. Small files are
             # cheaper inline than on a pool (per-file work is mostly syscalls).
+            placed = self.placed
             selected: Iterable[tuple[str, TreeEntry]] = self._select(tree_id, paths)
             if wants_total(self.progress):
                 selected = list(selected)
                 announce_total(self.progress, sum(e.size for _, e in selected if e.kind == "file"))
             for rel, entry in selected:
-                self._apply(os.path.join(dest, *self._parts(rel)), entry, skip_existing)
+                path = os.path.join(dest, *self._parts(rel))
+                self._apply(path, entry, skip_existing)
+                if placed is not None:
+                    self.selected.add(rel)
+                    if entry.kind in ("file", "symlink"):
+                        seen = CheckoutRecord.observe(path, FILE if entry.kind == "file" else SYMLINK, entry.id)
+                        if seen is not None:
+                            placed[rel] = seen
         return self.result
 
     @staticmethod

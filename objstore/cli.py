@@ -156,9 +156,11 @@ def snapshot(ctx: click.Context, path: str, message: str, ref: str | None, meta:
     """
     repo = _repo(ctx)
     added = repo.odb.added_bytes, repo.odb.added_objects
-    with interruptible(repo, "objstore", "running the same snapshot", "objstore gc"):
-        with byte_progress("snapshot", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
-            tree = repo.snapshot(path, progress=tick)
+    with (
+        interruptible(repo, "objstore", "running the same snapshot", "objstore gc"),
+        byte_progress("snapshot", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick,
+    ):
+        tree = repo.snapshot(path, progress=tick)
     parents: list[str] = []
     current = None
     if ref:
@@ -306,7 +308,12 @@ def checkout(ctx: click.Context, spec: str, dest: str, paths: tuple[str, ...]) -
     repo = _repo(ctx)
     with byte_progress("checkout", enabled=progress_enabled(ctx)) as tick:
         result = repo.checkout(spec, dest, list(paths) or None, progress=tick)
-    _emit(ctx, result, f"{plural(result.files, 'file')} written ({human_bytes(result.bytes)}), {result.skipped} already in place")
+    text = f"{plural(result.files, 'file')} written ({human_bytes(result.bytes)}), {result.skipped} already in place"
+    if result.removed:
+        text += f", {len(result.removed)} removed (written by the previous checkout, not in this version)"
+    if result.left:
+        text += f"\nleft {len(result.left)} changed since the previous checkout (not in this version): {', '.join(result.left)}"
+    _emit(ctx, result, text)
 
 
 @main.command()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .checkout import CheckoutResult, Materializer
+from .checkout import CheckoutResult, Materializer, content_id
 from .config import CONFIG_PATH, RepoConfig
 from .diff import Change, diff_trees
 from .errors import (
@@ -38,6 +38,7 @@ from .errors import (
     WrongObjectType,
 )
 from .ids import ObjectId, get_algorithm, is_hex
+from .lastcheckout import CheckoutRecord, prune
 from .maintenance import FsckReport, GcResult, RepackResult, fsck, gc, repack
 from .objects import KIND_NAMES, Commit, Tree, TreeEntry, canonical, validate_name
 from .odb import ObjectDatabase
@@ -491,9 +492,29 @@ class Repository:
 
         Every byte is verified against its id; files already present with
         the right content are left alone; nothing is written outside ``dest``.
+
+        A full checkout (no ``paths``) into a folder that holds an earlier
+        checkout from this repository makes it match the version: files and
+        symlinks that checkout wrote and this version lacks are removed
+        (``result.removed``), unless they changed since (kept, listed in
+        ``result.left``). Files no checkout wrote are never touched. What
+        each checkout placed is remembered per folder in the repository's
+        local cache.
         """
         tree_id = self.tree_of(commit_or_tree)
-        return Materializer(self.odb, self.config.chunking, progress).run(tree_id, os.fspath(dest), paths, skip_existing)
+        real = os.path.realpath(os.fspath(dest))
+        record = CheckoutRecord.load(self.cache_dir, real)
+        materializer = Materializer(self.odb, self.config.chunking, progress)
+        materializer.placed = {}
+        result = materializer.run(tree_id, real, paths, skip_existing)
+        if paths is None:
+            result.removed, result.left = prune(
+                record, materializer.selected, lambda path: content_id(path, self.config.chunking, self.algorithm)
+            )
+            record.paths = {}  # a file left because it changed is the user's from now on
+        record.paths.update(materializer.placed)
+        record.save(self.cache_dir)
+        return result
 
     # -- remotes --------------------------------------------------------------
 

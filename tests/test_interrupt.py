@@ -101,10 +101,9 @@ def test_sigint_mid_trackio_log_exits_130_and_gc_frees_what_was_kept(tmp_path: P
 def test_interruptible_reports_packs_written_inside_the_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = Repository.init(tmp_path / "store", pack_size=MiB)
     before = set(repo.odb.pack_names)
-    with pytest.raises(SystemExit) as stop:
-        with interruptible(repo, "tool", "running it", "tool gc"):
-            repo.store_bytes(os.urandom(100_000))
-            raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as stop, interruptible(repo, "tool", "running it", "tool gc"):
+        repo.store_bytes(os.urandom(100_000))
+        raise KeyboardInterrupt
     assert stop.value.code == 130
     err = capsys.readouterr().err
     assert err.startswith("tool: interrupted; kept 1 pack (") and "`tool gc` frees them" in err

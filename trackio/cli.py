@@ -194,17 +194,19 @@ def log(ctx: click.Context, path: str, name: str | None, type_: str | None, alia
         raise click.UsageError("log needs --project (or $TRACKIO_PROJECT)")
     queued: BaseException | None = None
     # The background push reports through warnings; here they become one line each.
-    with interruptible(get_repo(), "trackio", "running the same log", "trackio artifacts gc"):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with trackio.init(project=project, name="cli", remote=remote, storage_options=ctx.obj["storage_options"]) as run:
-                with byte_progress("log", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
-                    logged = run.log_artifact(path, name=name, type=type_, aliases=list(aliases) or None, progress=tick)
-                if remote:
-                    try:
-                        logged.wait()
-                    except SyncError as exc:
-                        queued = exc.__cause__ or exc
+    with (
+        interruptible(get_repo(), "trackio", "running the same log", "trackio artifacts gc"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        with trackio.init(project=project, name="cli", remote=remote, storage_options=ctx.obj["storage_options"]) as run:
+            with byte_progress("log", lambda: disk_size(path), enabled=progress_enabled(ctx)) as tick:
+                logged = run.log_artifact(path, name=name, type=type_, aliases=list(aliases) or None, progress=tick)
+            if remote:
+                try:
+                    logged.wait()
+                except SyncError as exc:
+                    queued = exc.__cause__ or exc
     aliases_text = f", aliases: {', '.join(logged.aliases)}" if logged.aliases else ""
     if logged.is_new is False:
         text = f"unchanged: {logged.version} ({logged.qualified_name} has this content already{aliases_text})"

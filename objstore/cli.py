@@ -403,10 +403,13 @@ def refs_history(ctx: click.Context, name: str) -> None:
     Example:  objstore refs history prod
     """
     entries = _repo(ctx).refs.history(name)
-    text = "\n".join(
-        f"#{e.seq} {local_time(e.time)} {e.who}: {(e.old or '-')[:12]} -> {(e.new or 'deleted')[:12]} {e.message}"
-        for e in entries
-    )
+
+    def line(e: Any) -> str:
+        move = f"{(e.old or '-')[:12]} -> {(e.new or 'deleted')[:12]}" if e.moved else "(no move)"
+        freed = f" [released {', '.join(i[:12] for i in e.released)}]" if e.released else ""
+        return f"#{e.seq} {local_time(e.time)} {e.who}: {move} {e.message}{freed}"
+
+    text = "\n".join(line(e) for e in entries)
     _emit(ctx, entries, text)
 
 

@@ -104,9 +104,12 @@ class RefLogEntry:
         head = [self.name, self.seq, self.old, self.new, self.time, self.who, self.message]
         if not self.released and not self.meta:
             return msgpack.packb([1, *head], use_bin_type=True)  # type: ignore[no-any-return]
-        return msgpack.packb(  # type: ignore[no-any-return]
-            [ENTRY_VERSION, *head, list(self.released), self.meta], use_bin_type=True
-        )
+        try:
+            return msgpack.packb(  # type: ignore[no-any-return]
+                [ENTRY_VERSION, *head, list(self.released), self.meta], use_bin_type=True
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"ref log meta cannot be stored (msgpack: str keys; str, bytes, int, float, bool, None, lists, maps): {exc}") from None
 
     @classmethod
     def decode(cls, data: bytes, where: str) -> RefLogEntry:

@@ -10,6 +10,8 @@ import time
 
 import pytest
 from helpers import PROJECT_ROOT, listing, write
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from objstore import ABSENT, Repository
 from objstore.errors import InvalidRefName, ObjectNotFound, RefConflict, RefNotFound
@@ -336,3 +338,23 @@ def test_entries_of_both_layouts_decode(tmp_path) -> None:
     bad = msgpack.packb([2, "x", 1, None, a, 1.5, "me", "m", ["not hex"], {}], use_bin_type=True)
     with pytest.raises(FormatError, match="wrong shape"):
         RefLogEntry.decode(bad, "x/@1")
+    with pytest.raises(TypeError, match="meta cannot be stored"):
+        RefLogEntry("x", 4, None, a, 4.0, "me", "", (), {"k": object()}).encode()
+
+
+_ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+
+
+@settings(max_examples=50)
+@given(
+    old=st.none() | _ids,
+    new=st.none() | _ids,
+    released=st.lists(_ids, max_size=4).map(lambda xs: tuple(sorted(set(xs)))),
+    meta=st.dictionaries(st.text(max_size=8), st.none() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8) | st.lists(st.integers(), max_size=3), max_size=4),
+    message=st.text(max_size=20),
+)
+def test_ref_log_entries_round_trip(old: str | None, new: str | None, released: tuple[str, ...], meta: dict, message: str) -> None:
+    from objstore.refs import RefLogEntry
+
+    e = RefLogEntry("a/b", 7, old, new, 12.5, "who@host", message, released, meta)
+    assert RefLogEntry.decode(e.encode(), "a/b/@7") == e

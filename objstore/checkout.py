@@ -23,7 +23,7 @@ from . import codec
 from .chunking import ChunkParams, iter_chunks
 from .errors import CorruptObject, NotADirectory, PathNotFound, UnsafePath
 from .ids import HashAlgorithm, ObjectId, to_hex
-from .lastcheckout import FILE, SYMLINK, CheckoutRecord, Placed
+from .lastcheckout import Placed, placed_from
 from .objects import BLOB, MODE_EXEC, Blob, ChunkedBlob, Tree, TreeEntry, validate_name
 from .odb import ObjectDatabase
 from .packs import IndexEntry, pack_path
@@ -164,21 +164,22 @@ class Materializer:
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(path)
 
-    def _is_current(self, path: str, entry: TreeEntry) -> bool:
+    def _is_current(self, path: str, entry: TreeEntry) -> os.stat_result | None:
+        """The file's stat if it already holds the entry's content (else None)."""
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
-            return False
+            return None
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
-            return False
+            return None
         if content_id(path, self.params, self.odb.algorithm) != entry.id:
-            return False
+            return None
         mode = (0o777 if entry.mode == MODE_EXEC else 0o666) & ~self._umask
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(path, mode)
-        return True
+        return st
 
-    def _write_file(self, path: str, entry: TreeEntry, fresh_dir: bool) -> None:
+    def _write_file(self, path: str, entry: TreeEntry, fresh_dir: bool) -> os.stat_result:
         assert entry.id is not None
         if not fresh_dir:
             self._clear_for_file(path)
@@ -203,6 +204,7 @@ class Materializer:
                     written += len(part)
                     if self.progress is not None:
                         self.progress(len(part))
+                st = os.fstat(f.fileno())  # size and mtime as left: the rename keeps both
             if written != entry.size:
                 raise CorruptObject(entry.id, f"content is {written} bytes, tree says {entry.size}")
             if tmp != path:
@@ -215,6 +217,7 @@ class Materializer:
             raise
         self.result.files += 1
         self.result.bytes += written
+        return st
 
     def _content(self, entry: TreeEntry) -> Iterator[bytes | memoryview]:
         assert entry.id is not None
@@ -332,13 +335,11 @@ class Materializer:
                 announce_total(self.progress, sum(e.size for _, e in selected if e.kind == "file"))
             for rel, entry in selected:
                 path = os.path.join(dest, *self._parts(rel))
-                self._apply(path, entry, skip_existing)
+                st = self._apply(path, entry, skip_existing)
                 if placed is not None:
                     self.selected.add(rel)
-                    if entry.kind in ("file", "symlink"):
-                        seen = CheckoutRecord.observe(path, FILE if entry.kind == "file" else SYMLINK, entry.id)
-                        if seen is not None:
-                            placed[rel] = seen
+                    if st is not None:
+                        placed[rel] = placed_from(st, entry)
         return self.result
 
     @staticmethod
@@ -349,17 +350,20 @@ class Materializer:
                 raise UnsafePath(rel, "path component escapes the destination")
         return parts
 
-    def _apply(self, path: str, entry: TreeEntry, skip_existing: bool) -> None:
+    def _apply(self, path: str, entry: TreeEntry, skip_existing: bool) -> os.stat_result | None:
+        """Place one entry; return the stat of the file or symlink placed (None for others)."""
         fresh_dir = os.path.dirname(path) in self._fresh
         if entry.kind == "dir":
             self._ensure_dir(path)
         elif entry.kind == "file":
-            if skip_existing and not fresh_dir and self._is_current(path, entry):
-                self.result.skipped += 1
-                if self.progress is not None:
-                    self.progress(entry.size)
-                return
-            self._write_file(path, entry, fresh_dir)
+            if skip_existing and not fresh_dir:
+                st = self._is_current(path, entry)
+                if st is not None:
+                    self.result.skipped += 1
+                    if self.progress is not None:
+                        self.progress(entry.size)
+                    return st
+            return self._write_file(path, entry, fresh_dir)
         elif entry.kind == "symlink":
             assert entry.target is not None
             if not fresh_dir:
@@ -369,5 +373,7 @@ class Materializer:
             os.symlink(entry.target, tmp)
             os.replace(tmp, path)
             self.result.symlinks += 1
+            return os.lstat(path)
         else:
             self.result.references.append((path, entry))
+        return None

@@ -25,18 +25,21 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from .objects import TreeEntry
+
 _VERSION = 1
 FILE, SYMLINK = 0, 1
 
 
-@dataclass
-class Placed:
-    """One path a checkout left in place: its kind and how it looked afterwards."""
+Placed = tuple[int, int, int, "str | None"]
+"""One path a checkout placed: (kind, size, mtime_ns, content id of a file / text of a symlink)."""
 
-    kind: int
-    size: int
-    mtime_ns: int
-    target: str | None = None  # a symlink's text, a file's content id
+
+def placed_from(st: os.stat_result, entry: TreeEntry) -> Placed:
+    """What to remember of a file or symlink just placed for ``entry``."""
+    if entry.kind == "symlink":
+        return (SYMLINK, st.st_size, st.st_mtime_ns, entry.target)
+    return (FILE, st.st_size, st.st_mtime_ns, entry.id)
 
 
 @dataclass
@@ -56,17 +59,17 @@ class CheckoutRecord:
         """The record for ``dest`` (a real path), or an empty one."""
         try:
             with open(cls._file(cache_dir, dest), "rb") as f:
-                raw = msgpack.unpackb(f.read(), raw=False)
+                raw = msgpack.unpackb(f.read(), raw=False, use_list=False)
             if raw[0] != _VERSION or raw[1] != dest:
                 return cls(dest)
-            return cls(dest, {p: Placed(*v) for p, v in raw[2].items()})
+            return cls(dest, dict(raw[2]))
         except (OSError, ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
             return cls(dest)  # no record, or an unreadable one: only a cache
 
     def save(self, cache_dir: str) -> None:
         path = self._file(cache_dir, self.dest)
         data = msgpack.packb(
-            [_VERSION, self.dest, {p: [v.kind, v.size, v.mtime_ns, v.target] for p, v in self.paths.items()}], use_bin_type=True
+            [_VERSION, self.dest, self.paths], use_bin_type=True
         )
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -77,36 +80,26 @@ class CheckoutRecord:
         except OSError:
             pass  # a read-only repository: the next checkout just cannot tidy up
 
-    @staticmethod
-    def observe(path: str, kind: int, content: str | None = None) -> Placed | None:
-        """How a just-placed path looks now (None if it cannot be seen); ``content`` is a file's id."""
-        try:
-            st = os.lstat(path)
-            target = os.readlink(path) if kind == SYMLINK else content
-        except OSError:
-            return None
-        return Placed(kind, st.st_size, st.st_mtime_ns, target)
-
     def unchanged(self, rel: str, path: str, content_id: Callable[[str], str]) -> bool:
         """Is ``path`` still exactly what the last checkout left there?
 
         Same size and mtime, and (an edit within one mtime tick keeps both)
         the same content: a file is only ever removed once re-hashed.
         """
-        was = self.paths[rel]
+        kind, size, mtime_ns, target = self.paths[rel]
         try:
             st = os.lstat(path)
         except OSError:
             return False
-        if was.kind == SYMLINK:
+        if kind == SYMLINK:
             try:
-                return stat.S_ISLNK(st.st_mode) and os.readlink(path) == was.target
+                return stat.S_ISLNK(st.st_mode) and os.readlink(path) == target
             except OSError:
                 return False
-        if not (stat.S_ISREG(st.st_mode) and st.st_size == was.size and st.st_mtime_ns == was.mtime_ns):
+        if not (stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == mtime_ns):
             return False
         try:
-            return was.target is not None and content_id(path) == was.target
+            return target is not None and content_id(path) == target
         except OSError:
             return False
 
@@ -149,4 +142,4 @@ def prune(record: CheckoutRecord, keep: set[str], content_id: Callable[[str], st
     return removed, changed
 
 
-__all__ = ["CheckoutRecord", "Placed", "prune"]
+__all__ = ["CheckoutRecord", "Placed", "placed_from", "prune"]

@@ -354,12 +354,16 @@ class ArtifactRegistry:
             if e.meta.get("event") == DELETE_EVENT:
                 labels.update(e.meta.get("labels") or {})
                 deleted.add(str(e.meta.get("deleted")))
+        gone: set[str] = set()  # commits no longer stored that no deletion entry names
 
         def version_of(commit_id: str | None) -> str | None:
             if commit_id is None:
                 return None
             if commit_id in labels:
                 return labels[commit_id]
+            if not self.repo.odb.has(commit_id):
+                gone.add(commit_id)  # freed by a deletion from before history was append-only
+                return commit_id[:12]
             try:
                 return f"v{self.info(ObjectId(commit_id)).version}"
             except (ObjstoreError, ArtifactNotFoundError):
@@ -379,8 +383,8 @@ class ArtifactRegistry:
                     "message": e.message,
                     "event": "delete" if is_delete else "move" if e.new is not None else "remove",
                     "deleted": e.meta.get("deleted") if is_delete else None,
-                    "version_deleted": e.new is not None and version in deleted and e.new in labels,
-                    "previous_deleted": e.old is not None and previous in deleted and e.old in labels,
+                    "version_deleted": e.new is not None and ((version in deleted and e.new in labels) or e.new in gone),
+                    "previous_deleted": e.old is not None and ((previous in deleted and e.old in labels) or e.old in gone),
                 }
             )
         return rows

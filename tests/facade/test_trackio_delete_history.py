@@ -89,3 +89,21 @@ def test_api_delete_names_aliases_and_history_rows_say_deleted(tmp_path: Path) -
     assert api.artifact("m:canary").version == "v2"
     with pytest.raises(ValueError, match="best"):
         api.artifact("m:best")
+
+
+def test_history_names_commits_freed_before_history_was_append_only(tmp_path: Path) -> None:
+    """A store written by an older objstore may hold entries naming commits gc has freed."""
+    from objstore.refs import RefLogEntry
+
+    with trackio.init(project="p"):
+        (tmp_path / "w.bin").write_bytes(b"w")
+        trackio.log_artifact(str(tmp_path / "w.bin"), name="m", type="model", aliases=["prod"])
+    repo = get_repo()
+    ref = "trackio/p/artifacts/m/aliases/prod"
+    head = repo.refs.head(ref)
+    assert head is not None
+    freed = "0123456789abcdef" * 2  # a commit no longer stored, as the old forget + gc left it
+    old_style = RefLogEntry(ref, head.seq + 1, head.new, freed, head.time + 1, "old@host", "alias prod -> v9")
+    repo.storage.put_if_absent(f"refs/{ref}/@{head.seq + 1:016d}", old_style.encode())
+    rows = trackio.Api("p").alias_history("m", "prod")
+    assert rows[-1]["previous"] == "v0" and rows[-1]["version"] == freed[:12] and rows[-1]["version_deleted"]

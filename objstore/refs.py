@@ -291,7 +291,7 @@ class RefStore:
             head = history[-1]
             if head.new in wanted:
                 raise ValueError(f"ref {name!r} points at {head.new}: move or delete it to release that id")
-            todo = sorted(wanted & self._roots(history))
+            todo = sorted(wanted & self.roots_in(history))
             if not todo:
                 return None
             try:
@@ -391,8 +391,8 @@ class RefStore:
         return sum(1 for e in history if e.new in entry.released)
 
     @staticmethod
-    def _roots(history: builtins.list[RefLogEntry]) -> builtins.set[ObjectId]:
-        """Values a ref's log keeps alive: every ``new``, less what a later entry released."""
+    def roots_in(history: builtins.list[RefLogEntry]) -> builtins.set[ObjectId]:
+        """Values a ref's log (as :meth:`history` returns it) keeps alive: every ``new``, less what a later entry released."""
         live: builtins.set[ObjectId] = builtins.set()
         for e in history:
             live.difference_update(e.released)
@@ -402,13 +402,13 @@ class RefStore:
 
     def roots(self, name: str) -> builtins.set[ObjectId]:
         """The ids ``name``'s history keeps from gc (its current value always among them)."""
-        return self._roots(self.history(name))
+        return self.roots_in(self.history(name))
 
     def released(self, name: str) -> builtins.set[ObjectId]:
         """Ids the history of ``name`` names but no longer keeps from gc."""
         history = self.history(name)
         named = {e.new for e in history if e.new is not None} | {e.old for e in history if e.old is not None}
-        return named - self._roots(history)
+        return named - self.roots_in(history)
 
     def all_targets(self) -> builtins.set[ObjectId]:
         """Every value any ref holds or was ever moved to, less released ones: the gc roots.
@@ -418,5 +418,5 @@ class RefStore:
         """
         out: builtins.set[ObjectId] = builtins.set()
         for name in self.names():
-            out |= self._roots(self.history(name))
+            out |= self.roots_in(self.history(name))
         return out

@@ -318,7 +318,7 @@ class ArtifactRegistry:
             if ref == latest_ref:
                 continue
             history = repo.refs.history(ref)
-            released = gone & repo.refs._roots(history)
+            released = gone & repo.refs.roots_in(history)
             if not released:
                 continue
             target = history[-1].new

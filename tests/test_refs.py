@@ -350,7 +350,7 @@ _ids = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
     old=st.none() | _ids,
     new=st.none() | _ids,
     released=st.lists(_ids, max_size=4).map(lambda xs: tuple(sorted(set(xs)))),
-    meta=st.dictionaries(st.text(max_size=8), st.none() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8) | st.lists(st.integers(), max_size=3), max_size=4),
+    meta=st.dictionaries(st.text(max_size=8), st.none() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8) | st.lists(st.integers(-(2**63), 2**64 - 1), max_size=3), max_size=4),
     message=st.text(max_size=20),
 )
 def test_ref_log_entries_round_trip(old: str | None, new: str | None, released: tuple[str, ...], meta: dict, message: str) -> None:

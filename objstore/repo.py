@@ -538,7 +538,7 @@ class Repository:
         :class:`~objstore.errors.PushRejected` (objects already sent stay)
         unless ``force``.
         """
-        hint = f"create one with `objstore init {url}`, or push with --create"
+        hint = f"create one with `objstore init {url}` or Repository.init(url), or push with --create (create=True)"
         remote = Remote(self, url, storage_options, create=create, progress=progress, missing_hint=hint)
         try:
             return remote.push(refs, force=force)

@@ -317,19 +317,24 @@ class ArtifactRegistry:
         for ref in repo.refs.names(prefix):
             if ref == latest_ref:
                 continue
-            history = repo.refs.history(ref)
-            released = gone & repo.refs.roots_in(history)
-            if not released:
-                continue
-            target = history[-1].new
-            if target == v.commit_id:
-                repo.refs.delete(ref, message=message, released=released, meta=meta)
-                if ref.startswith(alias_prefix):
-                    removed.append(ref[len(alias_prefix) :])
-            elif target in mapping:
-                repo.refs.set(ref, mapping[target], message=message, released=released, meta=meta)
-            else:
-                repo.refs.release(ref, released, message=message, meta=meta)
+            while True:  # compare-and-set: an alias moved meanwhile is looked at again
+                history = repo.refs.history(ref)
+                released = gone & repo.refs.roots_in(history)
+                if not released:
+                    break
+                target = history[-1].new
+                try:
+                    if target == v.commit_id:
+                        repo.refs.delete(ref, expect=target, message=message, released=released, meta=meta)
+                        if ref.startswith(alias_prefix):
+                            removed.append(ref[len(alias_prefix) :])
+                    elif target in mapping:
+                        repo.refs.set(ref, mapping[target], expect=target, message=message, released=released, meta=meta)
+                    else:
+                        repo.refs.release(ref, released, message=message, meta=meta)
+                except RefConflict:
+                    continue
+                break
         from .run import remap_outputs
 
         remap_outputs(project, mapping, repo, drop={v.commit_id})

@@ -159,6 +159,7 @@ class Remote:
             index_cache_dir=os.path.join(self.cache_dir, "packs"),
         )
         self.refs = RefStore(self.storage, check_target=ObjectId, entry_cache_dir=os.path.join(self.cache_dir, "refs"))
+        self._upload_failed = threading.Event()
 
     def _config(self, create: bool) -> RepoConfig:
         try:
@@ -204,6 +205,7 @@ class Remote:
         # one is built; one thread keeps publishing in order (leaves first),
         # so whatever the remote has, it has everything below.
         uploads: deque[tuple[Future[str | None], PackWriter]] = deque()
+        self._upload_failed = threading.Event()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="objstore-upload") as uploader:
             try:
                 for oid in missing:
@@ -244,11 +246,22 @@ class Remote:
         """Queue the open pack for upload; wait until at most ``limit`` uploads are pending."""
         w = self.odb.detach_writer()
         if w is not None:
-            uploads.append((uploader.submit(self.odb.publish_writer, w), w))
+            uploads.append((uploader.submit(self._upload, w), w))
         while len(uploads) > limit:
             if uploads[0][0].result() is not None:
                 result.packs += 1
             uploads.popleft()
+
+    def _upload(self, w: PackWriter) -> str | None:
+        """Publish one pack on the upload thread; after a failed upload, queued packs are dropped, not sent."""
+        if self._upload_failed.is_set():
+            w.abort()
+            raise RemoteError(f"push to {self.url} stopped: an earlier pack failed to upload")
+        try:
+            return self.odb.publish_writer(w)
+        except BaseException:
+            self._upload_failed.set()
+            raise
 
     def _missing_on_remote(self, targets: list[ObjectId]) -> list[bytes]:
         """Objects reachable from ``targets`` that the remote lacks, children first.

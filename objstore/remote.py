@@ -128,6 +128,15 @@ class TransferResult:
         return self.objects == 0 and not self.refs_updated
 
 
+def _backend_reason(exc: OSError) -> str:
+    """"no objstore repository", with what the backend said when it is more than a missing file
+    (e.g. S3's "The specified bucket does not exist")."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if exc.errno is not None or not text or CONFIG_PATH in text:
+        return "no objstore repository"  # just the config file missing: says nothing more
+    return f"no objstore repository ({text})"
+
+
 class Remote:
     """An objstore repository at a URL, seen from a local repository."""
 
@@ -164,9 +173,9 @@ class Remote:
     def _config(self, create: bool) -> RepoConfig:
         try:
             return RepoConfig.decode(self.storage.read(CONFIG_PATH), self.url)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError) as exc:
             if not create:
-                raise NotARepository(self.url, hint=self.missing_hint) from None
+                raise NotARepository(self.url, _backend_reason(exc), hint=self.missing_hint) from None
         mine = self.local.config
         fresh = RepoConfig(hash=mine.hash, chunking=mine.chunking, compression_level=mine.compression_level, pack_size=mine.pack_size)
         if not self.storage.put_if_absent(CONFIG_PATH, fresh.encode()):

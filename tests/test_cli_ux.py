@@ -138,7 +138,7 @@ def test_permission_denied_is_explained() -> None:
 def test_unwritable_push_target_is_one_line(store: list[str], tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    line = one_line(run(*store, "push", f"file://{locked}/remote", code=1).stderr)
+    line = one_line(run(*store, "push", "--create", f"file://{locked}/remote", code=1).stderr)
     assert "permission denied" in line
 
 
@@ -171,7 +171,7 @@ def test_global_flags_work_after_the_subcommand(store: list[str], tmp_path: Path
     before = json.loads(run(*store, "--json", "stats").stdout)
     after = json.loads(run(*store, "stats", "--json").stdout)
     assert before["commits"] == after["commits"] == 2
-    proc = run(*store, "push", f"file://{tmp_path}/remote", "-q", "--json", "-o", "auto_mkdir=true")
+    proc = run(*store, "push", f"file://{tmp_path}/remote", "-q", "--json", "-o", "auto_mkdir=true", "--create")
     assert json.loads(proc.stdout)["refs_updated"]["main"][1] == json.loads(run(*store, "--json", "refs", "list").stdout)["main"]
     assert json.loads(run(*store, "refs", "list", "--json").stdout).keys() == {"main"}
     assert run("trackio", "artifacts", "log", str(data), "-n", "m", "--json", "-q", env=tenv).stdout.lstrip().startswith("{")
@@ -251,7 +251,7 @@ def test_objstore_text_output_uses_units_words_and_local_times(store: list[str],
     assert re.match(rf"tree {tree}: 3 entries, {SIZE}$", run(*store, "show", tree).stdout.splitlines()[0])
     fsck = run(*store, "fsck").stdout.splitlines()
     assert re.fullmatch(r"\d+ packs, \d+ objects, 1 ref checked", fsck[0]) and fsck[1:] == ["ok"], fsck
-    push = run(*store, "push", f"file://{tmp_path}/remote").stdout.strip()
+    push = run(*store, "push", "--create", f"file://{tmp_path}/remote").stdout.strip()
     assert re.fullmatch(rf"sent \d+ objects \({SIZE}\) in 1 pack; 1 ref updated \(main\); \d+ requests", push), push
 
 
@@ -283,7 +283,7 @@ def test_bars_show_total_percent_and_eta_and_stay_on_a_terminal(store: list[str]
     assert re.search(r"checkout: 100%\|.*\| 3\.1\dM/3\.1\dM", tty.strip().split("\r")[-1]), tty
     code, _, tty = run_on_tty(*store, "fsck")
     assert code == 0 and re.search(r"fsck: 100%\|", tty.strip().split("\r")[-1]), tty
-    for args in (["push", f"file://{tmp_path}/remote"], ["fetch", f"file://{tmp_path}/remote"]):
+    for args in (["push", "--create", f"file://{tmp_path}/remote"], ["fetch", f"file://{tmp_path}/remote"]):
         code, _, tty = run_on_tty(*store, *args)
         assert code == 0 and re.search(rf"{args[0]}: \d", tty), tty
     code, _, tty = run_on_tty("objstore", "clone", f"file://{tmp_path}/remote", str(tmp_path / "clone"), cwd=tmp_path)
@@ -384,7 +384,7 @@ def test_unknown_artifact_name_suggests_the_closest(data: Path, tenv: dict[str, 
 
 def test_both_command_lines_word_a_push_the_same_way(store: list[str], data: Path, tmp_path: Path, tenv: dict[str, str]) -> None:
     pattern = rf"sent (\d+) objects? \({SIZE}\) in (\d+) packs?; (\d+) refs? updated( \(.*\))?; (\d+) requests?"
-    ours = run(*store, "push", f"file://{tmp_path}/r1").stdout.strip()
+    ours = run(*store, "push", "--create", f"file://{tmp_path}/r1").stdout.strip()
     run("trackio", "artifacts", "log", str(data), "-n", "m", env=tenv)
     theirs = run("trackio", "artifacts", "--remote", f"file://{tmp_path}/r2", "push", env=tenv).stdout.strip()
     assert re.fullmatch(pattern, ours) and re.fullmatch(pattern, theirs), (ours, theirs)

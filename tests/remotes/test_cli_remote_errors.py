@@ -47,14 +47,16 @@ def test_no_credentials(s3_server: S3Server, local: tuple[Path, dict[str, str]])
         assert line.endswith(f": {url}: no valid S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                              "(or AWS_PROFILE), or pass -o key=... -o secret=... (-o anon=true for a public bucket)"), line
     # the same credentials given with -o (before or after the subcommand) work
-    run(["objstore", "-o", "key=testing", "push", url, "-o", "secret=testing", "-q"], env, cwd, 0)
+    run(["objstore", "-o", "key=testing", "push", url, "-o", "secret=testing", "-q", "--create"], env, cwd, 0)
 
 
 def test_missing_bucket(s3_server: S3Server, local: tuple[Path, dict[str, str]]) -> None:
     cwd, env = local
     env = {**env, **s3_server.env()}
     url = f"s3://missing-{uuid.uuid4().hex[:12]}/store"
-    line = run(["objstore", "push", url], env, cwd, 1)
+    line = run(["objstore", "push", url], env, cwd, 1)  # push never creates: the missing bucket is named with the URL
+    assert line.startswith(f"objstore: no objstore repository (The specified bucket does not exist) at '{url}'; create one"), line
+    line = run(["objstore", "push", "--create", url], env, cwd, 1)
     assert line == f"objstore: {url}: bucket or path not found (The specified bucket does not exist); check the URL", line
     line = run(["trackio", "artifacts", "--remote", url, "push"], env, cwd, 1)
     assert line.startswith(f"trackio: {url}: bucket or path not found"), line

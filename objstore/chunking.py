@@ -19,6 +19,7 @@ from typing import BinaryIO, TypeVar
 
 from pyfastcdc import FastCDC
 
+from .limits import MAX_CHUNK_SIZE, MAX_SMALL_FILE
 from .parallel import pool, workers
 
 T = TypeVar("T")
@@ -43,10 +44,10 @@ class ChunkParams:
             raise ValueError(f"min_size {self.min_size} outside [64, 1 MiB]")
         if not 256 <= self.avg_size <= 1 << 22:
             raise ValueError(f"avg_size {self.avg_size} outside [256, 4 MiB]")
-        if not max(1024, self.min_size, self.avg_size) <= self.max_size <= 1 << 24:
+        if not max(1024, self.min_size, self.avg_size) <= self.max_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"max_size {self.max_size} must be >= min/avg and <= 16 MiB")
-        if self.small_file < 0:
-            raise ValueError("small_file must be >= 0")
+        if not 0 <= self.small_file <= MAX_SMALL_FILE:
+            raise ValueError(f"small_file {self.small_file} outside [0, 64 MiB]")
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -10,10 +10,12 @@ of zstd instead of a full pass.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import zstandard
 
 from .errors import FormatError
+from .limits import MAX_ZSTD_WINDOW, MiB, check_frame
 
 RAW = 0
 ZSTD = 1
@@ -85,13 +87,19 @@ def compress_many(payloads: list[bytes], level: int = DEFAULT_LEVEL, threads: in
 
 
 def decode_stored(codec: int, stored: bytes | memoryview, raw_length: int) -> bytes | memoryview:
-    """Undo :func:`encode_stored`; ``FormatError`` if the bytes do not decode."""
+    """Undo :func:`encode_stored`; ``FormatError`` if the bytes do not decode.
+
+    A zstd frame's header must declare ``raw_length`` (see
+    :func:`~objstore.limits.check_frame`) before anything is decompressed,
+    so the output buffer is never larger than the index entry allows.
+    """
     if codec == RAW:
         if len(stored) != raw_length:
             raise FormatError(f"raw object is {len(stored)} bytes, index says {raw_length}")
         return stored
     if codec != ZSTD:
         raise FormatError(f"unknown codec {codec}")
+    check_frame(stored, raw_length)
     try:
         out = _decompressor().decompress(stored, max_output_size=raw_length)
     except zstandard.ZstdError as exc:
@@ -99,3 +107,37 @@ def decode_stored(codec: int, stored: bytes | memoryview, raw_length: int) -> by
     if len(out) != raw_length:
         raise FormatError(f"zstd frame gives {len(out)} bytes, index says {raw_length}")
     return out
+
+
+PIECE = 1 * MiB
+"""Size of the pieces :func:`iter_decoded` hands out."""
+
+
+def iter_decoded(codec: int, stored: bytes | memoryview, raw_length: int) -> Iterator[bytes | memoryview]:
+    """The typed encoding in ``stored``, in pieces of at most :data:`PIECE` bytes.
+
+    Memory stays at a piece (plus zstd's window) whatever the frame claims;
+    ``FormatError`` as soon as the output disagrees with ``raw_length``.
+    """
+    if codec == RAW:
+        if len(stored) != raw_length:
+            raise FormatError(f"raw object is {len(stored)} bytes, index says {raw_length}")
+        view = memoryview(stored)
+        for start in range(0, raw_length, PIECE):
+            yield view[start : start + PIECE]
+        return
+    if codec != ZSTD:
+        raise FormatError(f"unknown codec {codec}")
+    check_frame(stored, raw_length)
+    produced = 0
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW)
+    try:
+        for piece in dctx.read_to_iter(stored, read_size=PIECE, write_size=PIECE):
+            produced += len(piece)
+            if produced > raw_length:
+                raise FormatError(f"zstd frame gives more than the {raw_length} bytes the index says")
+            yield piece
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"zstd frame does not decode: {exc}") from None
+    if produced != raw_length:
+        raise FormatError(f"zstd frame gives {produced} bytes, index says {raw_length}")

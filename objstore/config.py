@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import codec
+from . import codec, limits
 from .chunking import ChunkParams
 from .errors import FormatError, UnsupportedFormat
 from .ids import DEFAULT_ALGORITHM, get_algorithm
@@ -35,6 +35,11 @@ class RepoConfig:
             raise ValueError(f"compression level {self.compression_level} outside zstd's range -7..22")
         if self.pack_size < 1 << 20:
             raise ValueError("pack_size must be at least 1 MiB")
+
+    @property
+    def max_blob(self) -> int:
+        """Largest typed encoding of a blob these chunking settings produce (the read bound)."""
+        return limits.max_blob_size(self.chunking.max_size, self.chunking.small_file)
 
     def encode(self) -> bytes:
         data = {

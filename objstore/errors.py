@@ -37,6 +37,16 @@ class FormatError(ObjstoreError, ValueError):
     """Bytes that should hold an objstore structure do not parse as one."""
 
 
+class TooLarge(FormatError):
+    """A length read from outside (a file, a record, a request) is over the bound the format sets."""
+
+    def __init__(self, what: str, size: int, limit: int, unit: str = "bytes") -> None:
+        super().__init__(f"{what} is {size} {unit}; the format allows at most {limit}")
+        self.what = what
+        self.size = size
+        self.limit = limit
+
+
 class CorruptObject(FormatError):
     """An object's stored bytes do not hash to its id, or do not decode."""
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from . import codec
 from .errors import CorruptObject, FormatError, ObjectNotFound
 from .graph import object_children, reachable
+from .limits import MAX_PACK_OBJECTS
 from .objects import BLOB, Commit
 from .odb import ObjectDatabase
-from .packs import PACK_DIR, PackWriter, index_path, pack_path
+from .packs import PACK_DIR, IndexEntry, PackWriter, index_path, pack_path
 from .progress import announce_total, wants_total
 from .storage import LocalStorage, Storage
 
@@ -64,32 +64,24 @@ def repack(odb: ObjectDatabase, *, only_smaller_than: int | None = None, min_pac
     chosen = [n for n in sizes if only_smaller_than is None or sizes[n] < only_smaller_than]
     if len(chosen) < min_packs:
         return RepackResult(len(before), 0, len(before), 0, sum(sizes.values()), sum(sizes.values()), None)
-    writer = PackWriter(storage, odb.digest_size)
+    writers = _Writers(storage, odb.digest_size)
     copied = 0
     try:
         for name in chosen:
             idx = odb.index(name)
             for oid, entry in idx.items():
-                if oid in writer:
+                if oid in writers:
                     continue
-                try:
-                    data = storage.read_range(pack_path(name), entry.offset, entry.stored_length)
-                except (EOFError, FileNotFoundError):
-                    raise CorruptObject(oid.hex(), "pack is missing or truncated", pack_path(name)) from None
-                try:
-                    raw = codec.decode_stored(entry.codec, data, entry.raw_length)
-                except FormatError as exc:
-                    raise CorruptObject(oid.hex(), str(exc), pack_path(name)) from None
-                if odb.hash(raw) != oid:
-                    raise CorruptObject(oid.hex(), "content does not hash to its id", pack_path(name))
-                writer.add(oid, entry.type_tag, entry.codec, data, entry.raw_length)
+                data = _read_verified(odb, name, oid, entry)
+                writers.add(oid, entry.type_tag, entry.codec, data, entry.raw_length)
                 copied += 1
-        new_name = writer.finish()
+        new_names = writers.finish()
     except BaseException:
-        writer.abort()
+        writers.abort()
         raise
+    new_name = new_names[-1] if new_names else None
     for name in chosen:
-        if name == new_name:
+        if name in new_names:
             continue
         storage.delete(index_path(name))
         storage.delete(pack_path(name))
@@ -102,6 +94,60 @@ def repack(odb: ObjectDatabase, *, only_smaller_than: int | None = None, min_pac
         except FileNotFoundError:
             pass
     return RepackResult(len(before), len(chosen), len(after), copied, sum(sizes.values()), size_after, new_name)
+
+
+def _read_verified(odb: ObjectDatabase, name: str, oid: bytes, entry: IndexEntry) -> bytes | memoryview:
+    """The stored bytes of one object of pack ``name``, checked (sizes first) against its id."""
+    where = pack_path(name)
+    odb.check_entry(oid, entry, where)
+    try:
+        data = odb.storage.read_range(where, entry.offset, entry.stored_length)
+    except (EOFError, FileNotFoundError):
+        raise CorruptObject(oid.hex(), "pack is missing or truncated", where) from None
+    odb.decode_verified(oid, entry, data, where)
+    return data
+
+
+class _Writers:
+    """New packs for maintenance: a fresh one whenever a pack holds the format's most objects."""
+
+    def __init__(self, storage: Storage, digest_size: int) -> None:
+        self.storage = storage
+        self.digest_size = digest_size
+        self._open: PackWriter | None = None
+        self._done: list[str] = []
+        self._seen: set[bytes] = set()
+
+    def __contains__(self, oid: bytes) -> bool:
+        return oid in self._seen
+
+    def add(self, oid: bytes, type_tag: int, codec_id: int, data: bytes | memoryview, raw_length: int) -> None:
+        if oid in self._seen:
+            return
+        if self._open is not None and len(self._open) >= MAX_PACK_OBJECTS:
+            self._finish_open()
+        if self._open is None:
+            self._open = PackWriter(self.storage, self.digest_size)
+        self._open.add(oid, type_tag, codec_id, data, raw_length)
+        self._seen.add(oid)
+
+    def _finish_open(self) -> None:
+        w, self._open = self._open, None
+        if w is not None:
+            name = w.finish()
+            if name is not None:
+                self._done.append(name)
+
+    def finish(self) -> list[str]:
+        """Publish the open pack; the names of every pack published."""
+        self._finish_open()
+        return self._done
+
+    def abort(self) -> None:
+        """Drop the open pack (packs already published stay: their objects are copies)."""
+        if self._open is not None:
+            self._open.abort()
+            self._open = None
 
 
 # -- fsck -----------------------------------------------------------------------
@@ -171,6 +217,11 @@ def fsck(repo: Repository, *, full: bool = True, progress: Callable[[int], None]
             report.objects_checked += 1
             if progress is not None:
                 progress(entry.stored_length)
+            try:
+                odb.check_entry(oid, entry, pack_path(name))
+            except CorruptObject as exc:
+                report.bad_objects[oid.hex()] = exc.reason + f" (pack {name})"
+                continue
             if entry.offset + entry.stored_length > size:
                 report.bad_objects[oid.hex()] = f"truncated: pack {name} ends at {size}"
                 continue
@@ -178,14 +229,19 @@ def fsck(repo: Repository, *, full: bool = True, progress: Callable[[int], None]
                 continue
             try:
                 data = storage.read_range(pack_path(name), entry.offset, entry.stored_length)
-                raw = codec.decode_stored(entry.codec, data, entry.raw_length)
-            except (FormatError, EOFError) as exc:
+            except EOFError as exc:
                 report.bad_objects[oid.hex()] = f"undecodable in pack {name}: {exc}"
                 continue
-            if odb.hash(raw) != oid:
-                report.bad_objects[oid.hex()] = f"content does not hash to its id (pack {name})"
-            elif raw[0] != entry.type_tag:
-                report.bad_objects[oid.hex()] = f"type tag disagrees with the index (pack {name})"
+            try:
+                odb.decode_verified(oid, entry, data, pack_path(name))
+            except CorruptObject as exc:
+                reason = exc.reason
+                if reason == "content does not hash to its id":
+                    report.bad_objects[oid.hex()] = f"content does not hash to its id (pack {name})"
+                elif reason == "type tag disagrees with the pack index":
+                    report.bad_objects[oid.hex()] = f"type tag disagrees with the index (pack {name})"
+                else:
+                    report.bad_objects[oid.hex()] = f"undecodable in pack {name}: {reason}"
     for path in storage.listdir("tmp"):
         report.stray_files.append(f"tmp/{path}")
     _check_refs(repo, report)
@@ -279,39 +335,36 @@ def gc(repo: Repository, grace: timedelta = timedelta(hours=1), progress: Callab
     cutoff = time.time() - grace.total_seconds()
     live = reachable(repo)
     removed = freed = rewritten = deleted = 0
-    writer: PackWriter | None = None
+    writers = _Writers(storage, odb.digest_size)
     doomed: list[str] = []
-    for name in list(odb.pack_names):
-        if _age_marker(storage, name) > cutoff:
-            continue
-        idx = odb.index(name)
-        dead = [(oid, e) for oid, e in idx.items() if oid not in live]
-        if not dead:
-            continue
-        keep = [(oid, e) for oid, e in idx.items() if oid in live]
-        for oid, e in keep:
-            if progress is not None:
-                progress(e.stored_length)
-            if writer is None:
-                writer = PackWriter(storage, odb.digest_size)
-            data = storage.read_range(pack_path(name), e.offset, e.stored_length)
-            raw = codec.decode_stored(e.codec, data, e.raw_length)
-            if odb.hash(raw) != oid:
-                raise CorruptObject(oid.hex(), "content does not hash to its id; run fsck before gc", pack_path(name))
-            writer.add(oid, e.type_tag, e.codec, data, e.raw_length)
-        removed += len(dead)
-        freed += sum(e.stored_length for _, e in dead)
-        doomed.append(name)
-        if keep:
-            rewritten += 1
-        else:
-            deleted += 1
-    if writer is not None:
-        try:
-            writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
+    try:
+        for name in list(odb.pack_names):
+            if _age_marker(storage, name) > cutoff:
+                continue
+            idx = odb.index(name)
+            dead = [(oid, e) for oid, e in idx.items() if oid not in live]
+            if not dead:
+                continue
+            keep = [(oid, e) for oid, e in idx.items() if oid in live]
+            for oid, e in keep:
+                if progress is not None:
+                    progress(e.stored_length)
+                try:
+                    data = _read_verified(odb, name, oid, e)
+                except CorruptObject as exc:
+                    raise CorruptObject(oid.hex(), f"{exc.reason}; run fsck before gc", exc.where) from None
+                writers.add(oid, e.type_tag, e.codec, data, e.raw_length)
+            removed += len(dead)
+            freed += sum(e.stored_length for _, e in dead)
+            doomed.append(name)
+            if keep:
+                rewritten += 1
+            else:
+                deleted += 1
+        writers.finish()
+    except BaseException:
+        writers.abort()
+        raise
     for name in doomed:
         storage.delete(index_path(name))
         storage.delete(pack_path(name))

@@ -27,6 +27,7 @@ import msgpack
 
 from .errors import FormatError, UnsafePath
 from .ids import ObjectId
+from .limits import MAX_CHUNKS, MAX_TREE_ENTRIES
 
 BLOB, CHUNKED, TREE, COMMIT = 1, 2, 3, 4
 KIND_NAMES = {BLOB: "blob", CHUNKED: "chunked", TREE: "tree", COMMIT: "commit"}
@@ -45,9 +46,27 @@ def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def _unpack(body: bytes | memoryview, what: str) -> Any:
+def _unpack(body: bytes | memoryview, what: str, max_array: int | None = None, maps: bool = True) -> Any:
+    """Decode a msgpack body; no array, map, string or bytes may claim more than the body holds.
+
+    Every msgpack element takes at least one byte, so no honest length
+    exceeds ``len(body)``; ``max_array`` lowers that for arrays (tree entries,
+    chunk sizes), and ``maps=False`` refuses maps altogether. A header that
+    claims more fails before msgpack allocates for it.
+    """
+    n = len(body)
     try:
-        return msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
+        return msgpack.unpackb(
+            body,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=n,
+            max_bin_len=n,
+            max_array_len=n if max_array is None else min(n, max_array),
+            max_map_len=n if maps else 0,
+            max_ext_len=0,
+        )
     except Exception as exc:  # msgpack raises a zoo of types on bad input
         raise FormatError(f"{what} body is not valid msgpack: {exc}") from None
 
@@ -135,7 +154,7 @@ class ChunkedBlob:
 
     @classmethod
     def _decode(cls, body: memoryview, digest_size: int) -> ChunkedBlob:
-        data = _unpack(body, "chunked blob")
+        data = _unpack(body, "chunked blob", MAX_CHUNKS, maps=False)
         if not (isinstance(data, list) and len(data) == 3):
             raise FormatError("chunked blob must be [size, ids, sizes]")
         total, ids, sizes = data
@@ -269,7 +288,7 @@ class Tree:
 
     @classmethod
     def _decode(cls, body: memoryview, digest_size: int) -> Tree:
-        data = _unpack(body, "tree")
+        data = _unpack(body, "tree", MAX_TREE_ENTRIES, maps=False)
         if not isinstance(data, list):
             raise FormatError("tree body must be a list of entries")
         entries = tuple(TreeEntry._decode(raw, digest_size) for raw in data)

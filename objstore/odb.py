@@ -15,10 +15,10 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
-from . import codec
-from .errors import AmbiguousId, CorruptObject, FormatError, ObjectNotFound, WrongObjectType
+from . import codec, limits
+from .errors import AmbiguousId, CorruptObject, FormatError, ObjectNotFound, TooLarge, WrongObjectType
 from .ids import MIN_PREFIX, HashAlgorithm, ObjectId, from_hex, is_hex, to_hex
-from .objects import KIND_NAMES, Blob, StoredObject, decode
+from .objects import KIND_NAMES, Blob, ChunkedBlob, StoredObject, Tree, decode
 from .packs import DEFAULT_PACK_SIZE, PACK_DIR, IndexEntry, PackIndex, PackWriter, index_path, pack_path
 from .storage import LocalStorage, Storage
 
@@ -39,12 +39,16 @@ class ObjectDatabase:
         level: int = codec.DEFAULT_LEVEL,
         pack_size: int = DEFAULT_PACK_SIZE,
         index_cache_dir: str | None = None,
+        max_blob: int = limits.max_blob_size(512 * 1024, 512 * 1024),
     ) -> None:
         self.storage = storage
         self.algorithm = algorithm
         self.digest_size = algorithm.digest_size
         self.level = level
         self.pack_size = pack_size
+        # The largest blob this repository's chunking can produce: an index
+        # entry claiming more is refused before anything is read.
+        self.max_blob = max_blob
         # Pack indexes of a remote store are cached locally by pack name:
         # packs are immutable, so a cached index never goes stale.
         self.index_cache_dir = index_cache_dir
@@ -87,14 +91,16 @@ class ObjectDatabase:
         path = index_path(name)
         if isinstance(self.storage, LocalStorage):
             return PackIndex(name, self.storage.mmap(path), self.digest_size)
+        limit = limits.max_index_size(self.digest_size)
         cached = os.path.join(self.index_cache_dir, f"{name}.idx") if self.index_cache_dir else None
         if cached is not None:
             try:
                 with open(cached, "rb") as f:
+                    limits.check_size(f"cached pack index {cached}", os.fstat(f.fileno()).st_size, limit)
                     return PackIndex(name, f.read(), self.digest_size)
             except (OSError, FormatError):
                 pass  # missing or damaged: read it again
-        data = self.storage.read(path)
+        data = self.storage.read_bounded(path, limit)
         idx = PackIndex(name, data, self.digest_size)
         if cached is not None:
             self.remember_index(name, data)
@@ -204,7 +210,7 @@ class ObjectDatabase:
 
     def _writer_for(self, incoming: int) -> PackWriter:
         w = self._writer
-        if w is not None and len(w) and w.size + incoming > self.pack_size:
+        if w is not None and len(w) and (w.size + incoming > self.pack_size or len(w) >= limits.MAX_PACK_OBJECTS):
             self.flush()
             w = None
         if w is None:
@@ -236,7 +242,12 @@ class ObjectDatabase:
         self.added_bytes += size
 
     def put_encoded(self, encoded: bytes | memoryview) -> ObjectId:
-        """Store a typed encoding; return its id."""
+        """Store a typed encoding; return its id (``TooLarge`` over the format's bound for its type)."""
+        limit = limits.max_object_size(encoded[0], self.max_blob) if len(encoded) else 0
+        if len(encoded) > limit:
+            kind = KIND_NAMES.get(encoded[0], "object") if len(encoded) else "object"
+            hint = " (store large data as a file: snapshot and store_bytes chunk it)" if kind == "blob" else ""
+            raise TooLarge(f"a {kind}{hint}", len(encoded), limit)
         oid = self.hash(encoded)
         if not self.has_raw(oid):
             codec_id, stored = codec.encode_stored(encoded, self.level)
@@ -245,6 +256,10 @@ class ObjectDatabase:
 
     def put(self, obj: StoredObject) -> ObjectId:
         """Store an object; return its id (trees, commits and chunk lists go to the read cache)."""
+        if isinstance(obj, Tree) and len(obj.entries) > limits.MAX_TREE_ENTRIES:
+            raise TooLarge("a directory", len(obj.entries), limits.MAX_TREE_ENTRIES, "entries")
+        if isinstance(obj, ChunkedBlob) and len(obj.chunks) > limits.MAX_CHUNKS:
+            raise TooLarge("a file", len(obj.chunks), limits.MAX_CHUNKS, "chunks")
         object_id = self.put_encoded(obj.encode())
         if not isinstance(obj, Blob):
             self._remember(self.raw_id(object_id), obj)
@@ -314,6 +329,7 @@ class ObjectDatabase:
                 raise ObjectNotFound(oid.hex())
         name, entry = loc
         where = pack_path(name)
+        self.check_entry(oid, entry, where)
         try:
             data = self.storage.read_range(where, entry.offset, entry.stored_length)
         except FileNotFoundError:
@@ -327,6 +343,7 @@ class ObjectDatabase:
                 raise CorruptObject(oid.hex(), "its pack file is missing", where) from None
             name, entry = moved
             where = pack_path(name)
+            self.check_entry(oid, entry, where)
             try:
                 data = self.storage.read_range(where, entry.offset, entry.stored_length)
             except (EOFError, FileNotFoundError) as exc:
@@ -341,13 +358,25 @@ class ObjectDatabase:
         entry, stored, where = self.read_stored(oid)
         return self.decode_verified(oid, entry, stored, where)
 
+    def check_entry(self, oid: bytes, entry: IndexEntry, where: str | None) -> None:
+        """``CorruptObject`` if an index entry claims sizes the format does not allow
+        (see :func:`objstore.limits.check_entry`); call it before reading the bytes."""
+        limits.check_entry(oid.hex(), entry, self.max_blob, where)
+
     def decode_verified(self, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> bytes | memoryview:
         """The typed encoding in ``stored`` (read from ``where``), checked against its id and index entry.
 
         ``CorruptObject`` if it does not decode, hash to ``oid`` or carry the
-        entry's type tag. A raw object comes back as ``stored`` itself.
+        entry's type tag. A raw object comes back as ``stored`` itself. A
+        compressed object over :data:`~objstore.limits.STREAM_THRESHOLD` is
+        first hashed piece by piece as it decompresses, and decompressed
+        whole only once it proved to be what its id says.
         """
+        self.check_entry(oid, entry, where)
         try:
+            if entry.codec == codec.ZSTD and entry.raw_length > limits.STREAM_THRESHOLD:
+                self._verify_streaming(oid, entry, stored, where)
+                return codec.decode_stored(entry.codec, stored, entry.raw_length)
             encoded = codec.decode_stored(entry.codec, stored, entry.raw_length)
         except FormatError as exc:
             raise CorruptObject(oid.hex(), str(exc), where) from None
@@ -357,17 +386,30 @@ class ObjectDatabase:
             raise CorruptObject(oid.hex(), "type tag disagrees with the pack index", where)
         return encoded
 
+    def _verify_streaming(self, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> None:
+        h = self.algorithm.new()
+        tag = -1
+        for piece in codec.iter_decoded(entry.codec, stored, entry.raw_length):
+            if tag < 0 and len(piece):
+                tag = piece[0]
+            h.update(piece)
+        if h.digest() != oid:
+            raise CorruptObject(oid.hex(), "content does not hash to its id", where)
+        if tag != entry.type_tag:
+            raise CorruptObject(oid.hex(), "type tag disagrees with the pack index", where)
+
     def get(self, object_id: str | bytes) -> StoredObject:
         """Decode a verified object (trees, commits and chunk lists are cached)."""
         oid = object_id if isinstance(object_id, bytes) else self.raw_id(object_id)
         hit = self._cache.get(oid)
         if hit is not None:
             return hit
-        encoded = self.get_encoded(oid)
+        entry, stored, where = self.read_stored(oid)
+        encoded = self.decode_verified(oid, entry, stored, where)
         try:
             obj = decode(encoded, self.digest_size)
         except FormatError as exc:
-            raise CorruptObject(oid.hex(), str(exc)) from None
+            raise CorruptObject(oid.hex(), str(exc), where) from None
         if not isinstance(obj, Blob):
             self._remember(oid, obj)
         return obj

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import xxhash
 
 from .errors import FormatError
+from .limits import MAX_PACK_OBJECTS
 from .storage import Storage, storage_errors, temp_name
 
 PACK_MAGIC = b"OSPK"
@@ -64,6 +65,8 @@ class IndexEntry:
 
 def encode_index(entries: list[tuple[bytes, IndexEntry]], digest_size: int, pack_name: bytes) -> bytes:
     """Serialize an index (entries in any order; they are sorted here)."""
+    if len(entries) > MAX_PACK_OBJECTS:
+        raise ValueError(f"a pack of {len(entries)} objects is over the format's {MAX_PACK_OBJECTS}")
     entries = sorted(entries, key=lambda e: e[0])
     counts = [0] * 256
     for oid, _ in entries:
@@ -101,6 +104,8 @@ class PackIndex:
             raise FormatError(f"pack index {name} has unsupported version {version}")
         if ds != digest_size:
             raise FormatError(f"pack index {name} uses {ds}-byte ids, the repository {digest_size}-byte ids")
+        if count > MAX_PACK_OBJECTS:
+            raise FormatError(f"pack index {name} claims {count} objects; the format allows at most {MAX_PACK_OBJECTS}")
         expected = minimum + count * (ds + _INDEX_ENTRY.size) + PACK_NAME_SIZE
         if len(view) != expected:
             raise FormatError(f"pack index {name} is {len(view)} bytes, expected {expected}")

@@ -32,6 +32,7 @@ import msgpack
 
 from .errors import FormatError, InvalidRefName, RefConflict, RefNotFound
 from .ids import ObjectId, is_hex
+from .limits import MAX_REF_ENTRY_SIZE, check_size
 from .storage import Storage
 
 REFS_DIR = "refs"
@@ -184,12 +185,13 @@ class RefStore:
         if cached is not None:
             try:
                 with open(cached, "rb") as f:
+                    check_size(cached, os.fstat(f.fileno()).st_size, MAX_REF_ENTRY_SIZE)
                     entry = RefLogEntry.decode(f.read(), path)
                 if entry.name == name and entry.seq == seq:
                     return entry
             except (OSError, FormatError):
                 pass
-        data = self.storage.read(path)
+        data = self.storage.read_bounded(path, MAX_REF_ENTRY_SIZE)
         entry = RefLogEntry.decode(data, path)
         if entry.name != name or entry.seq != seq:
             raise FormatError(f"ref log entry {path} claims to be {entry.name!r} #{entry.seq}")
@@ -333,6 +335,7 @@ class RefStore:
             seq = head.seq + 1 if head else 1
             entry = RefLogEntry(name, seq, current, new, time.time(), who, message, freed, dict(meta or {}))
             data = entry.encode()
+            check_size(f"the log entry moving ref {name!r}", len(data), MAX_REF_ENTRY_SIZE)
             if self.storage.put_if_absent(f"{self._dir(name)}/{_entry_name(seq)}", data):
                 self._cache_entry(f"{self._dir(name)}/{_entry_name(seq)}", data)
                 return entry

@@ -36,6 +36,7 @@ from .config import CONFIG_PATH, RepoConfig
 from .errors import CorruptObject, FormatError, NotARepository, PushRejected, RefConflict, RefNotFound, RemoteError
 from .graph import children, children_first, is_ancestor, object_children
 from .ids import ObjectId
+from .limits import MAX_CONFIG_SIZE
 from .objects import BLOB, Commit, decode
 from .odb import ObjectDatabase
 from .packs import IndexEntry, PackWriter, pack_path
@@ -67,6 +68,10 @@ class CountingStorage(Storage):
     def read(self, path: str) -> bytes:
         self._count()
         return self.inner.read(path)
+
+    def read_bounded(self, path: str, limit: int) -> bytes:
+        self._count()
+        return self.inner.read_bounded(path, limit)
 
     def read_range(self, path: str, start: int, length: int) -> bytes | memoryview:
         self._count()
@@ -166,20 +171,21 @@ class Remote:
             level=local.config.compression_level,
             pack_size=self.config.pack_size,
             index_cache_dir=os.path.join(self.cache_dir, "packs"),
+            max_blob=self.config.max_blob,
         )
         self.refs = RefStore(self.storage, check_target=ObjectId, entry_cache_dir=os.path.join(self.cache_dir, "refs"))
         self._upload_failed = threading.Event()
 
     def _config(self, create: bool) -> RepoConfig:
         try:
-            return RepoConfig.decode(self.storage.read(CONFIG_PATH), self.url)
+            return RepoConfig.decode(self.storage.read_bounded(CONFIG_PATH, MAX_CONFIG_SIZE), self.url)
         except (FileNotFoundError, NotADirectoryError) as exc:
             if not create:
                 raise NotARepository(self.url, _backend_reason(exc), hint=self.missing_hint) from None
         mine = self.local.config
         fresh = RepoConfig(hash=mine.hash, chunking=mine.chunking, compression_level=mine.compression_level, pack_size=mine.pack_size)
         if not self.storage.put_if_absent(CONFIG_PATH, fresh.encode()):
-            return RepoConfig.decode(self.storage.read(CONFIG_PATH), self.url)
+            return RepoConfig.decode(self.storage.read_bounded(CONFIG_PATH, MAX_CONFIG_SIZE), self.url)
         return fresh
 
     def close(self) -> None:
@@ -220,6 +226,7 @@ class Remote:
                 for oid in missing:
                     entry, stored, where = local.odb.read_stored(oid)
                     local.odb.decode_verified(oid, entry, stored, where)
+                    self._fits_locally(oid, entry, self.odb.max_blob, f"the remote {self.url}")
                     w = self.odb._writer
                     if w is not None and len(w) and w.size + entry.stored_length > self.odb.pack_size:
                         self._ship(uploader, uploads, result, limit=1)
@@ -398,6 +405,10 @@ class Remote:
             loc = self.odb.locate(oid)
             if loc is None:
                 raise CorruptObject(oid.hex(), f"referenced on the remote {self.url} but stored in none of its packs")
+            # Sizes are checked before any read is planned: a span is never
+            # sized by a claim the format does not allow.
+            self.odb.check_entry(oid, loc[1], f"{self.url}/{pack_path(loc[0])}")
+            self._fits_locally(oid, loc[1], self.local.odb.max_blob, "this repository")
             by_pack.setdefault(loc[0], []).append((oid, loc[1]))
         spans: list[tuple[str, int, int, list[tuple[bytes, IndexEntry]]]] = []
         for pack, items in by_pack.items():
@@ -426,7 +437,7 @@ class Remote:
             for oid, e in group:
                 stored = view[e.offset - start : e.offset - start + e.stored_length]
                 where = f"{self.url}/{pack_path(pack)}"
-                raw = self.local.odb.decode_verified(oid, e, stored, where)
+                raw = self.odb.decode_verified(oid, e, stored, where)
                 obj = None
                 if e.type_tag != BLOB:
                     try:
@@ -434,6 +445,18 @@ class Remote:
                     except FormatError as exc:
                         raise CorruptObject(oid.hex(), str(exc), where) from None
                 yield oid, e, stored, obj
+
+    def _fits_locally(self, oid: bytes, entry: IndexEntry, max_blob: int, destination: str) -> None:
+        """``RemoteError`` if a blob is larger than ``destination``'s chunking allows.
+
+        Both repositories are sound, but their chunking differs: the blob
+        would be refused by every later read of the destination.
+        """
+        if entry.type_tag == BLOB and entry.raw_length > max_blob:
+            raise RemoteError(
+                f"blob {oid.hex()} is {entry.raw_length - 1} bytes, more than the chunking of {destination} allows "
+                f"({max_blob - 1}); repositories with different chunking cannot exchange it"
+            )
 
     def _update_local_ref(self, name: str, remote_target: ObjectId, result: TransferResult) -> None:
         refs = self.local.refs

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from .checkout import CheckoutResult, Materializer, content_id
+from .chunking import iter_chunks
 from .config import CONFIG_PATH, RepoConfig
 from .diff import Change, diff_trees
 from .errors import (
@@ -39,8 +40,9 @@ from .errors import (
 )
 from .ids import ObjectId, get_algorithm, is_hex
 from .lastcheckout import CheckoutRecord, prune
+from .limits import MAX_CONFIG_SIZE
 from .maintenance import FsckReport, GcResult, RepackResult, fsck, gc, repack
-from .objects import KIND_NAMES, Commit, Tree, TreeEntry, canonical, validate_name
+from .objects import KIND_NAMES, Blob, ChunkedBlob, Commit, Tree, TreeEntry, canonical, validate_name
 from .odb import ObjectDatabase
 from .reader import open_blob
 from .refs import RefStore, validate_ref_name
@@ -110,6 +112,7 @@ class Repository:
             level=config.compression_level,
             pack_size=config.pack_size,
             index_cache_dir=os.path.join(self.cache_dir, "packs") if remote else None,
+            max_blob=config.max_blob,
         )
         self.refs = RefStore(
             storage, self._check_ref_target, entry_cache_dir=os.path.join(self.cache_dir, "refs") if remote else None
@@ -149,7 +152,7 @@ class Repository:
         location = os.fspath(location)
         storage = open_storage(location, storage_options)
         try:
-            raw = storage.read(CONFIG_PATH)
+            raw = storage.read_bounded(CONFIG_PATH, MAX_CONFIG_SIZE)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotARepository(location) from None
         return cls(storage, RepoConfig.decode(raw, location))
@@ -341,10 +344,17 @@ class Repository:
         return oid
 
     def store_bytes(self, data: bytes) -> ObjectId:
-        """Store bytes as a Blob (durable on return); return its id."""
-        from .objects import Blob
+        """Store bytes as a file's content (durable on return); return its id.
 
-        oid = self.odb.put(Blob(bytes(data)))
+        Up to ``chunking.small_file`` bytes make one Blob; more are chunked
+        like a snapshotted file (the id is the one a file of these bytes gets).
+        """
+        params = self.config.chunking
+        if len(data) <= params.small_file:
+            oid = self.odb.put(Blob(bytes(data)))
+        else:
+            chunks = [(self.odb.put(Blob(bytes(view))), len(view)) for view in iter_chunks(io.BytesIO(data), params)]
+            oid = chunks[0][0] if len(chunks) == 1 else self.odb.put(ChunkedBlob(tuple(chunks)))
         self._durable()
         return oid
 
@@ -592,7 +602,7 @@ class Repository:
         """A new repository at ``dest`` with every ref and object of ``url``."""
         src = open_storage(url, storage_options)
         try:
-            raw = src.read(CONFIG_PATH)
+            raw = src.read_bounded(CONFIG_PATH, MAX_CONFIG_SIZE)
         except (FileNotFoundError, NotADirectoryError):
             raise NotARepository(url) from None
         finally:

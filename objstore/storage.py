@@ -22,7 +22,7 @@ from typing import Any
 
 import fsspec
 
-from .errors import StorageError
+from .errors import StorageError, TooLarge
 
 # Filesystems whose single-object writes are atomic (an object appears whole
 # or not at all), so a direct put needs no temp-and-rename dance.
@@ -62,6 +62,13 @@ class Storage(ABC):
 
     @abstractmethod
     def read(self, path: str) -> bytes: ...
+
+    def read_bounded(self, path: str, limit: int) -> bytes:
+        """The whole of a small file; ``TooLarge`` (before reading it) if it is over ``limit`` bytes."""
+        size = self.size(path)
+        if size > limit:
+            raise TooLarge(path, size, limit)
+        return self.read(path)
 
     @abstractmethod
     def read_range(self, path: str, start: int, length: int) -> bytes | memoryview: ...
@@ -114,7 +121,7 @@ class LocalStorage(Storage):
         self.root = os.path.abspath(root)
         self.url = self.root
         self._maps: dict[str, tuple[Any, mmap.mmap | None]] = {}
-        self._fds: dict[str, int] = {}
+        self._fds: dict[str, tuple[int, int]] = {}  # path -> (fd, size) of an immutable pack
         self._maps_lock = threading.Lock()
 
     def full(self, path: str) -> str:
@@ -123,6 +130,13 @@ class LocalStorage(Storage):
     def read(self, path: str) -> bytes:
         with open(self.full(path), "rb") as f:
             return f.read()
+
+    def read_bounded(self, path: str, limit: int) -> bytes:
+        with open(self.full(path), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise TooLarge(path, size, limit)
+            return f.read(limit + 1)
 
     def mmap(self, path: str) -> memoryview:
         """A read-only view of an immutable file, cached for reuse."""
@@ -135,19 +149,24 @@ class LocalStorage(Storage):
                 hit = self._maps[path] = (memoryview(m) if m is not None else memoryview(b""), m)
             return hit[0]  # type: ignore[no-any-return]
 
-    def _fd(self, path: str) -> int:
+    def _fd(self, path: str) -> tuple[int, int]:
         with self._maps_lock:
-            fd = self._fds.get(path)
-            if fd is None:
+            hit = self._fds.get(path)
+            if hit is None:
                 if len(self._fds) >= _MAX_OPEN_PACKS:  # stay far from the fd limit
-                    os.close(self._fds.pop(next(iter(self._fds))))
-                fd = self._fds[path] = os.open(self.full(path), os.O_RDONLY)
-            return fd
+                    os.close(self._fds.pop(next(iter(self._fds)))[0])
+                fd = os.open(self.full(path), os.O_RDONLY)
+                hit = self._fds[path] = (fd, os.fstat(fd).st_size)
+            return hit
 
     def read_range(self, path: str, start: int, length: int) -> bytes:
         # pread, not mmap: pages of a mapped 10 GB pack would count as this
         # process's memory; a read copies one chunk and lets it go.
-        data = os.pread(self._fd(path), length, start)
+        fd, size = self._fd(path)
+        if start < 0 or length < 0 or start + length > size:
+            # Before any buffer exists: an index entry may claim any length.
+            raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}, it has {size}")
+        data = os.pread(fd, length, start)
         if len(data) != length:
             raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}, got {len(data)}")
         return data
@@ -245,16 +264,16 @@ class LocalStorage(Storage):
     def delete(self, path: str) -> None:
         with self._maps_lock:
             self._maps.pop(path, None)
-            fd = self._fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
+            hit = self._fds.pop(path, None)
+        if hit is not None:
+            os.close(hit[0])
         _unlink_quietly(self.full(path))
 
     def close(self) -> None:
         with self._maps_lock:
             maps, self._maps = self._maps, {}
             fds, self._fds = self._fds, {}
-        for fd in fds.values():
+        for fd, _ in fds.values():
             os.close(fd)
         for view, m in maps.values():
             try:
@@ -292,6 +311,16 @@ class FsspecStorage(Storage):
         self.fs.invalidate_cache(self.full(path))
         with self._one_at_a_time():
             return self.fs.cat_file(self.full(path))  # type: ignore[no-any-return]
+
+    def read_bounded(self, path: str, limit: int) -> bytes:
+        # One ranged read of limit + 1 bytes: whatever the file's size, no
+        # more than that arrives, and one byte too many tells it is too large.
+        self.fs.invalidate_cache(self.full(path))
+        with self._one_at_a_time():
+            data: bytes = self.fs.cat_file(self.full(path), start=0, end=limit + 1)
+        if len(data) > limit:
+            raise TooLarge(path, self.size(path), limit)
+        return data
 
     def read_range(self, path: str, start: int, length: int) -> bytes:
         with self._one_at_a_time():

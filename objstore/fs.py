@@ -19,7 +19,7 @@ from typing import Any
 
 from fsspec.spec import AbstractFileSystem
 
-from .errors import ObjstoreError, PathNotFound
+from .errors import FormatError, ObjstoreError, PathNotFound
 from .ids import ObjectId
 from .objects import TreeEntry
 from .repo import Repository
@@ -66,6 +66,8 @@ class ObjstoreFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if spec not in self._versions:
             try:
                 self._versions[spec] = self.repo.tree_of(spec)
+            except FormatError:
+                raise  # a version that exists but does not read back is damage, not absence
             except (ObjstoreError, KeyError, ValueError):
                 return None
         return self._versions[spec]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from objstore import Repository
+from objstore.errors import FormatError
 
 from . import names
 from . import remote_sync as sync
@@ -32,6 +33,8 @@ class Api:
         if self.remote_spec is not None:
             try:
                 return sync.remote_repo(self.remote_spec)
+            except FormatError:
+                raise  # a remote that is damaged or lies is not one that is unreachable
             except Exception as exc:
                 warnings.warn(f"trackio: remote {self.remote_spec.url} unreachable ({exc!r}); reading the local store", stacklevel=3)
         return get_repo()

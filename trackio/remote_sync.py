@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from objstore import Repository
-from objstore.errors import NotARepository, ObjectNotFound, PushRejected, RefConflict, RefNotFound
+from objstore.errors import FormatError, NotARepository, ObjectNotFound, PushRejected, RefConflict, RefNotFound
 from objstore.remote import Remote, TransferResult
 
 from . import names
@@ -175,6 +175,8 @@ def resolve(project: str, name: str, selector: str, spec: RemoteSpec | None = No
             return ArtifactRegistry(view).resolve(project, name, selector), view
         except (ArtifactNotFoundError, NotARepository):
             pass
+        except FormatError:
+            raise  # the remote answered with bytes that are not what they claim: not "offline"
         except Exception as exc:  # the network: fall back to what is here
             _warn_offline(spec, exc, f"resolving {project}/{name}:{selector}")
     local = get_repo()

@@ -316,15 +316,27 @@ class FsspecStorage(Storage):
         # One ranged read of limit + 1 bytes: whatever the file's size, no
         # more than that arrives, and one byte too many tells it is too large.
         self.fs.invalidate_cache(self.full(path))
-        with self._one_at_a_time():
-            data: bytes = self.fs.cat_file(self.full(path), start=0, end=limit + 1)
+        try:
+            with self._one_at_a_time():
+                data: bytes = self.fs.cat_file(self.full(path), start=0, end=limit + 1)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            data = self.read(path)  # S3 refuses any range of an empty object
         if len(data) > limit:
             raise TooLarge(path, self.size(path), limit)
         return data
 
     def read_range(self, path: str, start: int, length: int) -> bytes:
-        with self._one_at_a_time():
-            data: bytes = self.fs.cat_file(self.full(path), start=start, end=start + length)
+        try:
+            with self._one_at_a_time():
+                data: bytes = self.fs.cat_file(self.full(path), start=start, end=start + length)
+        except (ValueError, OverflowError) as exc:  # an offset the OS cannot even seek to
+            raise EOFError(f"{path} has no bytes {start}..{start + length} ({exc})") from None
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # a range past the end (S3's InvalidRange, a seek beyond the OS limit)
+                raise
+            raise EOFError(f"{path} has no bytes {start}..{start + length} ({exc})") from None
         if len(data) != length:
             raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}")
         return data

@@ -234,3 +234,28 @@ def test_ref_log_entry_of_one_gib(tmp_path: Path, scenario: str, transport: str)
     if scenario == "fetch":
         with Repository.open(tmp_path / "local") as local:
             assert local.refs.list() == {} and local.odb.pack_names == []
+
+
+# -- every length field of a real pack and index, rewritten at random ------------------------
+
+
+@pytest.mark.parametrize("examples", [pytest.param(120, id="quick"), pytest.param(1500, id="long", marks=pytest.mark.slow)])
+def test_random_length_fields_are_verified_or_refused(tmp_path: Path, examples: int) -> None:
+    """``mutate_lengths.py`` runs a hypothesis search in a child whose address space is capped
+    at its honest use plus 300 MiB: after rewriting one length field (index count, entry
+    offset/stored/raw length, record header lengths, zstd content size) every read returns
+    verified bytes or raises an objstore error; never MemoryError, never another exception."""
+    proc = subprocess.run(
+        [PYTHON, str(HERE / "mutate_lengths.py"), str(tmp_path), str(examples)],
+        cwd=tmp_path,
+        env=child_env(MALLOC_ARENA_MAX="2"),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["failure"] is None, report["failure"]
+    assert report["examples"] >= examples * 0.9  # hypothesis may stop early only on duplicates
+    assert 0 < report["refused"] < report["examples"]  # both outcomes were met
+    assert report["maxrss"] < PEAK_RSS

@@ -127,13 +127,25 @@ def check_size(what: str, size: int, limit: int) -> int:
     return size
 
 
-def check_entry(object_id: str, entry: Entry, max_blob: int, where: str | None = None) -> None:
+_MAX_BY_TAG = {2: MAX_CHUNKED_SIZE, 3: MAX_TREE_SIZE, 4: MAX_COMMIT_SIZE}
+
+
+def check_entry(object_id: str | bytes, entry: Entry, max_blob: int, where: str | None = None) -> None:
     """Refuse an index entry whose type, codec or lengths no honest writer produces.
 
-    ``CorruptObject`` naming the object and ``where`` (its pack) if the
-    ``raw_length`` is over the bound of its type (``max_blob`` for blobs),
-    or the ``stored_length`` cannot hold that much.
+    ``CorruptObject`` naming the object (``object_id``, hex or raw) and
+    ``where`` (its pack) if the ``raw_length`` is over the bound of its type
+    (``max_blob`` for blobs), or the ``stored_length`` cannot hold that much.
+    Runs once per object read, so the common case is a handful of comparisons.
     """
+    tag, codec, raw, stored = entry.type_tag, entry.codec, entry.raw_length, entry.stored_length
+    limit = max_blob if tag == 1 else _MAX_BY_TAG.get(tag, 0)
+    if 1 <= raw <= limit and stored >= 1 and (stored <= raw if codec == _RAW else codec == _ZSTD and stored <= raw + (raw >> 8) + 128):
+        return
+    _refuse(object_id if isinstance(object_id, str) else object_id.hex(), entry, max_blob, where)
+
+
+def _refuse(object_id: str, entry: Entry, max_blob: int, where: str | None) -> None:
     limit = max_object_size(entry.type_tag, max_blob)
     if limit == 0:
         raise CorruptObject(object_id, f"the index gives it unknown type tag {entry.type_tag}", where)
@@ -145,12 +157,11 @@ def check_entry(object_id: str, entry: Entry, max_blob: int, where: str | None =
             object_id, f"the index claims a {kind} of {entry.raw_length} bytes; the format allows 1..{limit}", where
         )
     stored_limit = max_stored_size(entry.codec, entry.raw_length)
-    if not 1 <= entry.stored_length <= stored_limit:
-        raise CorruptObject(
-            object_id,
-            f"the index claims {entry.stored_length} stored bytes for {entry.raw_length} raw ones (at most {stored_limit})",
-            where,
-        )
+    raise CorruptObject(
+        object_id,
+        f"the index claims {entry.stored_length} stored bytes for {entry.raw_length} raw ones (at most {stored_limit})",
+        where,
+    )
 
 
 def check_frame(stored: bytes | memoryview, raw_length: int) -> None:
@@ -165,14 +176,15 @@ def check_frame(stored: bytes | memoryview, raw_length: int) -> None:
     except zstandard.ZstdError as exc:
         raise FormatError(f"zstd frame header does not parse: {exc}") from None
     size = params.content_size
+    if size == raw_length and params.window_size <= MAX_ZSTD_WINDOW and not params.dict_id:
+        return
     if size == zstandard.CONTENTSIZE_UNKNOWN or size == zstandard.CONTENTSIZE_ERROR:
         raise FormatError("zstd frame does not declare its content size")
     if size != raw_length:
         raise FormatError(f"zstd frame declares {size} bytes, index says {raw_length}")
     if params.dict_id:
         raise FormatError(f"zstd frame needs dictionary {params.dict_id}")
-    if params.window_size > MAX_ZSTD_WINDOW:
-        raise FormatError(f"zstd frame asks for a {params.window_size}-byte window (at most {MAX_ZSTD_WINDOW})")
+    raise FormatError(f"zstd frame asks for a {params.window_size}-byte window (at most {MAX_ZSTD_WINDOW})")
 
 
 __all__ = [

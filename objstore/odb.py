@@ -355,13 +355,13 @@ class ObjectDatabase:
     def get_encoded(self, object_id: str | bytes) -> bytes | memoryview:
         """The verified typed encoding of an object."""
         oid = object_id if isinstance(object_id, bytes) else self.raw_id(object_id)
-        entry, stored, where = self.read_stored(oid)
-        return self.decode_verified(oid, entry, stored, where)
+        entry, stored, where = self.read_stored(oid)  # checks the entry
+        return self._decode_checked(oid, entry, stored, where)
 
     def check_entry(self, oid: bytes, entry: IndexEntry, where: str | None) -> None:
         """``CorruptObject`` if an index entry claims sizes the format does not allow
         (see :func:`objstore.limits.check_entry`); call it before reading the bytes."""
-        limits.check_entry(oid.hex(), entry, self.max_blob, where)
+        limits.check_entry(oid, entry, self.max_blob, where)
 
     def decode_verified(self, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> bytes | memoryview:
         """The typed encoding in ``stored`` (read from ``where``), checked against its id and index entry.
@@ -373,6 +373,10 @@ class ObjectDatabase:
         whole only once it proved to be what its id says.
         """
         self.check_entry(oid, entry, where)
+        return self._decode_checked(oid, entry, stored, where)
+
+    def _decode_checked(self, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> bytes | memoryview:
+        """:meth:`decode_verified` for an entry :meth:`check_entry` already passed."""
         try:
             if entry.codec == codec.ZSTD and entry.raw_length > limits.STREAM_THRESHOLD:
                 self._verify_streaming(oid, entry, stored, where)
@@ -404,8 +408,8 @@ class ObjectDatabase:
         hit = self._cache.get(oid)
         if hit is not None:
             return hit
-        entry, stored, where = self.read_stored(oid)
-        encoded = self.decode_verified(oid, entry, stored, where)
+        entry, stored, where = self.read_stored(oid)  # checks the entry
+        encoded = self._decode_checked(oid, entry, stored, where)
         try:
             obj = decode(encoded, self.digest_size)
         except FormatError as exc:

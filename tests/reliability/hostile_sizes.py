@@ -214,6 +214,20 @@ def _error_info(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def peak_rss() -> int:
+    """This process's peak resident set, in bytes.
+
+    ``VmHWM`` belongs to the process's own address space, which ``exec``
+    replaces; ``ru_maxrss`` is carried over ``fork`` + ``exec`` and would
+    report the parent's size if the parent (pytest) ever was larger.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main() -> None:
     name, args = sys.argv[1], json.loads(sys.argv[2])
     limit = int(args.get("address_space", SAFETY_AS))
@@ -224,7 +238,7 @@ def main() -> None:
         out["error"] = None
     except BaseException as exc:  # everything is reported to the parent
         out.update(_error_info(exc))
-    out["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["maxrss"] = peak_rss()
     sys.stdout.write(json.dumps(out, default=str) + "\n")
     sys.stdout.flush()
     os._exit(0)  # no atexit hooks (trackio's) after the measurement

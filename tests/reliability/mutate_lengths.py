@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import xxhash
+from hostile_sizes import peak_rss  # beside this script, so on sys.path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -218,7 +219,7 @@ def main() -> None:
     result.update(stats)
     result["fields"] = len(all_fields)
     result["address_space_limit"] = limit
-    result["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result["maxrss"] = peak_rss()
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     os._exit(0)

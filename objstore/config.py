@@ -15,7 +15,10 @@ from .packs import DEFAULT_PACK_SIZE
 
 CONFIG_PATH = "config"
 FORMAT_NAME = "objstore"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: blobs are bounded by the chunking settings (docs/format.md#bounds) and ref
+log entries may release ids. Version 1 repositories are read and written as they
+are (their config keeps saying 1), with the legacy blob bound."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,13 @@ class RepoConfig:
 
     @property
     def max_blob(self) -> int:
-        """Largest typed encoding of a blob these chunking settings produce (the read bound)."""
-        return limits.max_blob_size(self.chunking.max_size, self.chunking.small_file)
+        """Largest typed encoding of a blob these chunking settings produce (the read bound).
+
+        A version 1 repository may hold larger whole blobs written before the
+        bound existed; it accepts up to :data:`limits.MAX_LEGACY_BLOB`.
+        """
+        bound = limits.max_blob_size(self.chunking.max_size, self.chunking.small_file)
+        return bound if self.version >= 2 else max(bound, limits.MAX_LEGACY_BLOB + 1)
 
     def encode(self) -> bytes:
         data = {

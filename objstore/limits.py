@@ -44,6 +44,11 @@ MAX_CHUNKED_SIZE = 256 * MiB
 MAX_CHUNKS = 1 << 22
 """Most chunks in one file (640 GiB at the default ~160 KiB chunks, 64 TiB at 16 MiB)."""
 
+MAX_LEGACY_BLOB = 64 * MiB
+"""Format version 1 repositories (written before the blob bound existed) may
+hold whole blobs of any size made by ``store_bytes`` (e.g. a run's metrics);
+their readers accept blobs up to this size instead of the chunking bound."""
+
 MAX_COMMIT_SIZE = 16 * MiB
 """Largest typed encoding of a commit (its metadata included)."""
 

@@ -149,7 +149,7 @@ def test_invalid_init_options(tmp_path, kwargs):
 
 def test_newer_format_version_is_refused(populated):
     _, path, *_ = populated
-    cfg = (path / "config").read_text().replace('"version": 1', '"version": 2')
+    cfg = (path / "config").read_text().replace('"version": 2', '"version": 3')
     (path / "config").write_text(cfg)
     with pytest.raises(UnsupportedFormat):
         Repository.open(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import tracemalloc
 from pathlib import Path
@@ -225,3 +226,33 @@ def test_repositories_with_different_chunking_cannot_swap_oversized_blobs(tmp_pa
         small.fetch(str(tmp_path / "big"))
     assert small.refs.list() == {} and small.odb.pack_names == []
     small.close()
+
+
+def test_a_format_1_store_keeps_reading_whole_blobs_written_before_the_bound(tmp_path):
+    """Before the blob bound, store_bytes wrote any size as one blob (a run's metrics):
+    such a repository (config version 1) must stay readable, and new ones are strict."""
+    import json
+
+    from objstore import Blob, Repository
+    from objstore.config import CONFIG_PATH
+    from objstore.errors import TooLarge
+
+    path = tmp_path / "old"
+    Repository.init(path).close()
+    cfg = json.loads((path / CONFIG_PATH).read_text())
+    cfg["version"] = 1
+    (path / CONFIG_PATH).write_text(json.dumps(cfg))
+    old = Repository.open(path)
+    data = os.urandom(3 * 1024 * 1024)
+    blob = old.odb.put(Blob(data))  # what the old store_bytes did
+    tree = old.make_tree([TreeEntry("metrics.msgpack", "file", blob, len(data))])
+    old.refs.set("run", old.commit(tree))
+    old.close()
+    again = Repository.open(path)
+    assert again.read_file("run", "metrics.msgpack") == data
+    assert json.loads((path / CONFIG_PATH).read_text())["version"] == 1  # left as it was
+
+    new = Repository.init(tmp_path / "new")
+    assert json.loads((tmp_path / "new" / CONFIG_PATH).read_text())["version"] == 2
+    with pytest.raises(TooLarge):
+        new.odb.put(Blob(data))

@@ -65,7 +65,7 @@ OBJSTORE_PLAN: list[tuple[list[str], list[str]]] = [
             "objstore refs set prod main~1 --expect main",
             "objstore refs delete scratch",
             "objstore refs history prod",
-            "objstore -r s3://bucket/store init --hash blake2b-256",
+            "objstore init s3://bucket/store --hash blake2b-256",
             "objstore push s3://bucket/store main -o anon=false",
             "objstore fetch s3://bucket/store main --depth 1",
             "objstore clone s3://bucket/store ./store",

@@ -350,9 +350,14 @@ class RefStore:
         return [self._read_entry(name, s) for s in seqs]
 
     def _latest_seqs(self, prefix: str = "") -> dict[str, int]:
-        """Every ref name under ``prefix`` with its highest entry number (one listing)."""
+        """Every ref name under ``prefix`` with its highest entry number (one listing).
+
+        Only the folder the prefix names is walked: listing one artifact's
+        aliases must not cost a walk over every ref of the store.
+        """
         found: dict[str, int] = {}
-        for path in self.storage.walk_files(REFS_DIR):
+        folder = prefix.rpartition("/")[0]
+        for path in self.storage.walk_files(f"{REFS_DIR}/{folder}" if folder else REFS_DIR):
             folder, _, leaf = path.rpartition("/")
             seq = _parse_seq(leaf)
             if seq is None:

@@ -664,6 +664,18 @@ class Repository:
                 stack.extend(obj.parents)
         return seen
 
+    def added_bytes(self, specs: list[str]) -> list[int]:
+        """Stored (on-storage) bytes each commit or tree adds over the ones before it in ``specs``.
+
+        ``specs`` in order, oldest first: the first counts everything it
+        holds, each next one only the objects none before it had (its
+        commit, new trees and new chunks). Their sum is what the sequence
+        costs on storage together.
+        """
+        from .usage import added_bytes
+
+        return added_bytes(self.odb, [self.resolve(s) for s in specs])
+
     def stats(self) -> RepoStats:
         """Logical and stored bytes, object/pack/ref counts, files on disk."""
         self.odb.refresh()

@@ -66,9 +66,11 @@ class Api:
         p = self._project(project)
         names.validate_name(name)
         for store in self._stores():
-            versions = list(ArtifactRegistry(store).chain(p, name))
+            registry = ArtifactRegistry(store)
+            versions = list(registry.chain(p, name))
             if versions:
-                return [Artifact._from_version(v, store) for v in reversed(versions)]
+                aliases = registry.aliases_by_version(p, name)  # one listing, not one per version
+                return [Artifact._from_version(v, store, aliases.get(v.commit_id, ())) for v in reversed(versions)]
         raise ArtifactRegistry(get_repo()).not_found(p, name)
 
     def artifacts(self, project: str | None = None, type: str | None = None) -> list[Artifact]:

@@ -35,7 +35,7 @@ class Artifact:
         self._metadata: dict[str, Any] = dict(metadata) if metadata else {}
         self._entries: dict[str, str | TreeEntry] = {}
         self._info: VersionInfo | None = None
-        self._aliases: tuple[str, ...] = ()
+        self._aliases: tuple[str, ...] | None = ()  # None: not read yet (read on first use)
         self._manifest: list[dict[str, Any]] | None = None
         self._source: Repository | None = None  # the store this version was read from
         self._sync_job: Any = None
@@ -76,6 +76,9 @@ class Artifact:
 
     @property
     def aliases(self) -> tuple[str, ...]:
+        if self._aliases is None:
+            assert self._info is not None
+            self._aliases = ArtifactRegistry(self._store()).aliases_of(self._info)
         return self._aliases
 
     @property
@@ -200,7 +203,7 @@ class Artifact:
     def _store(self) -> Repository:
         return self._source if self._source is not None else get_repo()
 
-    def _hydrate(self, info: VersionInfo, aliases: tuple[str, ...], source: Repository | None = None) -> Artifact:
+    def _hydrate(self, info: VersionInfo, aliases: tuple[str, ...] | None, source: Repository | None = None) -> Artifact:
         if source is not None:
             self._source = source
         self._name, self._type = info.name, info.type
@@ -212,10 +215,15 @@ class Artifact:
         return self
 
     @classmethod
-    def _from_version(cls, info: VersionInfo, source: Repository | None = None) -> Artifact:
+    def _from_version(
+        cls, info: VersionInfo, source: Repository | None = None, aliases: tuple[str, ...] | None = None, *, lazy_aliases: bool = False
+    ) -> Artifact:
+        """A frozen Artifact for a stored version; aliases read now unless given (or, ``lazy_aliases``, on first use)."""
         art = cls(info.name, info.type)
         store = source if source is not None else get_repo()
-        return art._hydrate(info, ArtifactRegistry(store).aliases_of(info), store)
+        if aliases is None and not lazy_aliases:
+            aliases = ArtifactRegistry(store).aliases_of(info)
+        return art._hydrate(info, aliases, store)
 
     def _frozen_info(self) -> VersionInfo:
         if self._info is None:
@@ -294,8 +302,8 @@ class Artifact:
         parts = [f"name={self._name!r}", f"type={self._type!r}"]
         if self._info is not None:
             parts.append(f"version=v{self._info.version}")
-        if self._aliases:
-            parts.append(f"aliases={list(self._aliases)!r}")
+        if self._info is not None and self.aliases:
+            parts.append(f"aliases={list(self.aliases)!r}")
         return f"Artifact({', '.join(parts)})"
 
     def __eq__(self, other: object) -> bool:

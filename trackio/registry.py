@@ -127,11 +127,14 @@ class ArtifactRegistry:
 
     def chain_from(self, head: VersionInfo | None) -> Iterator[VersionInfo]:
         """``head`` and its ancestors, newest first."""
-        v = head
-        while v is not None:
-            yield v
-            parents = self.repo.get_commit(v.commit_id).parents
-            v = self.info(parents[0]) if parents and self.repo.odb.has(parents[0]) else None
+        if head is None:
+            return
+        yield head
+        parents = self.repo.get_commit(head.commit_id).parents
+        while parents and self.repo.odb.has(parents[0]):
+            c = self.repo.get_commit(parents[0])  # each commit decoded once
+            yield _info(parents[0], c)
+            parents = c.parents
 
     def version(self, project: str, name: str, number: int) -> VersionInfo:
         try:
@@ -170,12 +173,17 @@ class ArtifactRegistry:
 
     def aliases_of(self, v: VersionInfo) -> tuple[str, ...]:
         """Aliases on a version: ``latest`` first, then in the order they were set."""
-        prefix = names.alias_ref(v.project, v.name, "")
-        found = []
+        return self.aliases_by_version(v.project, v.name).get(v.commit_id, ())
+
+    def aliases_by_version(self, project: str, name: str) -> dict[str, tuple[str, ...]]:
+        """Commit id -> its aliases (as :meth:`aliases_of`), for every version at once."""
+        prefix = names.alias_ref(project, name, "")
+        found: dict[str, list[tuple[bool, float, str]]] = {}
         for ref, head in self.repo.refs.heads(prefix).items():  # one listing for all aliases
-            if head.new == v.commit_id:
-                found.append((ref[len(prefix):] != names.LATEST, head.time, ref[len(prefix):]))
-        return tuple(alias for _, _, alias in sorted(found))
+            if head.new is not None:
+                alias = ref[len(prefix) :]
+                found.setdefault(head.new, []).append((alias != names.LATEST, head.time, alias))
+        return {commit: tuple(alias for _, _, alias in sorted(items)) for commit, items in found.items()}
 
     def artifact_names(self, project: str) -> list[str]:
         prefix = names.project_prefix(project) + "/artifacts/"

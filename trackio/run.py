@@ -384,7 +384,7 @@ def _artifacts(commit_ids: list[str], home: Repository | None = None) -> list[Ar
         store = home if home is not None and home.odb.has(c) else local
         if not store.odb.has(c) and _current is not None and _current.remote_spec is not None:
             store = remote_repo(_current.remote_spec)
-        out.append(Artifact._from_version(ArtifactRegistry(store).info(ObjectId(c)), store))
+        out.append(Artifact._from_version(ArtifactRegistry(store).info(ObjectId(c)), store, lazy_aliases=True))
     return out
 
 

@@ -547,6 +547,38 @@ def stats(ctx: click.Context) -> None:
     _emit(ctx, {**fields, "dedup_ratio": s.dedup_ratio}, f"{text}\n{'dedup_ratio':14} {s.dedup_ratio:.2f}")
 
 
+@main.command()
+@click.argument("store", required=False)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network).")
+@click.option("--port", type=int, default=None, help="Port (default: the first free one from 8700).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
+@click.pass_context
+@handled
+def ui(ctx: click.Context, store: str | None, host: str, port: int | None, open_browser: bool) -> None:
+    """Browse a repository in a web browser: refs, commits, trees, files, diffs, stats.
+
+    Read-only; STORE defaults to the repository (-r, $OBJSTORE_REPO, or the
+    nearest .objstore). Stop with Ctrl-C.
+
+    \b
+    Example:  objstore ui ./store
+    """
+    try:
+        from .web import create_app, serve
+    except ImportError as exc:
+        raise click.ClickException(f"the web UI needs the 'ui' extra (pip install 'objstore[ui]'): {exc}") from None
+    location = store or _location(ctx)
+    set_target(ctx, location)
+    repo = Repository.open(location, storage_options=ctx.obj["storage_options"])
+    server = serve(create_app(repo), host, port, first_port=8700)
+    click.echo(f"* objstore UI of {repo.location} at: {server.url}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    server.wait()
+
+
 add_common_options(main)
 
 if __name__ == "__main__":

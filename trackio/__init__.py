@@ -151,23 +151,59 @@ def show(
     server_port: int | None = None,
     frontend_dir: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """Open the dashboard (trackio 0.43's signature).
+    """Serve the dashboard and open it (trackio 0.43's signature and return value).
 
-    ``dashboard="registry"`` opens the registry page; ``block_thread=False``
-    returns while the server runs in the background. The arguments are
-    checked as trackio checks them; this build has no dashboard yet, so a
-    valid call raises :class:`~trackio.errors.DashboardUnavailableError`.
+    The dashboard shows the machine's store on ``host`` (default
+    127.0.0.1), port ``server_port`` (default: the first free one from
+    ``$GRADIO_SERVER_PORT`` or 7860); ``project`` opens that project's
+    page, ``dashboard="registry"`` the registry page. The URL is printed
+    (``* Trackio UI launched at: URL``) and opened in a browser unless
+    ``open_browser=False``. ``block_thread`` (default: True outside a
+    notebook) waits until Ctrl-C; ``False`` returns while the server runs
+    in a background thread.
+
+    Returns ``(app, local_url, share_url, full_url)`` as trackio does:
+    ``app.close()`` stops the server, ``share_url`` is None (nothing is
+    tunnelled: the dashboard works offline), ``full_url`` is the page
+    opened. ``theme``, ``mcp_server``, ``footer``, ``color_palette`` and
+    ``frontend_dir`` concern trackio's metrics frontend and are ignored.
     """
+    import sys
+    import warnings
+    import webbrowser
+
     if dashboard not in (None, "registry"):
         raise ValueError(f"dashboard must be None or 'registry', got {dashboard!r}")
     if dashboard == "registry" and project is not None:
         raise ValueError("The registry dashboard does not accept a project.")
     if project is not None:
         names.validate_project(project)
-    raise DashboardUnavailableError(
-        "trackio.show(): this version of trackio-on-objstore has no web dashboard yet; "
-        "browse artifacts with `trackio artifacts list/versions/show` or trackio.Api()"
-    )
+    if theme is not None and theme != "default":
+        warnings.warn("The theme argument is ignored; Trackio no longer depends on Gradio themes.", UserWarning, stacklevel=2)
+    if share:
+        warnings.warn("share=True is not supported: the dashboard is served locally only (it works offline)", UserWarning, stacklevel=2)
+    try:
+        from .dashboard import launch
+    except ImportError as exc:
+        raise DashboardUnavailableError(f"trackio.show() needs the 'ui' extra (pip install 'objstore[ui]'): {exc}") from None
+    server, url = launch(project, dashboard=dashboard, host=host, port=server_port)
+    label = "Trackio registry UI" if dashboard == "registry" else "Trackio UI"
+    print(f"* {label} launched at: {url}")
+    if open_browser:
+        webbrowser.open(url)
+    if block_thread is None:
+        block_thread = "ipykernel" not in sys.modules
+    result = _TupleNoPrint((server, server.url, None, url))
+    if block_thread:
+        server.wait()
+    return result
+
+
+class _TupleNoPrint(tuple):  # type: ignore[type-arg]
+    """What ``show`` returns: a tuple that a notebook does not echo (as trackio's)."""
+
+    def __repr__(self) -> str:
+        return ""
 
 
 def log(metrics: dict[str, Any], step: int | None = None) -> None:

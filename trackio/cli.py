@@ -82,6 +82,40 @@ def main() -> None:
     """
 
 
+@main.command("show")
+@click.argument("dashboard", required=False, type=click.Choice(["registry"]))
+@click.option("--project", help="Open this project's page.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network).")
+@click.option("--port", type=int, default=None, help="Port (default: the first free one from $GRADIO_SERVER_PORT or 7860).")
+@click.option("--no-browser", is_flag=True, help="Print the URL without opening a browser.")
+@click.option("--remote", default=None, help="Show this remote store instead of the machine's (default $TRACKIO_REMOTE if set).")
+@click.option("--option", "-o", "options", multiple=True, help="fsspec storage option KEY=VALUE for the remote; repeatable.")
+@handled
+def show_cmd(dashboard: str | None, project: str | None, host: str, port: int | None, no_browser: bool, remote: str | None, options: tuple[str, ...]) -> None:
+    """Open the dashboard: projects, artifacts, versions, files, diffs, lineage, runs, registry, storage.
+
+    Serves the machine's store (or --remote) read-only on 127.0.0.1, prints
+    its URL and opens a browser. Stop with Ctrl-C.
+
+    \b
+    Example:
+      trackio show --project my_project
+      trackio show registry --no-browser --port 7860
+    """
+    if dashboard == "registry" and project:
+        raise click.UsageError("trackio show registry does not accept --project")
+    from .dashboard import launch
+
+    server, url = launch(project, dashboard=dashboard, host=host, port=port, remote=remote, storage_options=parse_options(options))
+    label = "Trackio registry UI" if dashboard == "registry" else "Trackio UI"
+    click.echo(f"* {label} launched at: {url}")
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    server.wait()
+
+
 @main.group("artifacts")
 @click.option("--project", "-p", default=lambda: os.environ.get("TRACKIO_PROJECT"), help="Project (default $TRACKIO_PROJECT).")
 @click.option("--remote", default=lambda: os.environ.get("TRACKIO_REMOTE"), help="Remote URL (default $TRACKIO_REMOTE).")

@@ -367,7 +367,7 @@ class Dashboard:
             "node": node,
             "hops": hops,
             "focus_label": full.nodes[focus].label,
-            "graph": graph,
+            **graph,
             "svg": str(lin.svg(g, focus)),
         }
 

@@ -27,6 +27,7 @@ NAMES = (
     "many_files",
     "store_files",
     "startup",
+    "dashboard",
 )
 """Every benchmark, in the order they run; module ``benchmarks.bench_<name>``."""
 

@@ -37,6 +37,7 @@ _DISK_GB = {
     "many_files": (2.5, 0.5),
     "store_files": (0.1, 0.1),
     "startup": (0.1, 0.1),
+    "dashboard": (1.3, 0.5),
 }
 
 

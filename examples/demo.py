@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
 import trackio
@@ -89,9 +90,14 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+DEMO_TRACKIO_DIR = os.path.join(tempfile.gettempdir(), "objstore-demo-trackio")
+"""The demo's trackio store: kept after the demo so the dashboard can show it."""
+
+
 def trackio_tour(work: str, run_dir: str) -> None:
     """The same store under trackio's artifact API."""
-    os.environ["TRACKIO_DIR"] = os.path.join(work, "trackio")  # one store per machine; here a temp one
+    shutil.rmtree(DEMO_TRACKIO_DIR, ignore_errors=True)
+    os.environ["TRACKIO_DIR"] = DEMO_TRACKIO_DIR  # one store per machine; here the demo's own
     os.chdir(work)
 
     print("\n-- trackio --")
@@ -105,11 +111,18 @@ def trackio_tour(work: str, run_dir: str) -> None:
         same.add_dir(run_dir)
         again = trackio.log_artifact(same)
         print(f"re-logging identical content reuses {again.version}")
+        write(f"{run_dir}/config.json", b'{"lr": 0.0005, "epochs": 4}\n')
+        tuned = trackio.Artifact("my-model", type="model", metadata={"epochs": 4})
+        tuned.add_dir(run_dir)
+        print(f"after changing config.json: {trackio.log_artifact(tuned, aliases=['prod']).version} (now prod)")
     with trackio.init(project="demo") as consumer:
         used = trackio.use_artifact("my-model:prod", type="model")
         path = used.download()
         print(f"{consumer.name} used {used.qualified_name}, downloaded to {os.path.relpath(path, work)}")
         print(f"logged by {used.logged_by().name}; used by {[r.name for r in used.used_by()]}")
+    trackio_bin = os.path.join(os.path.dirname(sys.executable), "trackio")
+    print("\nbrowse the demo's artifacts, versions, diffs and lineage in the dashboard:")
+    print(f"  TRACKIO_DIR={DEMO_TRACKIO_DIR} {trackio_bin} show --project demo")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import pytest
 from trackio_helpers import PROJECT_ROOT
 
 import trackio
-from trackio.errors import DashboardUnavailableError
 
 # trackio 0.43.0's ``init``: names, order and defaults (read off its signature).
 TRACKIO_043_INIT = [
@@ -206,13 +206,41 @@ def test_alert_is_stored_with_the_run_and_printed(capsys: pytest.CaptureFixture[
         trackio.alert("x", level="loud")
 
 
-def test_show_checks_its_arguments_as_trackio_does_then_says_there_is_no_dashboard():
+def test_show_checks_its_arguments_as_trackio_does():
     with pytest.raises(ValueError, match="dashboard"):
         trackio.show(dashboard="metrics")
     with pytest.raises(ValueError, match="registry dashboard does not accept a project"):
         trackio.show("proj", dashboard="registry")
-    with pytest.raises(DashboardUnavailableError, match="no web dashboard"):
-        trackio.show(project="proj", open_browser=False, block_thread=False)
+
+
+def test_show_serves_the_dashboard_in_the_background_and_returns_what_trackio_returns(capsys):
+    pytest.importorskip("starlette", reason="the dashboard needs the 'ui' extra")
+    with trackio.init(project="proj") as run:
+        art = trackio.Artifact("my-model", type="model", metadata={"epochs": 3})
+        (Path.cwd() / "w.bin").write_bytes(b"weights")
+        art.add_file("w.bin")
+        run.log_artifact(art, aliases=["prod"])
+    result = trackio.show(project="proj", open_browser=False, block_thread=False, server_port=0)
+    app, local_url, share_url, full_url = result
+    try:
+        assert repr(result) == ""  # like trackio: a notebook does not echo it
+        assert local_url.startswith("http://127.0.0.1:") and local_url.endswith("/")
+        assert share_url is None
+        assert full_url == local_url + "p/proj"
+        assert f"* Trackio UI launched at: {full_url}" in capsys.readouterr().out
+        page = urllib.request.urlopen(full_url, timeout=30).read().decode()
+        assert "my-model" in page and "prod" in page
+    finally:
+        app.close()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(full_url, timeout=5)
+    registry = trackio.show(dashboard="registry", open_browser=False, block_thread=False, server_port=0)
+    try:
+        assert registry[3] == registry[1] + "registry"
+        assert "Registry" in urllib.request.urlopen(registry[3], timeout=30).read().decode()
+        assert "* Trackio registry UI launched at: " + registry[3] in capsys.readouterr().out
+    finally:
+        registry[0].close()
 
 
 TRACKIO_043_SCRIPT = '''

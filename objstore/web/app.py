@@ -150,7 +150,7 @@ def changes(repo: Repository, a: str | None, b: str | None) -> list[dict[str, An
 def file_diff(repo: Repository, a: str, b: str, path: str) -> dict[str, Any]:
     """Side-by-side text of one path in two trees (either side may lack it)."""
     path = safe_path(path)
-    sides = []
+    sides: list[tuple[TreeEntry | None, str | None, bool]] = []
     for tree in (a, b):
         try:
             e: TreeEntry | None = repo.entry(tree, path)
@@ -220,7 +220,7 @@ class RepoBrowser:
         }
 
     def commit(self, request: Request) -> tuple[str, dict[str, Any]]:
-        oid, tree, c = self._commit_or_tree(request.path_params["oid"])
+        oid, _tree, c = self._commit_or_tree(request.path_params["oid"])
         if c is None:
             raise NotFound(f"{oid} is a tree, not a commit")
         parent = c.parents[0] if c.parents and self.repo.odb.has(c.parents[0]) else None
@@ -242,8 +242,8 @@ class RepoBrowser:
         return "repo_file.html", {"title": data["path"], "oid": oid, "raw_url": f"/raw/{oid}/{urllib.parse.quote(data['path'])}", **data}
 
     def diff(self, request: Request) -> tuple[str, dict[str, Any]]:
-        a, _ta, _ = self._commit_or_tree(request.path_params["a"])
-        b, _tb, _ = self._commit_or_tree(request.path_params["b"])
+        a, _ta, _ca = self._commit_or_tree(request.path_params["a"])
+        b, _tb, _cb = self._commit_or_tree(request.path_params["b"])
         path = request.query_params.get("path")
         data: dict[str, Any] = {"title": f"diff {a[:12]}..{b[:12]}", "a": a, "b": b, "changes": changes(self.repo, a, b)}
         if path:
@@ -271,7 +271,7 @@ class RepoBrowser:
         return run
 
     def raw(self, request: Request) -> Response:
-        oid, tree, _c = self._commit_or_tree(request.path_params["oid"])
+        _oid, tree, _c = self._commit_or_tree(request.path_params["oid"])
         path = safe_path(request.path_params["path"])
         return file_response(self.repo, tree, path, inline=request.query_params.get("inline") == "1")
 

@@ -83,6 +83,8 @@ def make_env(extra_packages: Iterable[str] = ()) -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["pretty"] = pretty
     env.filters["basename"] = posixpath.basename
+    for name in env.list_templates(extensions=["html"]):
+        env.get_template(name)  # compiled now, not during someone's first request
     return env
 
 

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from ui_helpers import build_store  # noqa: E402
+from ui_helpers import build_store
 
 pytest.importorskip("starlette", reason="the dashboard needs the 'ui' extra (starlette, uvicorn, jinja2)")
 

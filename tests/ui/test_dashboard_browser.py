@@ -77,9 +77,9 @@ def test_click_through_project_artifact_version_file_diff_lineage_run(server: st
     assert "v1" in first and "prod" in first and "prepare-data" in first
     history = page.locator("#alias-history").inner_text()
     assert "prod" in history and "v0" in history
+    shot(page, shots, "artifact")
     page.fill("input[data-filter=versions]", "label of 199")  # the quick filter hides the other version
     assert page.locator("#versions tbody tr:not(.hidden)").count() == 1
-    shot(page, shots, "artifact")
     page.click("a.version-link:text-is('v1')")
 
     assert page.locator("h1").inner_text().startswith("images:v1")
@@ -116,9 +116,9 @@ def test_click_through_project_artifact_version_file_diff_lineage_run(server: st
     svg_nodes = page.locator("svg.lineage g.node")
     assert svg_nodes.count() >= 3
     assert page.locator("svg.lineage g.node.focus").get_attribute("data-label") == "images:v1"
+    shot(page, shots, "lineage")
     page.fill("#lineage-search", "train")
     assert page.locator("svg.lineage g.node.hit").count() == 1
-    shot(page, shots, "lineage")
     page.click("svg.lineage g.node.run[data-label='train'] a")
 
     assert page.locator("h1.run-name").inner_text().startswith("train")
@@ -132,7 +132,7 @@ def test_click_through_project_artifact_version_file_diff_lineage_run(server: st
 
 
 def test_markup_in_names_and_metadata_never_runs(server: str, browser_page: tuple[Any, list[str], Path], ui_store: dict[str, Any]) -> None:
-    page, errors, shots = browser_page
+    page, errors, _shots = browser_page
     project = urllib.parse.quote(XSS_PROJECT, safe="")
     for path in (
         "/projects",

@@ -102,7 +102,11 @@ def file_tree(manifest: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {"path": e["path"], "name": e["path"].rsplit("/", 1)[-1], "depth": e["path"].count("/"), "dir": False, "size": e["size"], "ref": e.get("ref")}
         for e in manifest
     ]
-    rows.sort(key=lambda r: [(0 if (i < len(r["path"].split("/")) - 1 or r["dir"]) else 1, p) for i, p in enumerate(r["path"].split("/"))])
+    def order(r: dict[str, Any]) -> list[tuple[int, str]]:  # a directory's rows right after it, directories first
+        parts = str(r["path"]).split("/")
+        return [(0 if (i < len(parts) - 1 or r["dir"]) else 1, p) for i, p in enumerate(parts)]
+
+    rows.sort(key=order)
     return rows
 
 
@@ -376,7 +380,7 @@ class Dashboard:
     def storage(self, request: Request) -> Page:
         repo = self.repo
         s = repo.stats()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for p in self.api.projects():
             for a in self.api.artifacts(p):
                 versions = self.api.artifact_versions(a.name, p)
@@ -408,7 +412,7 @@ class Dashboard:
         for reg in registries():
             collections = []
             for c in reg.collections():
-                item = dataclasses.asdict(c) if dataclasses.is_dataclass(c) else dict(vars(c))
+                item = dataclasses.asdict(c) if dataclasses.is_dataclass(c) and not isinstance(c, type) else dict(vars(c))
                 for link in item.get("links") or []:
                     link["url"] = version_url(str(link.get("source_project")), str(link.get("source_artifact")), str(link.get("source_version")))
                 collections.append(item)

@@ -81,7 +81,7 @@ def layout(g: Graph) -> tuple[float, float]:
         nodes = by_col[c]
         prev = c + 1 if c < 0 else c - 1
 
-        def rank(n: Node) -> tuple[float, str]:
+        def rank(n: Node, prev: int = prev) -> tuple[float, str]:
             near = [order[m] for m in (g.ups.get(n.id, set()) | g.downs.get(n.id, set())) if m in order and g.nodes[m].col == prev]
             return (sum(near) / len(near) if near else 1e9, n.label)
 

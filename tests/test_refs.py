@@ -358,3 +358,29 @@ def test_ref_log_entries_round_trip(old: str | None, new: str | None, released: 
 
     e = RefLogEntry("a/b", 7, old, new, 12.5, "who@host", message, released, meta)
     assert RefLogEntry.decode(e.encode(), "a/b/@7") == e
+
+
+def test_listing_a_prefix_sees_exactly_the_refs_under_it(repo, commits):
+    for name in ("models/bert/latest", "models/bert/prod", "models/bertha/latest", "models/gpt", "data/x", "models"):
+        repo.refs.set(name, commits[0])
+    repo.refs.set("models/bert/latest", commits[1])  # a longer log must not show up twice
+    assert repo.refs.list("models/bert/") == {"models/bert/latest": commits[1], "models/bert/prod": commits[0]}
+    assert sorted(repo.refs.list("models/bert")) == ["models/bert/latest", "models/bert/prod", "models/bertha/latest"]
+    assert sorted(repo.refs.list("models/")) == ["models/bert/latest", "models/bert/prod", "models/bertha/latest", "models/gpt"]
+    assert repo.refs.names("nothing/here/") == [] and repo.refs.list("mo") == repo.refs.list("models")
+    assert len(repo.refs.list()) == 6
+
+
+def test_added_bytes_counts_each_stored_object_once(repo, tmp_path):
+    d = tmp_path / "v"
+    write(d / "big.bin", bytes(range(256)) * 4096)  # 1 MiB: several chunks
+    write(d / "small.txt", b"one")
+    first = repo.commit(repo.snapshot(d), message="v0")
+    write(d / "small.txt", b"two")
+    second = repo.commit(repo.snapshot(d), [first], message="v1")
+    third = repo.commit(repo.tree_of(second), [second], message="v2: same tree")
+    a, b, c = repo.added_bytes([first, second, third])
+    assert a > b > c > 0  # v1 adds a small blob, a tree and its commit; v2 only its commit
+    assert b < 1000
+    assert repo.added_bytes([second])[0] > a / 2  # alone, v1 pays for the shared chunks too
+    assert sum(repo.added_bytes([first, second, third])) == sum(repo.added_bytes([third, second, first]))

@@ -105,6 +105,17 @@ def test_version_page_file_tree_metadata_and_producer(server: str) -> None:
     assert data["previous"] == "v0"
 
 
+def test_version_page_shows_references_with_their_uris(server: str, ui_store: dict[str, Any]) -> None:
+    data = api(server, "/p/vision/a/classifier/candidate")
+    (ref,) = data["references"]
+    assert ref["path"] == "external/data.bin" and ref["ref"] == (ui_store["root"] / "work" / "external.bin").as_uri()
+    assert ref["ref"] in get(server, "/p/vision/a/classifier/v0").text
+    z = get(server, "/p/vision/a/classifier/v0/archive.zip")
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        assert sorted(zf.namelist()) == ["REFERENCES.txt", "metrics.json", "weights.bin"]
+        assert ref["ref"] in zf.read("REFERENCES.txt").decode()
+
+
 def test_previews_read_only_the_head_and_render_each_kind(server: str) -> None:
     csv = api(server, "/p/vision/a/images/v1/files/train.csv")["preview"]
     assert csv["kind"] == "csv" and csv["header"] == ["id", "label", "score"]
@@ -334,3 +345,24 @@ def test_objstore_ui_command_browses_any_repository(store_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def test_dashboard_on_a_remote_reads_the_remote_not_the_local_store(ui_store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.testclient import TestClient
+
+    import trackio
+    import trackio.store
+    from trackio.dashboard import create_app
+
+    remote = "file://" + str(tmp_path / "remote")
+    trackio.sync(remote)
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "empty-home"))
+    trackio.store.close_all()
+    try:
+        client = TestClient(create_app(remote=remote))
+        assert "vision" in [p["name"] for p in client.get("/api/projects").json()["projects"]]
+        assert [v["version"] for v in client.get("/api/p/vision/a/images").json()["versions"]] == ["v1", "v0"]
+        assert client.get("/p/vision/a/images/v0/raw/old.txt").content == b"going away\n"
+        assert client.get("/api/p/vision/a/images/v1/files/train.csv").json()["preview"]["kind"] == "csv"
+    finally:
+        trackio.store.close_all()

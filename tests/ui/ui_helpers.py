@@ -63,6 +63,8 @@ def build_store(work: Path) -> dict[str, str]:
         trackio.log({"loss": 0.25})
         m = trackio.Artifact("classifier", type="model", metadata={"arch": "resnet"})
         m.add_dir(model)
+        (work / "external.bin").write_bytes(b"kept outside the store")
+        m.add_reference((work / "external.bin").as_uri(), name="external/data.bin")
         run.log_artifact(m, aliases=["candidate"])
         ids["train"] = run.id
     with trackio.init(project="vision", name="evaluate") as run:

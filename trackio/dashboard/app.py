@@ -414,7 +414,9 @@ class Dashboard:
             for c in reg.collections():
                 item = dataclasses.asdict(c) if dataclasses.is_dataclass(c) and not isinstance(c, type) else dict(vars(c))
                 for link in item.get("links") or []:
-                    link["url"] = version_url(str(link.get("source_project")), str(link.get("source_artifact")), str(link.get("source_version")))
+                    sv = str(link.get("source_version"))
+                    link["source_version"] = sv if sv.startswith("v") else f"v{sv}"
+                    link["url"] = version_url(str(link.get("source_project")), str(link.get("source_artifact")), link["source_version"])
                 collections.append(item)
             out.append({"name": reg.name, "description": getattr(reg, "description", None), "collections": collections, "events": list(reg.events())})
         return "registry.html", {"title": "Registry", "available": True, "registries": out}

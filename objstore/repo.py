@@ -674,7 +674,8 @@ class Repository:
         """
         from .usage import added_bytes
 
-        return added_bytes(self.odb, [self.resolve(s) for s in specs])
+        full = self.algorithm.hex_length
+        return added_bytes(self.odb, [s if len(s) == full and is_hex(s) else self.resolve(s) for s in specs])
 
     def stats(self) -> RepoStats:
         """Logical and stored bytes, object/pack/ref counts, files on disk."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .objects import CHUNKED, TREE, ChunkedBlob, Commit, Tree
+from .objects import CHUNKED, COMMIT, TREE, ChunkedBlob, Commit, Tree
 from .odb import ObjectDatabase
 
 
@@ -50,14 +50,14 @@ class GrowthCounter:
                 continue
             n, tag = stored_length(self.odb, raw)
             total += n
-            if tag == TREE:
-                for e in self.odb.get_as(oid, Tree).entries:
-                    if e.id is not None:
-                        stack.append(e.id)
-            elif tag == CHUNKED:
-                stack.extend(c for c, _ in self.odb.get_as(oid, ChunkedBlob).chunks)
-            elif tag and isinstance(obj := self.odb.get(oid), Commit):
-                stack.append(obj.tree)  # parents are not followed: the caller orders the sequence
+            if tag in (TREE, CHUNKED, COMMIT):  # containers are read (and cached); content never is
+                obj = self.odb.get(raw)
+                if isinstance(obj, Tree):
+                    stack.extend(e.id for e in obj.entries if e.id is not None)
+                elif isinstance(obj, ChunkedBlob):
+                    stack.extend(c for c, _ in obj.chunks)
+                elif isinstance(obj, Commit):
+                    stack.append(obj.tree)  # parents are not followed: the caller orders the sequence
         return total
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 
 from objstore import ABSENT, Commit, Repository
-from objstore.errors import ObjstoreError, RefConflict, RefNotFound
+from objstore.errors import ObjectNotFound, ObjstoreError, RefConflict, RefNotFound
 from objstore.ids import ObjectId
 
 from . import names, references
@@ -131,8 +131,11 @@ class ArtifactRegistry:
             return
         yield head
         parents = self.repo.get_commit(head.commit_id).parents
-        while parents and self.repo.odb.has(parents[0]):
-            c = self.repo.get_commit(parents[0])  # each commit decoded once
+        while parents:
+            try:
+                c = self.repo.odb.get_as(parents[0], Commit)  # one lookup per version
+            except ObjectNotFound:
+                return  # a shallow copy: its history was cut here
             yield _info(parents[0], c)
             parents = c.parents
 

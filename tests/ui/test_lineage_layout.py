@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 pytest.importorskip("markupsafe")
 
-from trackio.dashboard import lineage as lin  # noqa: E402
+from trackio.dashboard import lineage as lin
 
 
 def fan(consumers: int) -> lin.Graph:
@@ -29,7 +31,7 @@ def test_two_hundred_nodes_never_overlap_and_fit_a_few_screens() -> None:
     assert len(g.nodes) == 242
     width, height = lin.layout(g)
     boxes = sorted((n.x, n.y) for n in g.nodes.values())
-    for (x1, y1), (x2, y2) in zip(boxes, boxes[1:]):
+    for (x1, y1), (x2, y2) in itertools.pairwise(boxes):
         assert abs(x1 - x2) >= lin.NODE_W or abs(y1 - y2) >= lin.NODE_H, "two nodes overlap"
     assert height <= 40 + lin.ROWS_PER_COLUMN * (lin.NODE_H + lin.ROW_GAP) + 20  # tall columns wrap instead of running off
     assert width < 6000

@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("starlette", reason="the web UI needs the 'ui' extra")
 
-from objstore import Repository  # noqa: E402
-from objstore.web import archive, preview  # noqa: E402
-from objstore.web.render import HTTPProblem, safe_path  # noqa: E402
+from objstore import Repository
+from objstore.web import archive, preview
+from objstore.web.render import HTTPProblem, safe_path
 
 
 def test_preview_reads_only_the_head_of_a_big_csv() -> None:

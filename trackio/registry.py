@@ -191,7 +191,8 @@ class ArtifactRegistry:
     def artifact_names(self, project: str) -> list[str]:
         prefix = names.project_prefix(project) + "/artifacts/"
         suffix = "/aliases/" + names.LATEST
-        return sorted({r[len(prefix) : -len(suffix)] for r in self.repo.refs.list(prefix) if r.endswith(suffix)})
+        heads = [r for r in self.repo.refs.names(prefix) if r.endswith(suffix)]  # names only: no log entry read per version
+        return sorted(r[len(prefix) : -len(suffix)] for r in heads if self.repo.refs.exists(r))
 
     def projects(self) -> list[str]:
         out = set()

@@ -17,7 +17,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 NODE_W, NODE_H = 230, 26
-COL_GAP, ROW_GAP = 80, 10
+COL_GAP, ROW_GAP, SUBCOL_GAP = 90, 10, 24
 ROWS_PER_COLUMN = 30
 LABEL_CHARS = 32
 
@@ -32,6 +32,7 @@ class Node:
     col: int = 0
     x: float = 0.0
     y: float = 0.0
+    block: tuple[float, float] = (0.0, 0.0)  # left and right edge of the node's column (sub-columns included)
 
 
 @dataclass
@@ -89,21 +90,46 @@ def layout(g: Graph) -> tuple[float, float]:
         for i, n in enumerate(nodes):
             order[n.id] = i
     x = 20.0
-    height = 0.0
+    tallest = max(min(len(nodes), ROWS_PER_COLUMN) for nodes in by_col.values())
+    full = tallest * (NODE_H + ROW_GAP)
     for c in sorted(by_col):
         nodes = by_col[c]
         subcols = (len(nodes) + ROWS_PER_COLUMN - 1) // ROWS_PER_COLUMN
         rows = min(len(nodes), ROWS_PER_COLUMN)
+        top = 40 + (full - rows * (NODE_H + ROW_GAP)) / 2  # columns centred on the tallest
+        right = x + subcols * (NODE_W + SUBCOL_GAP) - SUBCOL_GAP
         for i, n in enumerate(nodes):
-            n.x = x + (i // rows) * (NODE_W + 20)
-            n.y = 40 + (i % rows) * (NODE_H + ROW_GAP)
-            height = max(height, n.y + NODE_H)
-        x += subcols * (NODE_W + 20) - 20 + COL_GAP
-    return x - COL_GAP + 20, height + 20
+            n.x = x + (i // rows) * (NODE_W + SUBCOL_GAP)
+            n.y = top + (i % rows) * (NODE_H + ROW_GAP)
+            n.block = (x, right)
+        x = right + COL_GAP
+    return x - COL_GAP + 20, 40 + full + 10
 
 
 def _short(label: str) -> str:
     return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+
+
+def _edge_path(a: Node, b: Node) -> str:
+    """From a's right side to b's left side. A node inside a wrapped column
+    leaves (or is entered) along the gap below (above) its row, so no edge
+    crosses the other nodes of its column."""
+    cmds = []
+    x1, y1 = a.x + NODE_W, a.y + NODE_H / 2
+    cmds.append(f"M{x1:.0f},{y1:.0f}")
+    if x1 < a.block[1] - 1:  # not in the last sub-column: out along the gap below
+        gap = a.y + NODE_H + ROW_GAP / 2
+        cmds.append(f"L{x1 + SUBCOL_GAP / 2:.0f},{y1:.0f} L{x1 + SUBCOL_GAP / 2:.0f},{gap:.0f} L{a.block[1]:.0f},{gap:.0f}")
+        x1, y1 = a.block[1], gap
+    x2, y2 = b.x, b.y + NODE_H / 2
+    tail = ""
+    if x2 > b.block[0] + 1:  # not in the first sub-column: in along the gap above
+        gap = b.y - ROW_GAP / 2
+        tail = f" L{x2 - SUBCOL_GAP / 2:.0f},{gap:.0f} L{x2 - SUBCOL_GAP / 2:.0f},{y2:.0f} L{x2:.0f},{y2:.0f}"
+        x2, y2 = b.block[0], gap
+    mid = (x1 + x2) / 2
+    cmds.append(f"C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}")
+    return " ".join(cmds) + tail
 
 
 def svg(g: Graph, focus: str) -> Markup:
@@ -116,11 +142,7 @@ def svg(g: Graph, focus: str) -> Markup:
         title = "focus" if c == 0 else (f"{-c} up" if c < 0 else f"{c} down")
         parts.append(f'<text x="{first.x:.0f}" y="20" class="colhead">{title}</text>')
     for a, b in sorted(g.edges):
-        na, nb = g.nodes[a], g.nodes[b]
-        x1, y1 = na.x + NODE_W, na.y + NODE_H / 2
-        x2, y2 = nb.x, nb.y + NODE_H / 2
-        mid = (x1 + x2) / 2
-        parts.append(f'<path class="edge" d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"/>')
+        parts.append(f'<path class="edge" d="{_edge_path(g.nodes[a], g.nodes[b])}"/>')
     for n in g.nodes.values():
         cls = f"node {n.kind}" + (" focus" if n.id == focus else "")
         label = escape(n.label)

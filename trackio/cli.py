@@ -27,6 +27,7 @@ from objstore.cliutil import (
     guarded,
     human_bytes,
     local_time,
+    parse_options,
     plural,
     progress_enabled,
     route_warnings,
@@ -99,8 +100,8 @@ def show_cmd(dashboard: str | None, project: str | None, host: str, port: int | 
 
     \b
     Example:
-      trackio show --project my_project
-      trackio show registry --no-browser --port 7860
+      trackio show --project my_project --no-browser
+      trackio show registry --no-browser
     """
     if dashboard == "registry" and project:
         raise click.UsageError("trackio show registry does not accept --project")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import click
@@ -105,6 +107,14 @@ TRACKIO_PLAN: list[tuple[list[str], list[str]]] = [
     ),
 ]
 
+# Examples that start a server: each runs until it prints its URL, the page
+# answers, and Ctrl-C stops it with exit status 0 (after both plans: ./store exists).
+SERVERS = [
+    ("objstore ui ./store", r"at: (http://127\.0\.0\.1:\d+/)"),
+    ("trackio show --project my_project --no-browser", r"\* Trackio UI launched at: (http://127\.0\.0\.1:\d+/p/my_project)"),
+    ("trackio show registry --no-browser", r"\* Trackio registry UI launched at: (http://127\.0\.0\.1:\d+/registry)"),
+]
+
 # The top-level help's examples make their own ./store: they run in ./intro.
 INTRO = ["objstore -r store init", 'objstore -r store snapshot data/ -m "first" --ref main', "objstore -r store log main"]
 
@@ -140,6 +150,21 @@ def test_every_help_example_runs_verbatim(tmp_path: Path, s3_server: S3Server) -
             proc = bash(command)
             assert "Traceback" not in proc.stderr, proc.stderr
             ran.append(command)
+    for command, pattern in SERVERS:
+        proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=box, env={**env, "PYTHONUNBUFFERED": "1"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            m = re.search(pattern, line)
+            assert m, f"{command!r} printed {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None and proc.stderr else ''}"
+            with urllib.request.urlopen(m.group(1), timeout=60) as page:
+                assert page.status == 200
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=60)
+        assert code == 0, f"{command!r} exited {code} on Ctrl-C"
+        ran.append(command)
     assert sorted(ran) == sorted(help_examples()), "a --help example is not in the plan (or the plan names one no help shows)"
     assert (box / "restored" / "data" / "train.csv").read_bytes() == (box / "tree" / "data" / "train.csv").read_bytes()
     assert (box / "model" / "model.bin").read_bytes() == (box / "checkpoints" / "model.bin").read_bytes()

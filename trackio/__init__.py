@@ -18,6 +18,7 @@ from . import errors, names
 from . import remote_sync as _sync
 from .api import Api
 from .artifact import Artifact
+from .model_registry import Collection, Registry
 from .errors import (
     ArtifactFrozenError,
     ArtifactNotFoundError,
@@ -272,6 +273,8 @@ __all__ = [
     "AlertLevel",
     "Api",
     "Artifact",
+    "Collection",
+    "Registry",
     "ArtifactFrozenError",
     "ArtifactNotFoundError",
     "ArtifactPathError",

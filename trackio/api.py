@@ -9,10 +9,11 @@ from typing import Any
 from objstore import Repository
 from objstore.errors import FormatError
 
-from . import names
+from . import model_registry, names
 from . import remote_sync as sync
 from .artifact import Artifact
 from .errors import ArtifactNotFoundError, ArtifactTypeError, InvalidNameError
+from .model_registry import Registry
 from .registry import ArtifactRegistry, DeletedVersion
 from .run import Run, current_run, iter_runs, load_run
 from .store import get_repo
@@ -53,7 +54,13 @@ class Api:
         return names.validate_project(chosen)
 
     def artifact(self, spec: str, project: str | None = None, type: str | None = None) -> Artifact:
-        """Resolve ``[project/]name[:vN|:alias]`` (default ``latest``)."""
+        """Resolve ``[project/]name[:vN|:alias]`` (default ``latest``), or a registry
+        location ``registry-<registry>/<collection>[:vN|:alias]`` (the linked version)."""
+        if model_registry.is_location(spec):
+            linked = model_registry.resolve_location(spec, self.remote_spec)
+            if type is not None and linked.type != type:
+                raise ArtifactTypeError(f"Artifact {spec!r} has type {linked.type!r}, not {type!r}")
+            return linked
         default = project or self.default_project
         p, name, selector = names.parse_spec(spec, default)
         info, source = sync.resolve(p, name, selector, self.remote_spec)
@@ -154,7 +161,13 @@ class Api:
         """
         p, name, selector = names.parse_spec(spec, project or self.default_project)
         registry = ArtifactRegistry(get_repo())
-        return registry.delete_version(registry.resolve(p, name, selector))
+        info = registry.resolve(p, name, selector)
+        links = model_registry.linking(get_repo(), info.project, info.name, info.version)
+        if links:
+            raise InvalidNameError(
+                f"{info.project}/{info.name}:v{info.version} is linked in the registry as {', '.join(links)}: unlink it there first"
+            )
+        return registry.delete_version(info)
 
     def remove_alias(self, name: str, alias: str, project: str | None = None) -> None:
         ArtifactRegistry(get_repo()).remove_alias(self._project(project), names.validate_name(name), alias)
@@ -162,3 +175,30 @@ class Api:
     def alias_history(self, name: str, alias: str, project: str | None = None) -> list[dict[str, Any]]:
         """Every move of an alias: version, previous version, time, who."""
         return self._registry().alias_history(self._project(project), names.validate_name(name), alias)
+
+    # -- the model registry ---------------------------------------------------
+
+    def create_registry(self, name: str, description: str | None = None) -> Registry:
+        """Create a registry and return its handle; ValueError if ``name`` exists already.
+
+        Registries are never created implicitly: linking into one that does not exist raises.
+        """
+        model_registry.validate_registry_name(name)
+        model_registry.write(name, self.remote_spec, lambda state: [("create", {"registry": name, "description": description}, None)])
+        return Registry(name, self.remote_spec)
+
+    def registry(self, name: str) -> Registry:
+        """The handle of an existing registry; ValueError if there is none by that name."""
+        handle = Registry(name, self.remote_spec)
+        handle._read()
+        return handle
+
+    def registries(self) -> list[Registry]:
+        """Every registry here (and on the remote, when one is set), by name."""
+        found = set(model_registry.registry_names(get_repo()))
+        if self.remote_spec is not None:
+            try:
+                found.update(model_registry.registry_names(sync.remote_repo(self.remote_spec)))
+            except Exception as exc:
+                warnings.warn(f"trackio: remote {self.remote_spec.url} unreachable ({exc!r}); listing local registries", stacklevel=2)
+        return [Registry(n, self.remote_spec) for n in sorted(found)]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,8 @@ from .registry import ArtifactRegistry, VersionInfo, manifest_of
 from .store import get_repo
 
 if TYPE_CHECKING:
+    from .model_registry import LinkInfo
+    from .remote_sync import RemoteSpec
     from .run import Run
 
 
@@ -32,7 +36,7 @@ class Artifact:
         self._name = names.validate_name(name)
         self._type = names.validate_name(type, "Artifact type")
         self._description = description
-        self._metadata: dict[str, Any] = dict(metadata) if metadata else {}
+        self._metadata: dict[str, Any] = copy.deepcopy(dict(metadata)) if metadata else {}
         self._entries: dict[str, str | TreeEntry] = {}
         self._info: VersionInfo | None = None
         self._aliases: tuple[str, ...] | None = ()  # None: not read yet (read on first use)
@@ -40,6 +44,7 @@ class Artifact:
         self._source: Repository | None = None  # the store this version was read from
         self._sync_job: Any = None
         self._is_new: bool | None = None  # set by log_artifact: False when identical content was already a version
+        self._link: LinkInfo | None = None  # set on an artifact read at its registry location
 
     # -- identity -----------------------------------------------------------
 
@@ -62,12 +67,13 @@ class Artifact:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return self._metadata
+        """A copy of the metadata: change it by assigning ``artifact.metadata = {...}`` before logging."""
+        return copy.deepcopy(self._metadata)
 
     @metadata.setter
     def metadata(self, value: dict[str, Any] | None) -> None:
         self._check_mutable()
-        self._metadata = dict(value) if value else {}
+        self._metadata = copy.deepcopy(dict(value)) if value else {}
 
     @property
     def version(self) -> str | None:
@@ -120,6 +126,33 @@ class Artifact:
         if self._info is None:
             raise ArtifactFrozenError("an Artifact has no qualified name until it is logged or fetched")
         return f"{self._info.project}/{self._name}:v{self._info.version}"
+
+    @property
+    def is_link(self) -> bool:
+        """True for a registry link (what ``Run.link_artifact`` returns), False for a source version."""
+        return self._link is not None
+
+    @property
+    def source_project(self) -> str | None:
+        """Project of the source version; equal to ``project`` unless this is a registry link."""
+        return self._link.source_project if self._link is not None else self.project
+
+    @property
+    def source_name(self) -> str | None:
+        """Name of the source artifact; equal to ``name`` unless this is a registry link."""
+        return self._link.source_artifact if self._link is not None else self._name
+
+    @property
+    def source_version(self) -> str | None:
+        """``"v<N>"`` of the source version; equal to ``version`` unless this is a registry link."""
+        return f"v{self._link.source_version}" if self._link is not None else self.version
+
+    @property
+    def source_qualified_name(self) -> str:
+        """``"<project>/<name>:v<N>"`` of the source version; ``qualified_name`` unless this is a registry link."""
+        if self._link is not None:
+            return f"{self._link.source_project}/{self._link.source_artifact}:v{self._link.source_version}"
+        return self.qualified_name
 
     @property
     def id(self) -> str | None:
@@ -212,6 +245,7 @@ class Artifact:
         self._info = info
         self._aliases = aliases
         self._manifest = None
+        self._link = None
         return self
 
     @classmethod
@@ -229,6 +263,80 @@ class Artifact:
         if self._info is None:
             raise ArtifactFrozenError(f"Artifact {self._name!r} has not been logged or fetched yet")
         return self._info
+
+    def _source_info(self, store: Repository | None = None) -> VersionInfo:
+        """The stored source version this artifact stands for (itself unless it is a link)."""
+        info = self._frozen_info()
+        if self._link is None:
+            return info
+        lk = self._link
+        for repo in dict.fromkeys([store or self._store(), get_repo()]):
+            try:
+                return ArtifactRegistry(repo).version(lk.source_project, lk.source_artifact, lk.source_version)
+            except Exception:
+                continue
+        from .errors import ArtifactNotFoundError
+
+        raise ArtifactNotFoundError(f"the source of {self.qualified_name}, {self.source_qualified_name}, is not stored here or on the remote")
+
+    def link(self, target_path: str, aliases: list[str] | None = None) -> Artifact:
+        """Link this logged (or fetched) version into ``"registry-<registry>/<collection>"``.
+
+        No bytes are copied. The registry must exist; the collection is
+        created on first link with this artifact's type. Returns the linked
+        artifact (its ``project`` is ``registry-<registry>``, its ``name``
+        the collection, its ``version`` the collection's).
+        """
+        return self._link_into(target_path, aliases)
+
+    def _link_into(
+        self, target_path: str, aliases: list[str] | None, *, remote: RemoteSpec | None = None, run_id: str | None = None, run_name: str | None = None
+    ) -> Artifact:
+        from . import model_registry
+
+        self._frozen_info()
+        model_registry.parse_target(target_path)
+        if self._link is not None:
+            warnings.warn(
+                f"trackio: linking {self.qualified_name} links its source version ({self.source_qualified_name}) directly; registry links never chain",
+                stacklevel=3,
+            )
+        if remote is None:
+            from .run import current_run
+
+            run = current_run()
+            remote = run.remote_spec if run is not None else None
+            if remote is None:
+                from .remote_sync import remote_spec
+
+                remote = remote_spec()
+        source = self._source_info()
+        return model_registry.link(source, self._store(), target_path, aliases, remote=remote, run_id=run_id, run_name=run_name)
+
+    def unlink(self) -> None:
+        """Remove this registry link (call it on a linked artifact).
+
+        The source version and its files are untouched; aliases on the link
+        go with it, its collection version number is never reused, and
+        ``latest`` moves to the highest remaining version.
+        """
+        if self._link is None:
+            raise ValueError(
+                f"unlink() removes a registry link; {self.qualified_name if self._info else repr(self._name)} is not one "
+                "(call it on the artifact link() or Run.link_artifact returned)"
+            )
+        from . import model_registry
+        from .run import current_run
+
+        lk = self._link
+        run = current_run()
+        remote = run.remote_spec if run is not None else None
+        if remote is None:
+            from .remote_sync import remote_spec
+
+            remote = remote_spec()
+        coords = {"source_project": lk.source_project, "source_artifact": lk.source_artifact, "source_version": lk.source_version}
+        model_registry.unlink(lk.registry, lk.collection, {**coords, "collection_version": self._frozen_info().version}, remote)
 
     def wait(self, timeout: float | None = None) -> Artifact:
         """Block until the version is stored (and pushed, when a remote is set)."""

@@ -28,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from objstore import Repository
+from objstore import ABSENT, Repository
 from objstore.errors import FormatError, NotARepository, ObjectNotFound, PushRejected, RefConflict, RefNotFound
+from objstore.ids import ObjectId
 from objstore.remote import Remote, TransferResult
 
-from . import names
+from . import model_registry, names
 from .errors import ArtifactNotFoundError, SyncError
 from .registry import ArtifactRegistry, VersionInfo
 from .store import get_repo, store_path
@@ -234,6 +235,14 @@ def push(spec: RemoteSpec, local: Repository | None = None, progress: Callable[[
         except PushRejected as rejected:
             forced: list[str] = []
             behind = False
+            registries = [r for r in (model_registry.registry_of_ref(ref) for ref in rejected.refs) if r is not None]
+            for registry in registries:  # never forced: replay our events on top of theirs
+                try:
+                    pull_registry(spec, registry, local)
+                except RefConflict:
+                    pass  # an event was added here meanwhile: re-base again on the next round
+            if registries:
+                continue
             for ref in rejected.refs:
                 project, name, kind, leaf = _kind(ref)
                 if kind == "aliases" and leaf == names.LATEST:
@@ -263,6 +272,30 @@ def _combined(first: TransferResult, then: TransferResult) -> TransferResult:
     then.refs_updated = {**first.refs_updated, **then.refs_updated}
     then.refs_unchanged = [r for r in then.refs_unchanged if r not in first.refs_updated]
     return then
+
+
+def pull_registry(spec: RemoteSpec, registry: str, local: Repository | None = None) -> None:
+    """Bring the remote's events of one registry here, our unpushed ones re-based on top."""
+    local = local or get_repo()
+    view = remote_repo(spec)
+    theirs = model_registry.head(view, registry)
+    if theirs is None:
+        return
+
+    def fetch_head(commit_id: str) -> None:
+        if local.odb.has(commit_id):
+            return
+        remote = Remote(local, spec.url, spec.options)
+        try:
+            remote.fetch_objects([ObjectId(commit_id)], depth=1)
+        finally:
+            remote.close()
+
+    if model_registry.head(local, registry) is None:
+        fetch_head(theirs)
+        local.refs.set(model_registry.registry_ref(registry), theirs, expect=ABSENT, message=f"fetch from {spec.url}")
+        return
+    model_registry.rebase(local, view, registry, fetch_head)
 
 
 def _kind(ref: str) -> tuple[str, str, str, str]:

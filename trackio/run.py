@@ -337,11 +337,25 @@ class Run:
         return artifact
 
     def use_artifact(self, artifact_or_name: Artifact | str, type: str | None = None) -> Artifact:
-        """Resolve ``name``, ``name:vN``, ``name:alias`` or ``project/name:alias``; record it as an input."""
+        """Resolve ``name``, ``name:vN``, ``name:alias`` or ``project/name:alias``; record it as an input.
+
+        A registry location, ``registry-<registry>/<collection>[:vN|:alias]``,
+        returns the linked version; the run records the source version as its input.
+        """
         self._check_active()
         spec = artifact_or_name.qualified_name if isinstance(artifact_or_name, Artifact) else artifact_or_name
+        from . import model_registry
         from . import remote_sync as sync
 
+        if model_registry.is_location(spec):
+            linked = model_registry.resolve_location(spec, self.remote_spec)
+            if type is not None and linked.type != type:
+                raise ArtifactTypeError(f"Artifact {spec!r} has type {linked.type!r}, not {type!r}")
+            source = linked._frozen_info().commit_id
+            if source not in self._inputs:
+                self._inputs.append(source)
+                self._save()
+            return linked
         project, name, selector = names.parse_spec(spec, self.project)
         info, source = sync.resolve(project, name, selector, self.remote_spec)
         if type is not None and info.type != type:
@@ -350,6 +364,27 @@ class Run:
             self._inputs.append(info.commit_id)
             self._save()
         return Artifact._from_version(info, source)
+
+    def link_artifact(self, artifact: Artifact, target_path: str, aliases: list[str] | None = None) -> Artifact:
+        """Link an artifact version into ``"registry-<registry>/<collection>"`` (no bytes copied).
+
+        The link gets the collection's next version (``v0``, ``v1``, ...);
+        linking a version already in the collection returns that link and
+        still moves ``aliases`` (``latest`` is automatic; passing it is a
+        no-op). An artifact never logged is logged to this run first.
+        Returns the linked artifact.
+        """
+        if not isinstance(artifact, Artifact):
+            raise TypeError(
+                f"link_artifact expects an Artifact, got {type(artifact).__name__}; log one with log_artifact "
+                "or fetch a version with use_artifact('name:v3') and link the result"
+            )
+        from . import model_registry
+
+        model_registry.parse_target(target_path)
+        if not artifact.is_frozen:
+            artifact = self.log_artifact(artifact)
+        return artifact._link_into(target_path, aliases, remote=self.remote_spec, run_id=self.id, run_name=self.name)
 
     def logged_artifacts(self) -> list[Artifact]:
         """Artifact versions this run logged, in order."""

@@ -107,7 +107,10 @@ class Api:
         return found
 
     def projects(self) -> list[str]:
-        return self._registry().projects()
+        """Projects with artifacts or runs (a registry's ``registry-<name>`` is not one)."""
+        store = self._store()
+        registries = {model_registry.registry_project(r) for r in model_registry.registry_names(store)}
+        return [p for p in ArtifactRegistry(store).projects() if p not in registries]
 
     def set_alias(self, spec: str, alias: str, project: str | None = None) -> Artifact:
         """Point ``alias`` at the version ``spec`` resolves to."""

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from objstore import ABSENT, Repository
-from objstore.errors import ObjstoreError, RefConflict, RefNotFound
+from objstore.errors import NotARepository, ObjstoreError, RefConflict, RefNotFound
 from objstore.ids import ObjectId
 from objstore.refs import default_who
 
@@ -626,6 +626,8 @@ def read_state(registry: str, remote: RemoteSpec | None) -> tuple[dict[str, Any]
             theirs = head(view, registry)
             if theirs is not None and (mine is None or mine == theirs or not _ahead(local, mine, theirs)):
                 return state_at(view, theirs), view
+        except NotARepository:
+            pass  # nothing pushed there yet
         except Exception as exc:
             if not isinstance(exc, (ObjstoreError, OSError)) and not _network_error(exc):
                 raise

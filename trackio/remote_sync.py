@@ -277,7 +277,10 @@ def _combined(first: TransferResult, then: TransferResult) -> TransferResult:
 def pull_registry(spec: RemoteSpec, registry: str, local: Repository | None = None) -> None:
     """Bring the remote's events of one registry here, our unpushed ones re-based on top."""
     local = local or get_repo()
-    view = remote_repo(spec)
+    try:
+        view = remote_repo(spec)
+    except NotARepository:
+        return  # nothing pushed there yet: the push creates it
     theirs = model_registry.head(view, registry)
     if theirs is None:
         return

@@ -524,6 +524,11 @@ def gc(ctx: click.Context, grace: float) -> None:
 
 
 add_common_options(artifacts)
+# ``trackio registry``: a self-contained group in its own module.
+from .registry_cli import registry as _registry_group  # noqa: E402
+
+main.add_command(_registry_group)
+
 
 if __name__ == "__main__":
     main()

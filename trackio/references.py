@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import threading
 import urllib.error
@@ -124,14 +125,14 @@ def _too_many(uri: str, limit: int) -> ValueError:
 
 
 class LocalFileHandler(ReferenceHandler):
-    """``file://`` URIs: a file, or every file under a directory (URI ending in ``/``)."""
+    """``file://`` URIs: a file, or every file under a directory (with or without a trailing ``/``)."""
 
     def matches(self, scheme: str, uri: str) -> bool:
         return scheme == "file"
 
     def resolve(self, uri: str, checksum: bool, max_objects: int) -> list[ResolvedReference]:
         path = _local_path(uri)
-        if not uri.endswith("/"):
+        if not uri.endswith("/") and not os.path.isdir(path):
             if not os.path.isfile(path):
                 what = "is not a regular file" if os.path.exists(path) else "does not exist"
                 raise ArtifactPathError(f"Reference file {path} {what} ({uri})")
@@ -160,6 +161,10 @@ class LocalFileHandler(ReferenceHandler):
             raise ArtifactPathError(f"Referenced file {path} no longer exists ({uri})") from None
 
 
+class _Unreachable(Exception):
+    """The server could not be reached at all (no HTTP answer)."""
+
+
 def _http_head(uri: str) -> tuple[int | None, str | None]:
     req = urllib.request.Request(uri, method="HEAD")
     try:
@@ -171,7 +176,9 @@ def _http_head(uri: str) -> tuple[int | None, str | None]:
             raise ArtifactPathError(f"Reference URL does not exist: {uri} (HTTP {exc.code})") from None
         raise ArtifactPathError(f"Reference URL {uri} answered HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
-        raise ArtifactPathError(f"Reference URL {uri} cannot be reached: {exc.reason}") from None
+        raise _Unreachable(str(exc.reason)) from None
+    except (TimeoutError, ConnectionError) as exc:
+        raise _Unreachable(repr(exc)) from None
     return (int(length) if length is not None else None), (etag.strip('"') if etag else None)
 
 
@@ -207,7 +214,17 @@ class HttpHandler(ReferenceHandler):
     def _probe(relkey: str | None, uri: str, checksum: bool) -> ResolvedReference:
         if not checksum:
             return ResolvedReference(relkey, uri)
-        size, etag = _http_head(uri)
+        try:
+            size, etag = _http_head(uri)
+        except _Unreachable as exc:
+            # Offline logging must not fail: record the URI as its digest, size 0.
+            warnings.warn(
+                f"trackio: reference {redact(uri)} cannot be reached ({exc}); it is recorded with its URI as digest "
+                "and size 0, so it has no content checksum (download fetches it and checks what it can)",
+                UserWarning,
+                stacklevel=5,
+            )
+            return ResolvedReference(relkey, uri, 0, None)
         return ResolvedReference(relkey, uri, size, f"etag:{etag}" if etag else None)
 
     def fetch(self, uri: str, dest: Path) -> None:
@@ -235,7 +252,7 @@ class FsspecHandler(ReferenceHandler):
     """Every other protocol fsspec knows (s3, gcs, abfs, sftp, hf, memory, ...)."""
 
     def matches(self, scheme: str, uri: str) -> bool:
-        return scheme in fsspec.available_protocols()
+        return scheme in fsspec.available_protocols() and missing_package(scheme) is None
 
     def resolve(self, uri: str, checksum: bool, max_objects: int) -> list[ResolvedReference]:
         fs, root = fsspec.core.url_to_fs(uri)
@@ -278,6 +295,25 @@ class FsspecHandler(ReferenceHandler):
 
     def hint(self) -> str:
         return "use a store that reports an ETag or checksum, or reference a local copy (file://...)"
+
+
+_importable: dict[str, str | None] = {}
+
+
+def missing_package(scheme: str) -> str | None:
+    """For a scheme fsspec knows but cannot load: what to install (fsspec's own words), else None."""
+    if scheme not in _importable:
+        from fsspec.registry import known_implementations
+
+        try:
+            fsspec.get_filesystem_class(scheme)
+            _importable[scheme] = None
+        except ImportError as exc:
+            impl = known_implementations.get(scheme, {})
+            _importable[scheme] = str(impl.get("err") or exc)
+        except ValueError:  # not a protocol fsspec knows
+            _importable[scheme] = None
+    return _importable[scheme]
 
 
 def _size(info: dict[str, Any]) -> int | None:
@@ -328,6 +364,15 @@ def handler_for(uri: str) -> ReferenceHandler:
     for handler in reference_handlers():
         if handler.matches(scheme, uri):
             return handler
+    missing = missing_package(scheme) if scheme in fsspec.available_protocols() else None
+    if missing is not None:
+        m = re.search(r"install (\S+)|requires \"?([\w.-]+)", missing, re.I)
+        package = (m.group(1) or m.group(2)).strip('"') if m else None
+        install = f"pip install {package}" if package else "install the package fsspec names"
+        raise UnsupportedReferenceError(
+            f"No reference handler for scheme {scheme!r} (in {redact(uri)}): fsspec knows it but its package is missing "
+            f"({missing}); {install}, or register a handler with trackio.register_reference_handler(...)"
+        )
     raise UnsupportedReferenceError(
         f"No reference handler for scheme {scheme!r} (in {redact(uri)}); "
         "register one with trackio.register_reference_handler(...)"

@@ -18,7 +18,6 @@ from . import errors, names
 from . import remote_sync as _sync
 from .api import Api
 from .artifact import Artifact
-from .model_registry import Collection, Registry
 from .errors import (
     ArtifactFrozenError,
     ArtifactNotFoundError,
@@ -33,6 +32,7 @@ from .errors import (
     SyncError,
     UnsupportedReferenceError,
 )
+from .model_registry import Collection, Registry
 from .references import ReferenceHandler, ResolvedReference, register_reference_handler, unregister_reference_handler
 from .run import AlertLevel, Run, current_run, require_run, start_run
 from .store import store_path, trackio_dir

@@ -27,7 +27,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from objstore import ABSENT, Repository
@@ -126,7 +126,7 @@ def parse_location(spec: object) -> tuple[str, str, str]:
 
 
 def _now_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def _new_state(registry: str, description: str | None, ts: str) -> dict[str, Any]:
@@ -275,6 +275,8 @@ def state_at(repo: Repository, commit_id: ObjectId | None) -> dict[str, Any] | N
         meta = repo.get_commit(commit_id).metadata
         if meta.get("kind") != KIND_EVENT:
             raise ArtifactNotFoundError(f"commit {commit_id} is not a registry event")
+        if len(_states) > 512:  # only a cache: keep it small in long-lived processes
+            _states.clear()
         cached = _states[commit_id] = meta["state"]
     return cached
 
@@ -315,7 +317,7 @@ def append(
         parent = head(repo, registry)
         state = state_at(repo, parent)
         wanted = intents(state)
-        now = datetime.now(timezone.utc).timestamp()
+        now = datetime.now(UTC).timestamp()
         tip, new_state, done = _write(repo, parent, state, [(k, p, t, who, now) for k, p, t in wanted])
         if not done:
             return state, []
@@ -362,10 +364,7 @@ def events(repo: Repository, registry: str) -> list[dict[str, Any]]:
 def linking(repo: Repository, project: str, artifact: str, version: int) -> list[str]:
     """``registry-<r>/<collection>:v<N>`` of every live link to one source version."""
     out = []
-    for ref in repo.refs.list(names.ROOT + "/").keys():
-        reg = registry_of_ref(ref)
-        if reg is None:
-            continue
+    for reg in registry_names(repo):
         state = load(repo, reg)
         for cname, coll in sorted((state or {"collections": {}})["collections"].items()):
             for lk in coll["links"]:
@@ -375,7 +374,9 @@ def linking(repo: Repository, project: str, artifact: str, version: int) -> list
 
 
 def registry_names(repo: Repository) -> list[str]:
-    return sorted(r for r in (registry_of_ref(ref) for ref in repo.refs.list(names.ROOT + "/")) if r is not None)
+    """Every registry in a repository (one listing of ref names, then one read per registry)."""
+    found = (registry_of_ref(ref) for ref in repo.refs.names(names.ROOT + "/" + PREFIX))
+    return sorted(r for r in found if r is not None and head(repo, r) is not None)
 
 
 # -- across machines ---------------------------------------------------------------
@@ -519,7 +520,8 @@ class Registry:
     @property
     def description(self) -> str | None:
         """The registry's description, or None if unset."""
-        return self._read()[0]["description"]
+        description = self._read()[0]["description"]
+        return None if description is None else str(description)
 
     @property
     def created_at(self) -> str:

@@ -351,9 +351,9 @@ class Run:
             linked = model_registry.resolve_location(spec, self.remote_spec)
             if type is not None and linked.type != type:
                 raise ArtifactTypeError(f"Artifact {spec!r} has type {linked.type!r}, not {type!r}")
-            source = linked._frozen_info().commit_id
-            if source not in self._inputs:
-                self._inputs.append(source)
+            source_id = linked._frozen_info().commit_id
+            if source_id not in self._inputs:
+                self._inputs.append(source_id)
                 self._save()
             return linked
         project, name, selector = names.parse_spec(spec, self.project)

@@ -38,7 +38,7 @@ def test_create_fetch_and_list_registries() -> None:
     api.create_registry("datasets")
     assert [r.name for r in api.registries()] == ["datasets", "models"]
     assert reg.collections() == [] and reg.collection("nope") is None
-    with pytest.raises(ValueError, match="'models'.*already exists"):
+    with pytest.raises(ValueError, match=r"'models'.*already exists"):
         api.create_registry("models")
     with pytest.raises(ValueError, match="'missing'"):
         api.registry("missing")
@@ -71,7 +71,7 @@ def test_create_collection_then_existing_one_returned_with_new_description() -> 
     again = reg.create_collection("my-model", artifact_type="model")
     assert again.description == "first" and again.created_at == c.created_at
     assert reg.create_collection("my-model", artifact_type="model", description="second").description == "second"
-    with pytest.raises(ValueError, match="'model'.*'dataset'"):
+    with pytest.raises(ValueError, match=r"'model'.*'dataset'"):
         reg.create_collection("my-model", artifact_type="dataset")
     with pytest.raises(ValueError, match="'bad name'"):
         reg.create_collection("bad name", artifact_type="model")
@@ -138,7 +138,7 @@ def test_link_numbers_dedup_and_alias_moves(run: trackio.Run, tmp_path: Path) ->
 
 def test_link_rules_and_errors(run: trackio.Run, tmp_path: Path) -> None:
     src = _log(tmp_path, "x")
-    with pytest.raises(ValueError, match="'models'.*create_registry"):
+    with pytest.raises(ValueError, match=r"'models'.*create_registry"):
         run.link_artifact(src, "registry-models/m")  # registries are never created implicitly
     reg = trackio.Api().create_registry("models")
     for bad in ("models/m", "registry-models", "registry-models/a/b", "registry-bad name/m"):
@@ -151,7 +151,7 @@ def test_link_rules_and_errors(run: trackio.Run, tmp_path: Path) -> None:
         run.link_artifact("proj/resnet:v0", "registry-models/m")  # type: ignore[arg-type]
     run.link_artifact(src, "registry-models/m")
     data = _log(tmp_path, "rows", name="table", type="dataset")
-    with pytest.raises(ValueError, match="'model'.*'dataset'"):
+    with pytest.raises(ValueError, match=r"'model'.*'dataset'"):
         run.link_artifact(data, "registry-models/m")
     with pytest.raises(trackio.ArtifactFrozenError):
         trackio.Artifact("draft", "model").link("registry-models/m")
@@ -278,7 +278,7 @@ def test_linked_sources_survive_gc_and_cannot_be_deleted(run: trackio.Run, tmp_p
     src = _log(tmp_path, "precious weights " * 1000)
     run.link_artifact(src, "registry-models/m")
     run.link_artifact(src, "registry-archive/old")
-    with pytest.raises(ValueError, match="registry-archive/old:v0.*registry-models/m:v0|registry-models/m:v0.*registry-archive/old:v0"):
+    with pytest.raises(ValueError, match=r"registry-archive/old:v0.*registry-models/m:v0|registry-models/m:v0.*registry-archive/old:v0"):
         trackio.Api().delete_version("proj/resnet:v0")
     repo = trackio.store.get_repo()
     # Even with every ref of the source artifact gone, the registry keeps its files reachable.

@@ -23,6 +23,7 @@ by coordinates (project, artifact, version), which stay valid when
 
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -352,7 +353,7 @@ def events(repo: Repository, registry: str) -> list[dict[str, Any]]:
                 "event_uid": commit_id,
                 "ts": _now_iso(c.time),
                 "kind": meta["event"],
-                "payload": dict(meta["payload"]),
+                "payload": copy.deepcopy(dict(meta["payload"])),
                 "who": who,
                 "user": user,
                 "host": host,

@@ -116,6 +116,9 @@ class Api:
         """Point ``alias`` at the version ``spec`` resolves to."""
         art = self.artifact(spec, project)
         names.validate_alias(alias)
+        if art._link is not None:  # a registry location: a promotion in its collection
+            lk = art._link
+            return Registry(lk.registry, self.remote_spec).promote(lk.collection, art._frozen_info().version, alias)
         registry = ArtifactRegistry(get_repo())
         info = art._frozen_info()
         if alias == names.LATEST:

@@ -299,6 +299,20 @@ def test_delete_after_unlink_is_allowed(run: trackio.Run, tmp_path: Path) -> Non
         trackio.Api().artifact("proj/resnet:v0")
 
 
+def test_link_survives_deleting_an_earlier_source_version(run: trackio.Run, tmp_path: Path) -> None:
+    trackio.Api().create_registry("models")
+    _log(tmp_path, "v0 weights")
+    v1 = _log(tmp_path, "v1 weights")
+    run.link_artifact(v1, "registry-models/m", aliases=["production"])
+    trackio.Api().delete_version("proj/resnet:v0")  # re-commits v1 under a new id
+    trackio.store.get_repo().gc(timedelta(0))
+    linked = trackio.use_artifact("registry-models/m:production")
+    assert linked.source_qualified_name == "proj/resnet:v1"
+    assert linked.id == trackio.Api().artifact("proj/resnet:v1").id != v1.id  # the source as it is now
+    assert (Path(linked.download(tmp_path / "dl")) / "model.pt").read_text() == "v1 weights"
+    assert trackio.Api().set_alias("registry-models/m:v0", "canary").aliases == ("canary", "latest", "production")
+
+
 # -- concurrency ----------------------------------------------------------------------------
 
 PROMOTER = textwrap.dedent(

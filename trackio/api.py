@@ -184,18 +184,21 @@ class Api:
 
     # -- the model registry ---------------------------------------------------
 
-    def create_registry(self, name: str, description: str | None = None) -> Registry:
+    def create_registry(self, name: str, description: str | None = None, bucket_id: str | None = None) -> Registry:
         """Create a registry and return its handle; ValueError if ``name`` exists already.
 
-        Registries are never created implicitly: linking into one that does not exist raises.
+        Registries are never created implicitly: linking into one that does not
+        exist raises. The registry lives in the store and syncs with this Api's
+        remote; ``bucket_id`` (trackio 0.43) names a Hugging Face bucket remote instead.
         """
         model_registry.validate_registry_name(name)
-        model_registry.write(name, self.remote_spec, lambda state: [("create", {"registry": name, "description": description}, None)])
-        return Registry(name, self.remote_spec)
+        remote = model_registry.bucket_remote(bucket_id, self.remote_spec)
+        model_registry.write(name, remote, lambda state: [("create", {"registry": name, "description": description}, None)])
+        return Registry(name, remote)
 
-    def registry(self, name: str) -> Registry:
+    def registry(self, name: str, bucket_id: str | None = None) -> Registry:
         """The handle of an existing registry; ValueError if there is none by that name."""
-        handle = Registry(name, self.remote_spec)
+        handle = Registry(name, model_registry.bucket_remote(bucket_id, self.remote_spec))
         handle._read()
         return handle
 

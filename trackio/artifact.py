@@ -279,15 +279,18 @@ class Artifact:
 
         raise ArtifactNotFoundError(f"the source of {self.qualified_name}, {self.source_qualified_name}, is not stored here or on the remote")
 
-    def link(self, target_path: str, aliases: list[str] | None = None) -> Artifact:
+    def link(self, target_path: str, aliases: list[str] | None = None, bucket_id: str | None = None) -> Artifact:
         """Link this logged (or fetched) version into ``"registry-<registry>/<collection>"``.
 
         No bytes are copied. The registry must exist; the collection is
         created on first link with this artifact's type. Returns the linked
         artifact (its ``project`` is ``registry-<registry>``, its ``name``
-        the collection, its ``version`` the collection's).
+        the collection, its ``version`` the collection's). ``bucket_id``
+        (trackio 0.43) names a Hugging Face bucket remote to sync the registry with.
         """
-        return self._link_into(target_path, aliases)
+        from . import model_registry
+
+        return self._link_into(target_path, aliases, remote=model_registry.bucket_remote(bucket_id, None))
 
     def _link_into(
         self, target_path: str, aliases: list[str] | None, *, remote: RemoteSpec | None = None, run_id: str | None = None, run_name: str | None = None

@@ -518,11 +518,15 @@ class Registry:
             raise RegistryNotFoundError(f"Registry {self._name!r} does not exist. Create it first with trackio.Api().create_registry({self._name!r})")
         return state, store
 
+    def _peek(self) -> dict[str, Any] | None:
+        """The state, or None when the registry does not exist (as trackio's readers answer)."""
+        return read_state(self._name, self._remote)[0]
+
     @property
     def description(self) -> str | None:
-        """The registry's description, or None if unset."""
-        description = self._read()[0]["description"]
-        return None if description is None else str(description)
+        """The registry's description, or None if unset (or the registry does not exist)."""
+        state = self._peek()
+        return None if state is None or state["description"] is None else str(state["description"])
 
     @property
     def created_at(self) -> str:
@@ -546,22 +550,22 @@ class Registry:
         return _collection(name, state["collections"][name])
 
     def collection(self, name: str) -> Collection | None:
-        """One collection, or None if there is no such collection."""
+        """One collection, or None if there is no such collection (or registry)."""
         validate_collection_name(name)
-        coll = self._read()[0]["collections"].get(name)
+        coll = (self._peek() or {"collections": {}})["collections"].get(name)
         return None if coll is None else _collection(name, coll)
 
     def collections(self) -> list[Collection]:
-        """Every collection with its links, ordered by type then name."""
-        colls = self._read()[0]["collections"]
+        """Every collection with its links, ordered by type then name ([] if the registry does not exist)."""
+        colls = (self._peek() or {"collections": {}})["collections"]
         return [_collection(n, c) for n, c in sorted(colls.items(), key=lambda kv: (kv[1]["type"], kv[0]))]
 
     def events(self) -> list[dict[str, Any]]:
         """The audit log, oldest first: ``id``, ``ts``, ``kind``, ``payload``, ``who``
         (``user@host``), ``user`` and ``host``. Built from the registry's
-        history, so it cannot be edited."""
-        _, store = self._read()
-        return events(store, self._name)
+        history, so it cannot be edited. [] if the registry does not exist."""
+        state, store = read_state(self._name, self._remote)
+        return [] if state is None else events(store, self._name)
 
     def artifact(self, collection: str, selector: str = names.LATEST) -> Artifact:
         """The linked artifact at ``collection:selector`` (``vN``, an alias, or ``latest``)."""
@@ -613,6 +617,17 @@ def _version_number(version: int | str) -> int:
 
 
 # -- reading and writing through the local store and a remote ------------------------
+
+
+def bucket_remote(bucket_id: str | None, default: RemoteSpec | None) -> RemoteSpec | None:
+    """trackio 0.43's ``bucket_id`` (or ``TRACKIO_REGISTRY_BUCKET_ID``): the Hugging Face
+    bucket remote it names (as ``init(bucket_id=...)``), else ``default``."""
+    import os
+
+    from .remote_sync import remote_spec
+
+    chosen = bucket_id or os.environ.get("TRACKIO_REGISTRY_BUCKET_ID")
+    return remote_spec(bucket_id=chosen) if chosen else default
 
 
 def read_state(registry: str, remote: RemoteSpec | None) -> tuple[dict[str, Any] | None, Repository]:

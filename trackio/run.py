@@ -365,14 +365,15 @@ class Run:
             self._save()
         return Artifact._from_version(info, source)
 
-    def link_artifact(self, artifact: Artifact, target_path: str, aliases: list[str] | None = None) -> Artifact:
+    def link_artifact(self, artifact: Artifact, target_path: str, aliases: list[str] | None = None, bucket_id: str | None = None) -> Artifact:
         """Link an artifact version into ``"registry-<registry>/<collection>"`` (no bytes copied).
 
         The link gets the collection's next version (``v0``, ``v1``, ...);
         linking a version already in the collection returns that link and
         still moves ``aliases`` (``latest`` is automatic; passing it is a
         no-op). An artifact never logged is logged to this run first.
-        Returns the linked artifact.
+        Returns the linked artifact. The registry syncs with the run's remote;
+        ``bucket_id`` (trackio 0.43) names a Hugging Face bucket remote instead.
         """
         if not isinstance(artifact, Artifact):
             raise TypeError(
@@ -384,7 +385,8 @@ class Run:
         model_registry.parse_target(target_path)
         if not artifact.is_frozen:
             artifact = self.log_artifact(artifact)
-        return artifact._link_into(target_path, aliases, remote=self.remote_spec, run_id=self.id, run_name=self.name)
+        remote = model_registry.bucket_remote(bucket_id, self.remote_spec)
+        return artifact._link_into(target_path, aliases, remote=remote, run_id=self.id, run_name=self.name)
 
     def logged_artifacts(self) -> list[Artifact]:
         """Artifact versions this run logged, in order."""

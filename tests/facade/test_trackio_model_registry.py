@@ -44,6 +44,13 @@ def test_create_fetch_and_list_registries() -> None:
         api.registry("missing")
 
 
+def test_a_handle_on_a_missing_registry_reads_empty_as_trackio() -> None:
+    ghost = trackio.Registry("ghost")
+    assert (ghost.description, ghost.collection("m"), ghost.collections(), ghost.events()) == (None, None, [], [])
+    with pytest.raises(ValueError, match="'ghost'"):
+        ghost.create_collection("m", artifact_type="model")
+
+
 @pytest.mark.parametrize("bad", ["has space", "dots.not.allowed", "", "a/b"])
 def test_bad_registry_names_are_named(bad: str) -> None:
     with pytest.raises(ValueError) as err:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from remote_helpers import Target
+from remote_helpers import Target, finish, spawn
 
 import trackio
 import trackio.store
@@ -121,3 +122,56 @@ def test_offline_links_on_two_machines_are_rebased_not_lost(s3_target: Target, t
 def model_registry_pull(url: str, opts: dict[str, object]) -> None:
     """``trackio artifacts pull``: bring the remote's registries (and everything else) here."""
     trackio.store.get_repo().fetch(url, refs=["trackio"], storage_options=opts)
+
+
+def test_machines_promoting_at_once_through_s3_lose_no_move(
+    s3_target: Target, s3_server: Any, trackio_home: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """Four processes, four TRACKIO_DIRs, one S3 remote, one alias: every move lands, the alias ends on the last."""
+    url, opts = s3_target.url, s3_target.storage_options
+    machines = 4
+    trackio_home("publisher")
+    trackio.Api(remote=url, storage_options=opts).create_registry("models")
+    run = trackio.init(project="train", remote=url, storage_options=opts)
+    for i in range(machines):
+        run.link_artifact(trackio.log_artifact(_file(tmp_path, f"w{i}", f"weights {i}"), name="net", type="model"), "registry-models/m")
+    trackio.finish()
+
+    go = tmp_path / "go"
+    code = f"""
+        import os, time, warnings
+        import trackio
+        warnings.simplefilter("ignore")
+        reg = trackio.Api(remote={url!r}, storage_options={s3_target.child_options()}).registry("models")
+        print("ready", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.001)
+        reg.promote("m", os.environ["VERSION"], "production")
+        print("done", flush=True)
+    """
+    procs = []
+    try:
+        for i in range(machines):
+            cwd = tmp_path / f"m{i}"
+            cwd.mkdir()
+            procs.append(spawn(code, cwd, VERSION=f"v{i}", TRACKIO_DIR=str(tmp_path / f"home-{i}"), **s3_server.env()))
+        for p in procs:
+            assert p.stdout is not None
+            line = p.stdout.readline().strip()
+            assert line == b"ready", (line, p.stderr.read().decode() if p.stderr else "")
+        go.touch()
+        for p in procs:
+            finish(p, timeout=100)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+    trackio_home("observer")
+    reg = trackio.Api(remote=url, storage_options=opts).registry("models")
+    moves = [e for e in reg.events() if e["kind"] == "promote" and e["payload"]["alias"] == "production"]
+    assert sorted(e["payload"]["collection_version"] for e in moves) == list(range(machines))
+    assert [e["payload"]["previous_version"] for e in moves] == [None] + [e["payload"]["collection_version"] for e in moves[:-1]]
+    c = reg.collection("m")
+    assert c is not None
+    assert [lk["collection_version"] for lk in c.links if "production" in lk["aliases"]] == [moves[-1]["payload"]["collection_version"]]

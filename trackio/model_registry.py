@@ -286,8 +286,14 @@ def load(repo: Repository, registry: str) -> dict[str, Any] | None:
     return state_at(repo, head(repo, registry))
 
 
-def _write(repo: Repository, parent: ObjectId | None, state: dict[str, Any] | None, steps: list[tuple[str, dict[str, Any], ObjectId | None, str, float]]) -> tuple[ObjectId | None, dict[str, Any] | None, list[dict[str, Any]]]:
-    """Commit already-validated steps (kind, payload, tree, who, time) in a chain on ``parent``."""
+Step = tuple[str, dict[str, Any], "ObjectId | None", str, float]  # (kind, payload, tree, who, time)
+
+
+def _write(
+    repo: Repository, parent: ObjectId | None, state: dict[str, Any] | None, steps: list[Step]
+) -> tuple[ObjectId | None, dict[str, Any] | None, list[dict[str, Any]]]:
+    """Commit steps as a chain of event commits on ``parent`` (no ref moves); intents that
+    change nothing are skipped. Returns (new tip, state after, events written)."""
     done: list[dict[str, Any]] = []
     tip = parent
     with repo.batch():
@@ -426,7 +432,7 @@ def rebase(local: Repository, view: Repository, registry: str, fetch_head: Calla
         tree = c.tree if meta["event"] == "link" else None
         steps.append((meta["event"], payload, tree, meta.get("who") or c.author or "", c.time))
     state = state_at(local, theirs)
-    kept: list[tuple[str, dict[str, Any], ObjectId | None, str, float]] = []
+    kept: list[Step] = []
     for step in steps:  # drop (with a warning) what no longer applies there
         try:
             folded = apply(state, step[0], step[1], _now_iso(step[4]))

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from trackio_helpers import PROJECT_ROOT, write
 
 import trackio
@@ -389,3 +391,44 @@ def test_metadata_is_a_copy(run: trackio.Run, tmp_path: Path) -> None:
     logged = trackio.log_artifact(art)
     logged.metadata["acc"] = 0
     assert logged.metadata == {"acc": 0.7}
+
+
+# -- the fold, under any sequence of intents --------------------------------------------------
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["link", "promote", "unlink"]), st.integers(0, 4), st.sampled_from(["staging", "production"])),
+    max_size=40,
+)
+
+
+@given(OPS)
+def test_fold_invariants(ops: list[tuple[str, int, str]]) -> None:
+    from trackio import model_registry as mr
+
+    ts = "2026-01-01T00:00:00+00:00"
+    state, _ = mr.apply(None, "create", {"registry": "r"}, ts)  # type: ignore[misc]
+    state, _ = mr.apply(state, "create", {"registry": "r", "collection": "c", "type": "model"}, ts)  # type: ignore[misc]
+    ever: list[int] = []
+    for kind, source, alias in ops:
+        payload = {"registry": "r", "collection": "c", "source_project": "p", "source_artifact": "a", "source_version": source}
+        if kind == "link":
+            payload |= {"type": "model", "source_commit": "0" * 32, "tree": "0" * 32}
+        if kind == "promote":
+            payload["alias"] = alias
+        try:
+            folded = mr.apply(state, kind, payload, ts)
+        except ValueError:
+            assert kind == "promote"  # only promoting an unlinked source can fail
+            continue
+        if folded is None:
+            continue
+        state, effective = folded
+        if kind == "link":
+            assert effective["collection_version"] not in ever  # numbers are never reused
+            ever.append(effective["collection_version"])
+        coll = state["collections"]["c"]
+        live = [lk["collection_version"] for lk in coll["links"]]
+        assert len({(lk["source_version"]) for lk in coll["links"]}) == len(live)  # one link per source
+        assert set(coll["aliases"].values()) <= set(live)  # aliases only on live links
+        assert coll["aliases"].get("latest") == (max(live) if live else None)  # latest follows the newest
+    assert ever == sorted(ever)

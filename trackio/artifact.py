@@ -333,7 +333,7 @@ class Artifact:
 
         lk = self._link
         run = current_run()
-        remote = run.remote_spec if run is not None else None
+        remote = lk.remote or (run.remote_spec if run is not None else None)
         if remote is None:
             from .remote_sync import remote_spec
 

@@ -27,7 +27,7 @@ import copy
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -576,7 +576,7 @@ class Registry:
     def artifact(self, collection: str, selector: str = names.LATEST) -> Artifact:
         """The linked artifact at ``collection:selector`` (``vN``, an alias, or ``latest``)."""
         state, store = self._read()
-        return linked_artifact(self._name, collection, selector, state, store)
+        return linked_artifact(self._name, collection, selector, state, store, self._remote)
 
     def promote(self, collection: str, version: int | str, alias: str) -> Artifact:
         """Point ``alias`` at collection version ``version`` (moving it from wherever it was)."""
@@ -745,7 +745,7 @@ def link(
     coll = state["collections"][collection]
     lk = _find_link(coll, source)
     assert lk is not None
-    return linked_artifact(registry, collection, f"v{lk['collection_version']}", state, local)
+    return linked_artifact(registry, collection, f"v{lk['collection_version']}", state, local, remote)
 
 
 def unlink(registry: str, collection: str, link: dict[str, Any], remote: RemoteSpec | None = None) -> dict[str, Any]:
@@ -775,7 +775,9 @@ def resolve_link(state: dict[str, Any], registry: str, collection: str, selector
     return dict(next(x for x in coll["links"] if x["collection_version"] == version))
 
 
-def linked_artifact(registry: str, collection: str, selector: str, state: dict[str, Any], store: Repository) -> Artifact:
+def linked_artifact(
+    registry: str, collection: str, selector: str, state: dict[str, Any], store: Repository, remote: RemoteSpec | None = None
+) -> Artifact:
     """The Artifact a registry location names: the collection's version, the source's content."""
     from .artifact import Artifact
     from .registry import ArtifactRegistry, VersionInfo
@@ -817,7 +819,7 @@ def linked_artifact(registry: str, collection: str, selector: str, state: dict[s
     aliases = tuple(sorted(a for a, v in coll["aliases"].items() if v == lk["collection_version"]))
     art = Artifact(collection, coll["type"])
     art._hydrate(info, aliases, store)
-    art._link = LinkInfo(registry, collection, lk["source_project"], lk["source_artifact"], lk["source_version"])
+    art._link = LinkInfo(registry, collection, lk["source_project"], lk["source_artifact"], lk["source_version"], remote)
     return art
 
 
@@ -837,6 +839,8 @@ class LinkInfo:
     source_project: str
     source_artifact: str
     source_version: int
+    remote: RemoteSpec | None = field(default=None, compare=False)
+    """The remote the link was read from or written with (its unlink goes there too)."""
 
 
 def resolve_location(spec: str, remote: RemoteSpec | None) -> Artifact:
@@ -845,7 +849,7 @@ def resolve_location(spec: str, remote: RemoteSpec | None) -> Artifact:
     state, store = read_state(registry, remote)
     if state is None:
         raise RegistryNotFoundError(f"Registry {registry!r} does not exist. Create it first with trackio.Api().create_registry({registry!r})")
-    return linked_artifact(registry, collection, selector, state, store)
+    return linked_artifact(registry, collection, selector, state, store, remote)
 
 
 __all__ = [

@@ -68,6 +68,12 @@ def test_two_machines_share_links_and_promotions(s3_target: Target, trackio_home
     assert (Path(prod.download(tmp_path / "dl-a")) / "model.pt").read_text() == "weights from b"
     trackio.finish()
 
+    # A third machine, no run and no TRACKIO_REMOTE: what it read from the remote it unlinks there.
+    trackio_home("machine-c")
+    trackio.Api(remote=url, storage_options=opts).artifact("registry-models/m:production").unlink()
+    c = trackio.Api(remote=url, storage_options=opts).registry("models").collection("m")
+    assert c is not None and [(lk["collection_version"], lk["aliases"]) for lk in c.links] == [(0, ["latest", "staging", "staging-2"])]
+
 
 def test_offline_links_on_two_machines_are_rebased_not_lost(s3_target: Target, trackio_home: Callable[[str], Path], tmp_path: Path) -> None:
     url, opts = s3_target.url, s3_target.storage_options

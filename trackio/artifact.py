@@ -420,10 +420,17 @@ class Artifact:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Artifact) or self._info is None or other._info is None:
             return NotImplemented if not isinstance(other, Artifact) else self is other
-        return self._info.commit_id == other._info.commit_id
+        return self._identity() == other._identity()
 
     def __hash__(self) -> int:
-        return hash(self._info.commit_id) if self._info is not None else id(self)
+        return hash(self._identity()) if self._info is not None else id(self)
+
+    def _identity(self) -> tuple[str, ...]:
+        """The version's commit; a registry link is its own thing (collection and number)."""
+        info = self._frozen_info()
+        if self._link is not None:
+            return (info.commit_id, self._link.registry, self._link.collection, str(info.version))
+        return (info.commit_id,)
 
 
 def _files_under(base: str, rel: str = "") -> Iterator[tuple[str, str]]:

@@ -110,6 +110,7 @@ def test_link_returns_the_linked_artifact(run: trackio.Run, tmp_path: Path) -> N
     assert linked.source_qualified_name == src.qualified_name == "proj/resnet:v0"
     assert (src.source_project, src.source_name, src.source_version, src.source_qualified_name) == ("proj", "resnet", "v0", "proj/resnet:v0")
     assert linked.digest == src.digest and linked.manifest == src.manifest and linked.size == src.size
+    assert linked != src and linked == trackio.Api().artifact("registry-models/my-model:v0") and len({linked, src}) == 2
     c = reg.collection("my-model")
     assert c is not None and c.type == "model" and c.num_links == 1 and c.latest_version == 0
     assert c.links[0] | {"created_at": None} == {

@@ -151,6 +151,8 @@ class Api:
                     except Exception:
                         pass
                 damaged.append(label)
+            elif model_registry.registry_of_ref(ref) is not None:
+                damaged.append(f"registry {model_registry.registry_of_ref(ref)}")
             elif len(parts) >= 4 and parts[0] == names.ROOT and parts[2] == "runs":
                 damaged.append(f"run {names.unescape_component(parts[1])}/{parts[3]}")
             else:

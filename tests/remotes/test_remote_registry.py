@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from remote_helpers import Target, finish, spawn
+from remote_helpers import S3_REGION, Target, finish, free_port, spawn
 
 import trackio
 import trackio.store
@@ -181,3 +181,30 @@ def test_machines_promoting_at_once_through_s3_lose_no_move(
     c = reg.collection("m")
     assert c is not None
     assert [lk["collection_version"] for lk in c.links if "production" in lk["aliases"]] == [moves[-1]["payload"]["collection_version"]]
+
+
+def test_registry_changes_offline_are_kept_and_synced_later(s3_target: Target, trackio_home: Callable[[str], Path], tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    unreachable = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": dead, "region_name": S3_REGION},
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1},
+    }
+    trackio_home("laptop")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        api = trackio.Api(remote=s3_target.url, storage_options=unreachable)
+        reg = api.create_registry("models")
+        run = trackio.init(project="p", remote=s3_target.url, storage_options=unreachable)
+        linked = run.link_artifact(trackio.log_artifact(_file(tmp_path, "w", "offline weights"), name="net", type="model"), "registry-models/m", aliases=["production"])
+        assert linked.version == "v0"
+        assert reg.collection("m").num_links == 1  # type: ignore[union-attr]  # read locally
+        run.finish()
+    messages = [str(w.message) for w in caught]
+    assert any("kept here and pushed later" in m for m in messages), messages
+
+    trackio.sync(remote=s3_target.url, storage_options=s3_target.storage_options)
+    trackio_home("server")
+    c = trackio.Api(remote=s3_target.url, storage_options=s3_target.storage_options).registry("models").collection("m")
+    assert c is not None and c.links[0]["aliases"] == ["latest", "production"]

@@ -62,7 +62,9 @@ def test_registry_every_command(tmp_path: Path, env: dict[str, str]) -> None:
     assert [e["kind"] for e in events] == ["create", "create", "link", "promote", "link", "promote", "unlink"]
     assert all(e["user"] and e["host"] for e in events)
     text = r("events", "models").stdout
-    assert "promote  clf:v0 production" in text and "unlink   clf:v1" in text
+    assert text.splitlines()[0].split() == ["ID", "TIME", "WHO", "KIND", "WHAT"]
+    assert "clf:v0 production" in text and "clf:v1" in text.splitlines()[-1] and "unlink" in text.splitlines()[-1]
+    assert j(sh("registry", "--json", "show", "registry-models/clf", env=env, cwd=tmp_path)) == j(r("show", "registry-models/clf", "--json"))  # flags anywhere
 
 
 ERRORS = [

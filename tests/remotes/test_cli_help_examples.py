@@ -105,6 +105,22 @@ TRACKIO_PLAN: list[tuple[list[str], list[str]]] = [
             "trackio artifacts gc --grace 0",
         ],
     ),
+    (
+        [],
+        [
+            "trackio registry create models",
+            'trackio registry create datasets -d "what we train on"',
+            "trackio registry list --json",
+            "trackio registry link my_project/my-model:v3 registry-models/classifier --alias staging",
+            "trackio registry promote registry-models/classifier:v0 production",
+            "trackio registry collections models",
+            "trackio registry show registry-models/classifier",
+        ],
+    ),
+    (
+        ["trackio registry link my_project/my-model:v1 registry-models/classifier"],
+        ["trackio registry unlink registry-models/classifier:v1", "trackio registry events models --json"],
+    ),
 ]
 
 # Examples that start a server: each runs until it prints its URL, the page

@@ -477,7 +477,7 @@ class Collection:
     """Newest collection version number, or None if nothing is linked."""
     links: list[dict[str, Any]]
     """The linked versions, newest first: ``collection_version``, ``source_project``,
-    ``source_artifact``, ``source_version``, ``aliases`` (sorted) and ``created_at``."""
+    ``source_artifact``, ``source_version`` and ``aliases`` (sorted)."""
 
 
 def _collection(name: str, coll: dict[str, Any]) -> Collection:
@@ -485,7 +485,7 @@ def _collection(name: str, coll: dict[str, Any]) -> Collection:
     for alias, v in coll["aliases"].items():
         by_version.setdefault(v, []).append(alias)
     links = [
-        {**_coords(lk), "aliases": sorted(by_version.get(lk["collection_version"], [])), "created_at": lk["created_at"]}
+        {**_coords(lk), "aliases": sorted(by_version.get(lk["collection_version"], []))}
         for lk in sorted(coll["links"], key=lambda lk: -lk["collection_version"])
     ]
     return Collection(

@@ -113,14 +113,9 @@ def test_link_returns_the_linked_artifact(run: trackio.Run, tmp_path: Path) -> N
     assert linked != src and linked == trackio.Api().artifact("registry-models/my-model:v0") and len({linked, src}) == 2
     c = reg.collection("my-model")
     assert c is not None and c.type == "model" and c.num_links == 1 and c.latest_version == 0
-    assert c.links[0] | {"created_at": None} == {
-        "collection_version": 0,
-        "source_project": "proj",
-        "source_artifact": "resnet",
-        "source_version": 0,
-        "aliases": ["latest", "staging"],
-        "created_at": None,
-    }
+    assert c.links == [
+        {"collection_version": 0, "source_project": "proj", "source_artifact": "resnet", "source_version": 0, "aliases": ["latest", "staging"]}
+    ]
 
 
 def test_link_numbers_dedup_and_alias_moves(run: trackio.Run, tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ PAGE_MS, PREVIEW_MS, RSS_MIB = 300.0, 200.0, 64.0
 def _versions(n: int) -> None:
     """``n`` versions of one artifact (two small files each; an alias every 100)."""
     from trackio import names
-    from trackio.registry import ArtifactRegistry, manifest_digest, manifest_of
     from trackio.store import get_repo
+    from trackio.versions import ArtifactRegistry, manifest_digest, manifest_of
 
     repo = get_repo()
     reg = ArtifactRegistry(repo)

@@ -32,8 +32,8 @@ from .errors import (
     SyncError,
     UnsupportedReferenceError,
 )
-from .model_registry import Collection, Registry
 from .references import ReferenceHandler, ResolvedReference, register_reference_handler, unregister_reference_handler
+from .registry import Collection, Registry
 from .run import AlertLevel, Run, current_run, require_run, start_run
 from .store import store_path, trackio_dir
 

@@ -9,14 +9,15 @@ from typing import Any
 from objstore import Repository
 from objstore.errors import FormatError
 
-from . import model_registry, names
+from . import names
+from . import registry as model_registry
 from . import remote_sync as sync
 from .artifact import Artifact
 from .errors import ArtifactNotFoundError, ArtifactTypeError, InvalidNameError
-from .model_registry import Registry
-from .registry import ArtifactRegistry, DeletedVersion
+from .registry import Registry
 from .run import Run, current_run, iter_runs, load_run
 from .store import get_repo
+from .versions import ArtifactRegistry, DeletedVersion
 
 
 class Api:

@@ -14,11 +14,11 @@ from objstore import Repository, TreeEntry
 
 from . import names, references
 from .errors import ArtifactFrozenError, ArtifactPathError, ManifestPathError
-from .registry import ArtifactRegistry, VersionInfo, manifest_of
 from .store import get_repo
+from .versions import ArtifactRegistry, VersionInfo, manifest_of
 
 if TYPE_CHECKING:
-    from .model_registry import LinkInfo
+    from .registry import LinkInfo
     from .remote_sync import RemoteSpec
     from .run import Run
 
@@ -288,14 +288,14 @@ class Artifact:
         the collection, its ``version`` the collection's). ``bucket_id``
         (trackio 0.43) names a Hugging Face bucket remote to sync the registry with.
         """
-        from . import model_registry
+        from . import registry as model_registry
 
         return self._link_into(target_path, aliases, remote=model_registry.bucket_remote(bucket_id, None))
 
     def _link_into(
         self, target_path: str, aliases: list[str] | None, *, remote: RemoteSpec | None = None, run_id: str | None = None, run_name: str | None = None
     ) -> Artifact:
-        from . import model_registry
+        from . import registry as model_registry
 
         self._frozen_info()
         model_registry.parse_target(target_path)
@@ -328,7 +328,7 @@ class Artifact:
                 f"unlink() removes a registry link; {self.qualified_name if self._info else repr(self._name)} is not one "
                 "(call it on the artifact link() or Run.link_artifact returned)"
             )
-        from . import model_registry
+        from . import registry as model_registry
         from .run import current_run
 
         lk = self._link

@@ -17,7 +17,7 @@ import click
 
 from objstore.cliutil import add_common_options, emit, guarded, local_time, route_warnings, set_target, table
 
-from . import model_registry
+from . import registry as model_registry
 from .api import Api
 from .artifact import Artifact
 from .store import store_path

@@ -33,10 +33,11 @@ from objstore.errors import FormatError, NotARepository, ObjectNotFound, PushRej
 from objstore.ids import ObjectId
 from objstore.remote import Remote, TransferResult
 
-from . import model_registry, names
+from . import names
+from . import registry as model_registry
 from .errors import ArtifactNotFoundError, SyncError
-from .registry import ArtifactRegistry, VersionInfo
 from .store import get_repo, store_path
+from .versions import ArtifactRegistry, VersionInfo
 
 if TYPE_CHECKING:
     from .artifact import Artifact

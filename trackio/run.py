@@ -31,8 +31,8 @@ from objstore.objects import canonical
 from . import names
 from .artifact import Artifact
 from .errors import ArtifactFrozenError, ArtifactTypeError, InvalidNameError, NoActiveRunError
-from .registry import ArtifactRegistry, manifest_digest, manifest_of
 from .store import get_repo
+from .versions import ArtifactRegistry, manifest_digest, manifest_of
 
 if TYPE_CHECKING:
     from .remote_sync import RemoteSpec
@@ -344,7 +344,7 @@ class Run:
         """
         self._check_active()
         spec = artifact_or_name.qualified_name if isinstance(artifact_or_name, Artifact) else artifact_or_name
-        from . import model_registry
+        from . import registry as model_registry
         from . import remote_sync as sync
 
         if model_registry.is_location(spec):
@@ -380,7 +380,7 @@ class Run:
                 f"link_artifact expects an Artifact, got {type(artifact).__name__}; log one with log_artifact "
                 "or fetch a version with use_artifact('name:v3') and link the result"
             )
-        from . import model_registry
+        from . import registry as model_registry
 
         model_registry.parse_target(target_path)
         if not artifact.is_frozen:

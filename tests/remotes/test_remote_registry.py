@@ -13,7 +13,7 @@ from remote_helpers import S3_REGION, Target, finish, free_port, spawn
 import trackio
 import trackio.store
 from objstore import Repository
-from trackio import model_registry
+from trackio import registry as model_registry
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -399,7 +399,7 @@ OPS = st.lists(
 
 @given(OPS)
 def test_fold_invariants(ops: list[tuple[str, int, str]]) -> None:
-    from trackio import model_registry as mr
+    from trackio import registry as mr
 
     ts = "2026-01-01T00:00:00+00:00"
     state, _ = mr.apply(None, "create", {"registry": "r"}, ts)  # type: ignore[misc]

@@ -171,28 +171,41 @@ class Run:
         """
         repo = repo or get_repo()
         ref = names.run_ref(self.project, self.id)
-        entries: list[TreeEntry] = []
-        metrics = self.metrics  # a record read back keeps its metrics when rewritten
         with repo.batch():
-            if metrics:
-                data = msgpack.packb(storable(metrics), use_bin_type=True)
-                entries.append(TreeEntry(METRICS_FILE, "file", repo.store_bytes(data), len(data)))
-            tree = repo.make_tree(entries)
             while True:
-                try:
-                    parent = repo.refs.get(ref)
-                except RefNotFound:
-                    parent = None
-                if parent is not None and not replace:  # merge what another writer of this run recorded
-                    other = repo.get_commit(parent).metadata
-                    self._outputs = _union(other.get("outputs", []), self._outputs)
-                    self._inputs = _union(other.get("inputs", []), self._inputs)
-                commit = repo.commit(tree, parents=[parent] if parent else [], message=f"run {self.name}", metadata=self._record())
+                commit, parent = self._record_commit(repo, replace=replace)
                 try:
                     repo.refs.set(ref, commit, expect=parent, message=self.status)
                     return
                 except RefConflict:
                     continue
+
+    def _record_commit(self, repo: Repository, *, replace: bool = False, extra_output: str | None = None) -> tuple[ObjectId, ObjectId | None]:
+        """The record's next commit, not yet pointed at: (commit, the run ref's current value).
+
+        ``extra_output`` is recorded as an output without being added to this
+        run yet (the version it names is about to be published).
+        """
+        ref = names.run_ref(self.project, self.id)
+        entries: list[TreeEntry] = []
+        metrics = self.metrics  # a record read back keeps its metrics when rewritten
+        if metrics:
+            data = msgpack.packb(storable(metrics), use_bin_type=True)
+            entries.append(TreeEntry(METRICS_FILE, "file", repo.store_bytes(data), len(data)))
+        tree = repo.make_tree(entries)
+        try:
+            parent: ObjectId | None = repo.refs.get(ref)
+        except RefNotFound:
+            parent = None
+        if parent is not None and not replace:  # merge what another writer of this run recorded
+            other = repo.get_commit(parent).metadata
+            self._outputs = _union(other.get("outputs", []), self._outputs)
+            self._inputs = _union(other.get("inputs", []), self._inputs)
+        record = self._record()
+        if extra_output is not None and extra_output not in record["outputs"]:
+            record["outputs"].append(extra_output)
+        commit = repo.commit(tree, parents=[parent] if parent else [], message=f"run {self.name}", metadata=record)
+        return commit, parent
 
     # -- the user API -----------------------------------------------------------
 
@@ -309,10 +322,18 @@ class Run:
             raise ValueError(f"Artifact {artifact.name!r} metadata cannot be stored: {exc}") from None
         repo = get_repo()
         registry = ArtifactRegistry(repo)
+        record: list[tuple[ObjectId, ObjectId | None, str]] = []
+
+        def prepare_record(commit_id: str) -> None:
+            # The run's record naming the new version is committed before any
+            # ref moves, so the version and the record land in one pack.
+            record[:] = [(*self._record_commit(repo, extra_output=commit_id), commit_id)]
+
         with repo.batch():
             tree_id = repo.build_tree(artifact._entries, progress=progress)
             manifest = manifest_of(repo, tree_id)
             info, created = registry.log_version(
+                before_refs=prepare_record,
                 project=self.project,
                 name=artifact.name,
                 type=artifact.type,
@@ -330,7 +351,16 @@ class Run:
         artifact._is_new = created
         if info.commit_id not in self._outputs:
             self._outputs.append(info.commit_id)
-            self._save()
+            published = False
+            if record and record[0][2] == info.commit_id:
+                commit, parent, _ = record[0]
+                try:
+                    repo.refs.set(names.run_ref(self.project, self.id), commit, expect=parent, message=self.status)
+                    published = True
+                except RefConflict:
+                    pass  # another writer of this run moved it: merge and save again
+            if not published:
+                self._save()
         from . import remote_sync as sync
 
         sync.on_logged(self, artifact)

@@ -12,7 +12,7 @@ an index for O(1) lookups (the chain is the truth if one is missing).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,8 +216,13 @@ class ArtifactRegistry:
         aliases: list[str],
         run_id: str | None,
         run_project: str | None,
+        before_refs: Callable[[ObjectId], None] | None = None,
     ) -> tuple[VersionInfo, bool]:
-        """Record a version (or find an identical one); returns (version, created)."""
+        """Record a version (or find an identical one); returns (version, created).
+
+        ``before_refs(commit_id)`` runs after a new version's commit is made
+        and before any ref points at it (objects it writes share its pack).
+        """
         latest_ref = names.alias_ref(project, name, names.LATEST)
         while True:
             head = self.latest(project, name)
@@ -250,6 +255,8 @@ class ArtifactRegistry:
                 metadata=meta,
                 author=run_id,
             )
+            if before_refs is not None:
+                before_refs(commit_id)
             try:
                 self.repo.refs.set(latest_ref, commit_id, expect=head.commit_id if head else ABSENT, message=f"log v{number}")
             except RefConflict:

@@ -143,3 +143,24 @@ def test_lineage_travels_with_the_store(work, outside, monkeypatch):
     runs = trackio.Api().runs("p")
     assert [r.name for r in runs] == ["producer", "consumer"]
     assert [row["metrics"] for row in runs[0].metrics] == [{"loss": 0.5}]
+
+
+def test_one_log_artifact_adds_one_pack_and_its_index(home, work):
+    """The version and the run record naming it are written together: one pack, one index."""
+    import os
+
+    def packs() -> set[str]:
+        return {f for f in os.listdir(home / "objstore" / "packs")}
+
+    (work / "a.bin").write_bytes(os.urandom(5000))
+    run = trackio.init(project="p", name="packer")
+    trackio.log({"loss": 1.0})
+    before = packs()
+    logged = trackio.log_artifact(work / "a.bin", name="m", type="model")
+    added = packs() - before
+    assert sorted(p.rsplit(".", 1)[1] for p in added) == ["idx", "pack"]
+    assert [a.id for a in run.logged_artifacts()] == [logged.id]
+    trackio.finish()
+    [stored] = trackio.Api().runs("p")
+    assert [a.id for a in stored.logged_artifacts()] == [logged.id]
+    assert [m["metrics"]["loss"] for m in stored.metrics] == [1.0]

@@ -18,9 +18,10 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fsspec
+if TYPE_CHECKING:
+    import fsspec
 
 from .errors import StorageError, TooLarge
 
@@ -478,5 +479,7 @@ def open_storage(location: str, storage_options: dict[str, Any] | None = None) -
     if "://" not in location or location.startswith("file://"):
         path = location[len("file://") :] if location.startswith("file://") else location
         return LocalStorage(os.path.expanduser(path))
+    import fsspec  # only for remote URLs: importing it (and asyncio) costs a third of startup
+
     fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
     return FsspecStorage(fs, root, location)

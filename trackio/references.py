@@ -21,18 +21,21 @@ import os
 import re
 import shutil
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import fsspec
-
 from .errors import ArtifactPathError, ReferenceChangedError, UnsupportedReferenceError
+
+
+def _fsspec() -> Any:
+    """fsspec, imported on first use (it pulls in asyncio: a third of ``import trackio``)."""
+    import fsspec
+
+    return fsspec
 
 DEFAULT_MAX_OBJECTS = 10_000
 _BLOCK = 4 * 1024 * 1024
@@ -113,10 +116,14 @@ def hash_file(path: str | os.PathLike[str], algorithm: str) -> str:
 
 
 def _local_path(uri: str) -> str:
+    import urllib.request  # lazily, as everywhere here: it pulls in http.client and email
+
     return urllib.request.url2pathname(urllib.parse.urlparse(uri).path)
 
 
 def _file_uri(path: str) -> str:
+    import urllib.request
+
     return "file://" + urllib.request.pathname2url(os.path.abspath(path))
 
 
@@ -166,6 +173,9 @@ class _Unreachable(Exception):
 
 
 def _http_head(uri: str) -> tuple[int | None, str | None]:
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(uri, method="HEAD")
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -195,7 +205,7 @@ class HttpHandler(ReferenceHandler):
     def resolve(self, uri: str, checksum: bool, max_objects: int) -> list[ResolvedReference]:
         if not uri.endswith("/"):
             return [self._probe(None, uri, checksum)]
-        fs, root = fsspec.core.url_to_fs(uri)
+        fs, root = _fsspec().core.url_to_fs(uri)
         try:
             found = sorted(fs.find(root))
         except FileNotFoundError:
@@ -228,6 +238,8 @@ class HttpHandler(ReferenceHandler):
         return ResolvedReference(relkey, uri, size, f"etag:{etag}" if etag else None)
 
     def fetch(self, uri: str, dest: Path) -> None:
+        import urllib.error
+        import urllib.request
         try:
             with urllib.request.urlopen(uri, timeout=60) as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, _BLOCK)
@@ -252,10 +264,10 @@ class FsspecHandler(ReferenceHandler):
     """Every other protocol fsspec knows (s3, gcs, abfs, sftp, hf, memory, ...)."""
 
     def matches(self, scheme: str, uri: str) -> bool:
-        return scheme in fsspec.available_protocols() and missing_package(scheme) is None
+        return scheme in _fsspec().available_protocols() and missing_package(scheme) is None
 
     def resolve(self, uri: str, checksum: bool, max_objects: int) -> list[ResolvedReference]:
-        fs, root = fsspec.core.url_to_fs(uri)
+        fs, root = _fsspec().core.url_to_fs(uri)
         protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
         if not uri.endswith("/"):
             if not checksum:
@@ -287,7 +299,7 @@ class FsspecHandler(ReferenceHandler):
         return ResolvedReference(relkey, uri, _size(info), f"etag:{tag}" if tag else None)
 
     def fetch(self, uri: str, dest: Path) -> None:
-        fs, root = fsspec.core.url_to_fs(uri)
+        fs, root = _fsspec().core.url_to_fs(uri)
         try:
             fs.get_file(root, os.fspath(dest))
         except FileNotFoundError:
@@ -306,7 +318,7 @@ def missing_package(scheme: str) -> str | None:
         from fsspec.registry import known_implementations
 
         try:
-            fsspec.get_filesystem_class(scheme)
+            _fsspec().get_filesystem_class(scheme)
             _importable[scheme] = None
         except ImportError as exc:
             impl = known_implementations.get(scheme, {})
@@ -364,7 +376,7 @@ def handler_for(uri: str) -> ReferenceHandler:
     for handler in reference_handlers():
         if handler.matches(scheme, uri):
             return handler
-    missing = missing_package(scheme) if scheme in fsspec.available_protocols() else None
+    missing = missing_package(scheme) if scheme in _fsspec().available_protocols() else None
     if missing is not None:
         m = re.search(r"install (\S+)|requires \"?([\w.-]+)", missing, re.I)
         package = (m.group(1) or m.group(2)).strip('"') if m else None

@@ -474,9 +474,18 @@ def _unlink_quietly(path: str) -> None:
 
 
 def open_storage(location: str, storage_options: dict[str, Any] | None = None) -> Storage:
-    """Storage for a local path, a ``file://`` URL or any fsspec URL."""
+    """Storage for a local path, a ``file://`` URL, an objstore server or any fsspec URL."""
     if "://" not in location or location.startswith("file://"):
         path = location[len("file://") :] if location.startswith("file://") else location
         return LocalStorage(os.path.expanduser(path))
+    if location.startswith(("http://", "https://")):
+        # An objstore server answers its info endpoint; any other web server
+        # is read as a static folder through fsspec, as before.
+        from .http import dumb_options, probe
+
+        served = probe(location, storage_options)
+        if served is not None:
+            return served
+        storage_options = dumb_options(storage_options)
     fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
     return FsspecStorage(fs, root, location)

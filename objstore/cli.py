@@ -698,7 +698,7 @@ def token_list(ctx: click.Context, tokens_file: str) -> None:
     """
     from .server.tokens import TokenFile
 
-    rows = [{"name": t.name, "scope": t.scope, "created": t.created} for t in TokenFile(tokens_file).load()]
+    rows: list[dict[str, Any]] = [{"name": t.name, "scope": t.scope, "created": t.created} for t in TokenFile(tokens_file).load()]
     _emit(ctx, rows, "\n".join(f"{r['name']:24} {r['scope']:6} {local_time(r['created'])}" for r in rows))
 
 

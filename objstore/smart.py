@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import CorruptObject, FormatError, PushRejected, ServerError
@@ -60,7 +60,7 @@ class SmartRemote:
         except (OSError, ValueError):
             return set()
 
-    def _remember(self, commits: list[str]) -> None:
+    def _remember(self, commits: Sequence[str]) -> None:
         """Record commits the server now holds whole (ref targets it accepted or served)."""
         known = [c.hex() for c in self._known()]
         fresh = [c for c in commits if c not in set(known)]
@@ -128,6 +128,9 @@ class SmartRemote:
                 updates.append({"name": name, "old": current, "new": target})
             else:
                 result.refs_rejected[name] = (current, target)
+        if result.refs_rejected:  # all refs of a push move together or none do
+            result.requests = self.client.requests
+            raise PushRejected(result.refs_rejected, result)
         if updates:
             self._upload([o for o in offer if o in missing], result)
             r = self.client.request("POST", "/push/refs", ok=(200, 409), json={"updates": updates, "message": "push"}, what="moving refs")
@@ -203,7 +206,7 @@ class SmartRemote:
         if not wants:
             return result
         haves = sorted(set(local.refs.list().values()))
-        body = {"wants": wants, "haves": haves, "depth": depth}
+        body = {"wants": wants, "haves": haves, "depth": depth, "shallow": local.shallow_commits()}
         metadata: dict[bytes, tuple[IndexEntry, bytes, Any]] = {}
         where = f"the pack stream from {self.storage.url}"
 

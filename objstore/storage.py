@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
+from urllib.parse import unquote
 
 import fsspec
 
@@ -295,6 +296,8 @@ class FsspecStorage(Storage):
         self.atomic_put = any(p in _OBJECT_STORES for p in protocols)
         self.is_memory = "memory" in protocols
         self.is_sftp = any(p in ("sftp", "ssh") for p in protocols)
+        # Web servers' directory listings give names URL-quoted ("@" as "%40").
+        self.is_http = any(p in ("http", "https") for p in protocols)
         # One paramiko SFTP channel cannot carry requests from several
         # threads at once (they deadlock): serialize them.
         self._serial: threading.Lock | None = threading.Lock() if self.is_sftp else None
@@ -341,6 +344,8 @@ class FsspecStorage(Storage):
             if exc.errno != errno.EINVAL:  # a range past the end (S3's InvalidRange, a seek beyond the OS limit)
                 raise
             raise EOFError(f"{path} has no bytes {start}..{start + length} ({exc})") from None
+        if self.is_http and len(data) > length:
+            data = data[start : start + length]  # a web server that ignores Range sends the whole file
         if len(data) != length:
             raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}")
         return data
@@ -435,7 +440,8 @@ class FsspecStorage(Storage):
                 entries = self.fs.ls(self.full(dirpath), detail=False)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+        names = [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+        return [unquote(n) for n in names] if self.is_http else names
 
     def walk_files(self, dirpath: str) -> list[str]:
         self.fs.invalidate_cache(self.full(dirpath))
@@ -448,7 +454,8 @@ class FsspecStorage(Storage):
         out = []
         for p in found:
             p2 = p.lstrip("/")
-            out.append(p2[len(root) + 1 :] if root else p2)
+            rel = p2[len(root) + 1 :] if root else p2
+            out.append(unquote(rel) if self.is_http else rel)
         return out
 
     def exists(self, path: str) -> bool:

@@ -216,7 +216,8 @@ def create_app(
         depth = _field(body, "depth", (int, type(None)), None)
         if depth is not None and depth < 1:
             raise Refused(400, "depth must be at least 1")
-        order = await run_in_threadpool(srv.ops.to_send, wants, haves, depth)
+        shallow = frozenset(check_id(h, ds, "shallow") for h in _field(body, "shallow", list, []))
+        order = await run_in_threadpool(srv.ops.to_send, wants, haves, depth, shallow)
         stream = encode_stream(ds, srv.ops.records(order))
         return StreamingResponse(iterate_in_threadpool(stream), media_type=CONTENT_TYPE, headers={"x-objstore-objects": str(len(order))})
 

@@ -268,13 +268,14 @@ class StoreOps:
 
     # -- fetch --------------------------------------------------------------------
 
-    def to_send(self, wants: list[bytes], haves: list[bytes], depth: int | None) -> list[bytes]:
+    def to_send(self, wants: list[bytes], haves: list[bytes], depth: int | None, shallow: frozenset[bytes] = frozenset()) -> list[bytes]:
         """Objects reachable from ``wants`` that a client holding ``haves`` lacks, children first.
 
         A client's have is complete (it holds everything below it), so the
         walk stops at any have commit or one of its ancestors, and skips
         every object under the trees of the haves. With ``depth``, commit
-        history stops after that many commits per want.
+        history stops after that many commits per want. ``shallow`` are
+        the client's commits whose parents it does not hold.
         """
         odb = self.repo.odb
         odb.refresh()
@@ -282,7 +283,7 @@ class StoreOps:
             if odb.locate(w) is None:
                 raise Refused(404, f"object {w.hex()} is not stored on this server")
         have = [h for h in haves if odb.locate(h) is not None]
-        excluded = self._closure_of_haves(have)
+        excluded = self._closure_of_haves(have, shallow)
         order: list[bytes] = []
         seen: set[bytes] = set()
         commit_depth: dict[bytes, int] = {w: 1 for w in wants}
@@ -314,7 +315,7 @@ class StoreOps:
             stack.extend((c, False) for c in reversed(kids))
         return order
 
-    def _closure_of_haves(self, have: list[bytes], commit_budget: int = 20_000) -> set[bytes]:
+    def _closure_of_haves(self, have: list[bytes], shallow: frozenset[bytes], commit_budget: int = 20_000) -> set[bytes]:
         """Have commits, their ancestors (up to a budget) and every object under the haves' trees."""
         odb = self.repo.odb
         excluded: set[bytes] = set()
@@ -339,7 +340,8 @@ class StoreOps:
             assert isinstance(c, Commit)
             if oid in first:
                 roots.append(bytes.fromhex(c.tree))
-            stack.extend(bytes.fromhex(p) for p in c.parents)
+            if oid not in shallow:
+                stack.extend(bytes.fromhex(p) for p in c.parents)
         stack = roots
         while stack:
             oid = stack.pop()

@@ -243,7 +243,7 @@ def memory_target() -> Iterator[Target]:
         pass
 
 
-ALL_KINDS = ["file", "memory", "s3", "sftp"]
+ALL_KINDS = ["file", "memory", "s3", "sftp", "server"]
 
 
 @pytest.fixture
@@ -293,3 +293,9 @@ def server(tmp_path: Path) -> Iterator[Any]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def server_target(server: Any) -> Target:
+    """The repository behind a fresh ``objstore serve`` (write token); raw access goes to its folder."""
+    return Target("server", server.url, server.options("write"), local_root=server.store)

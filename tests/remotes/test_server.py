@@ -16,7 +16,6 @@ from typing import Any
 import fsspec
 import pytest
 import requests
-import xxhash
 from remote_helpers import dir_state, free_port, make_sample, subprocess_env
 from server_helpers import ServerProcess, make_tokens, start_server, store_files
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import itertools
 import os
 import time
 from pathlib import Path
@@ -132,8 +133,8 @@ def _check_no_lost_update(view: Repository, base: str) -> None:
     assert len(log) == 9  # the base and one commit from each of the 8 writers
     assert {c.message for c in log[:-1]} == {f"from {i}" for i in range(8)}
     history = view.refs.history("main")
-    assert [e.new for e in history][0] == base
-    for prev, entry in zip(history, history[1:]):
+    assert next(e.new for e in history) == base
+    for prev, entry in itertools.pairwise(history):
         assert entry.old == prev.new  # every move was a compare-and-set on the value before it
     assert view.ls("main")  # the final value is a whole commit
 
@@ -181,7 +182,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -211,7 +212,7 @@ def test_tls_with_a_self_signed_certificate(tmp_path: Path, monkeypatch: pytest.
         local = Repository.init(tmp_path / "local")
         c = _commit(local, {"f": b"over tls"})
         local.refs.set("main", c)
-        with pytest.raises(ServerError, match="(?i)certificate"):
+        with pytest.raises(ServerError, match=r"(?i)certificate"):
             local.push(srv.url, storage_options={"token": tokens["write"]})  # not trusted by default
         assert local.push(srv.url, storage_options=srv.options()).refs_updated == {"main": (None, c)}
         clone = Repository.clone(srv.url, tmp_path / "clone", storage_options=srv.options("read"))

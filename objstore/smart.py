@@ -81,6 +81,7 @@ class SmartRemote:
     def _offer(self, targets: list[ObjectId], known: set[bytes]) -> tuple[list[bytes], list[bytes]]:
         """(objects reachable from ``targets`` children first, stopping at ``known``; the known ones met)."""
         odb = self.local.odb
+        odb.refresh()  # packs another handle on this store published since we last looked
         order: list[bytes] = []
         met: list[bytes] = []
         seen: set[bytes] = set()
@@ -96,6 +97,8 @@ class SmartRemote:
             if oid in known:
                 met.append(oid)
                 continue
+            if not odb.has_raw(oid):
+                continue  # history a shallow fetch left on the server: it has it, or refuses the refs
             stack.append((oid, True))
             stack.extend((c, False) for c in reversed(children(odb, oid)))
         return order, met
@@ -255,6 +258,7 @@ class SmartRemote:
         for commit_id in deepened:
             if all(odb.has(p) for p in local.get_commit(commit_id).parents):
                 local.unmark_shallow(commit_id)
+        self._remember(wants)  # the server just served them whole
         return result
 
     def fetch(self, selected: Callable[[dict[str, Any]], list[str]], depth: int | None, result: TransferResult) -> TransferResult:
@@ -269,7 +273,7 @@ class SmartRemote:
         self.local.flush()
         for name in names:
             self.remote._update_local_ref(name, heads[name], result)
-        self._remember(targets)
+        self._remember(targets)  # the server's ref values: whole there by its rules
         result.requests = self.client.requests
         return result
 

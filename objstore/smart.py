@@ -29,6 +29,7 @@ from .graph import children, children_first, is_ancestor
 from .ids import ObjectId
 from .objects import BLOB, Commit, decode
 from .packs import IndexEntry
+from .parallel import bounded_map
 from .wire import CONTENT_TYPE, StreamReader, encode_stream
 
 if TYPE_CHECKING:
@@ -180,9 +181,14 @@ class SmartRemote:
 
     def _records(self, batch: list[bytes], result: TransferResult) -> Iterator[tuple[bytes, int, int, bytes | memoryview, int]]:
         odb = self.local.odb
-        for oid in batch:
+
+        def read(oid: bytes) -> tuple[bytes, IndexEntry, bytes | memoryview]:
             entry, stored, where = odb.read_stored(oid)
             odb.decode_verified(oid, entry, stored, where)  # never send a corrupt object
+            return oid, entry, stored
+
+        # Reading and hashing the next objects overlaps sending this one.
+        for oid, entry, stored in bounded_map(read, batch, window=8):
             result.objects += 1
             result.bytes += entry.stored_length
             if self.progress is not None:

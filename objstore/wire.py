@@ -53,8 +53,9 @@ def encode_stream(digest_size: int, records: Iterable[tuple[bytes, int, int, byt
     """
     h = xxhash.xxh3_128()
     head = _HEADER.pack(STREAM_MAGIC, STREAM_VERSION, digest_size, 0)
-    buf = bytearray(head)
     h.update(head)
+    parts: list[bytes | memoryview] = [head]
+    size = len(head)
     count = 0
     for oid, type_tag, codec_id, stored, raw_length in records:
         if len(oid) != digest_size:
@@ -64,21 +65,20 @@ def encode_stream(digest_size: int, records: Iterable[tuple[bytes, int, int, byt
         h.update(stored)
         count += 1
         if len(stored) >= _BATCH:
-            buf += rec
-            yield bytes(buf)
-            buf.clear()
+            parts.append(rec)
+            yield b"".join(parts)
+            parts, size = [], 0
             yield stored
             continue
-        buf += rec
-        buf += stored
-        if len(buf) >= _BATCH:
-            yield bytes(buf)
-            buf.clear()
+        parts += (rec, stored)
+        size += len(rec) + len(stored)
+        if size >= _BATCH:
+            yield b"".join(parts)  # one copy of each small record, one write
+            parts, size = [], 0
     end = bytes(digest_size) + _TAIL.pack(0, 0, count, 0)
     h.update(end)
-    buf += end
-    buf += h.digest()
-    yield bytes(buf)
+    parts += (end, h.digest())
+    yield b"".join(parts)
 
 
 class StreamReader:
@@ -109,20 +109,43 @@ class StreamReader:
             if len(data):
                 raise StreamError("bytes after the end of the pack stream")
             return
-        self.bytes += len(data)
-        self._buf += data
-        pos = self._parse()
-        if pos:
-            del self._buf[:pos]
+        view = memoryview(data).cast("B")
+        self.bytes += len(view)
+        off = 0
+        # A unit (header, record, trailer) cut by the last piece is completed
+        # in the buffer with only the bytes it lacks; the rest of the piece
+        # is parsed in place, so bulk data is never copied here.
+        while self._buf and off < len(view) and self._state != "done":
+            take = min(max(self._need() - len(self._buf), 1), len(view) - off)
+            self._buf += view[off : off + take]
+            off += take
+            pos = self._parse(self._buf)
+            if pos:
+                del self._buf[:pos]
+        if off < len(view):
+            if self._state == "done":
+                raise StreamError("bytes after the end of the pack stream")
+            pos = self._parse(view[off:])
+            self._buf += view[off + pos :]
 
-    def _parse(self) -> int:
-        buf = self._buf
-        view = memoryview(buf)
+    def _need(self) -> int:
+        """Bytes the buffer must hold before the unit it starts can be parsed."""
+        if self._state == "header":
+            return _HEADER.size
+        if self._state == "trailer":
+            return _TRAILER
+        if len(self._buf) < self._record_size:
+            return self._record_size
+        type_tag, _, stored_length, _ = _TAIL.unpack_from(self._buf, self.digest_size)
+        return self._record_size + (0 if type_tag == 0 else min(stored_length, self.max_object + 1))
+
+    def _parse(self, buf: bytes | bytearray | memoryview) -> int:
+        view = memoryview(buf).cast("B")
         try:
             pos = 0
             ds = self.digest_size
             while True:
-                avail = len(buf) - pos
+                avail = len(view) - pos
                 if self._state == "header":
                     if avail < _HEADER.size:
                         return pos
@@ -155,7 +178,7 @@ class StreamReader:
                             f"over the limit of {self.max_object}"
                         )
                     end = pos + self._record_size + stored_length
-                    if len(buf) < end:
+                    if len(view) < end:
                         return pos
                     self._hash.update(view[pos:end])
                     oid = bytes(view[pos : pos + ds])
@@ -169,7 +192,7 @@ class StreamReader:
                         raise StreamError("pack stream checksum mismatch (the bytes were altered or cut)")
                     pos += _TRAILER
                     self._state = "done"
-                    if pos != len(buf):
+                    if pos != len(view):
                         raise StreamError("bytes after the end of the pack stream")
                     return pos
                 else:

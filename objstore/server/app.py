@@ -310,18 +310,20 @@ def create_app(
 
         async def produce(chunks: AsyncIterator[bytes]) -> None:
             size = 0
-            pending = bytearray()
+            pending: list[bytes] = []
+            waiting = 0
             async with send:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > max_body:
                         raise Refused(413, f"request body is over this server's limit of {max_body} bytes (--max-body)")
-                    pending += chunk
-                    if len(pending) >= _BATCH:
-                        await send.send(bytes(pending))
-                        pending.clear()
+                    pending.append(chunk)
+                    waiting += len(chunk)
+                    if waiting >= _BATCH:
+                        await send.send(b"".join(pending))
+                        pending, waiting = [], 0
                 if pending:
-                    await send.send(bytes(pending))
+                    await send.send(b"".join(pending))
 
         try:
             try:

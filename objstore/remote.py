@@ -19,6 +19,10 @@ number of packs and refs, not on the number of objects:
   and commits are written last, leaves first, so the local store never holds
   an object without everything below it, and an interrupted fetch resumes
   without downloading the file contents again.
+
+An ``http(s)://`` URL served by ``objstore serve`` is not a folder: there
+:class:`Remote` hands push and fetch to :class:`~objstore.smart.SmartRemote`,
+which does each in a fixed handful of requests (see ``docs/server.md``).
 """
 
 from __future__ import annotations

@@ -9,8 +9,11 @@ byte (even between two records) is told apart from a complete one::
     record    id | type tag u8 | codec u8 | stored length u64 | raw length u64 | stored bytes
     ...
     end       zero id | 0 u8 | 0 u8 | record count u64 | 0 u64
-    trailer   xxh3-128 of every byte from the header to the end record
+    trailer   xxh3-128 of the header, every record's id and lengths, and the end record
 
+The payloads are not in the checksum: every object is hashed against its id
+on arrival anyway, which covers them (hashing them twice costs more than the
+network on loopback).
 Records use the pack record layout of ``docs/format.md``. Both sides parse
 incrementally, holding at most one object (bounded by ``max_object``) plus
 one network read in memory.
@@ -62,7 +65,6 @@ def encode_stream(digest_size: int, records: Iterable[tuple[bytes, int, int, byt
             raise ValueError(f"object id of {len(oid)} bytes in a stream of {digest_size}-byte ids")
         rec = oid + _TAIL.pack(type_tag, codec_id, len(stored), raw_length)
         h.update(rec)
-        h.update(stored)
         count += 1
         if len(stored) >= _BATCH:
             parts.append(rec)
@@ -180,7 +182,7 @@ class StreamReader:
                     end = pos + self._record_size + stored_length
                     if len(view) < end:
                         return pos
-                    self._hash.update(view[pos:end])
+                    self._hash.update(view[pos : pos + self._record_size])
                     oid = bytes(view[pos : pos + ds])
                     self.sink(oid, type_tag, codec_id, view[pos + self._record_size : end], raw_length)
                     self.objects += 1

@@ -296,14 +296,14 @@ def create_app(
     async def upload(request: Request, who: TokenInfo | None) -> Response:
         _body_limit(request, max_body)
         ingest = Ingest(repo, max_object=max_object)
-        send, receive = anyio.create_memory_object_stream[bytes](4)
+        send, receive = anyio.create_memory_object_stream[list[bytes]](4)
         failure: list[BaseException] = []
 
         async def consume() -> None:
             try:
                 async with receive:
                     async for batch in receive:
-                        await run_in_threadpool(ingest.feed, batch)
+                        await run_in_threadpool(ingest.feed_all, batch)
             except BaseException as exc:
                 failure.append(exc)
                 raise
@@ -319,11 +319,11 @@ def create_app(
                         raise Refused(413, f"request body is over this server's limit of {max_body} bytes (--max-body)")
                     pending.append(chunk)
                     waiting += len(chunk)
-                    if waiting >= _BATCH:
-                        await send.send(b"".join(pending))
+                    if waiting >= _BATCH:  # one thread hop per few MiB; the pieces are parsed in place
+                        await send.send(pending)
                         pending, waiting = [], 0
                 if pending:
-                    await send.send(b"".join(pending))
+                    await send.send(pending)
 
         try:
             try:

@@ -112,6 +112,10 @@ class Ingest:
     def feed(self, data: bytes) -> None:
         self.reader.feed(data)
 
+    def feed_all(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.reader.feed(piece)
+
     def finish(self) -> None:
         """Check the stream ended properly, then publish what is left."""
         self.reader.finish()

@@ -173,7 +173,9 @@ def create_app(
                 response = await fn(request, who)
             except Refused as exc:
                 if request.method in ("POST", "PUT"):
-                    await _drain(request, min(max_body, CONTROL_BODY) + 1)
+                    # Read (and drop) what the client is still sending, up to a bound,
+                    # so that it reads this answer rather than a reset connection.
+                    await _drain(request, CONTROL_BODY)
                 response = _error(exc.status, exc.message, ref=exc.ref, **exc.extra)
             except ClientDisconnect:
                 return Response(status_code=499)

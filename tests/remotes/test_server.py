@@ -327,10 +327,10 @@ def test_hostile_pack_uploads(tmp_path: Path) -> None:
             assert r.status_code == 400, (what, r.status_code, r.text)
             assert "error" in r.json()
         # Bodies over --max-body: declared, and streamed without a length.
-        big = b"\0" * (3 * 1024 * 1024)
+        big = b"\0" * (20 * 1024 * 1024)
         r = requests.post(srv.api("/push/pack"), data=big, headers=srv.headers(), timeout=30)
         assert r.status_code == 413 and "max-body" in r.json()["error"]
-        r = requests.post(srv.api("/push/pack"), data=iter([big[:1 << 20]] * 3), headers=srv.headers(), timeout=30)
+        r = requests.post(srv.api("/push/pack"), data=iter([big[: 1 << 20]] * 20), headers=srv.headers(), timeout=30)
         assert r.status_code == 413
         r = requests.post(srv.api("/push/negotiate"), data=iter([b"[" * (1 << 20)] * 3), headers=srv.headers(), timeout=30)
         assert r.status_code == 413
@@ -403,3 +403,40 @@ def test_info_describes_the_server(server: ServerProcess) -> None:
     assert info["server"] == "objstore" and info["scope"] == "read" and info["auth"] == "token"
     assert info["config"]["format"] == "objstore"
     assert json.dumps(info)
+
+
+@pytest.mark.slow
+def test_cli_push_fetch_clone_against_a_server(server: ServerProcess, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello")
+
+    def cli(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = subprocess_env()
+        env.pop("OBJSTORE_TOKEN", None)
+        if token:
+            env["OBJSTORE_TOKEN"] = token
+        return subprocess.run([sys.executable, "-m", "objstore.cli", "-q", *args], env=env, capture_output=True, text=True, cwd=tmp_path)
+
+    assert cli("-r", "mine", "init").returncode == 0
+    assert cli("-r", "mine", "snapshot", "src", "--ref", "main", "-m", "one").returncode == 0
+    denied = cli("-r", "mine", "push", server.url)
+    assert denied.returncode == 1 and "token" in denied.stderr
+    pushed = cli("-r", "mine", "--json", "push", server.url, "main", token=server.tokens["write"])
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["requests"] <= 4
+    cloned = cli("-o", f"token={server.tokens['read']}", "clone", server.url, "theirs")
+    assert cloned.returncode == 0, cloned.stderr
+    assert cli("-r", "theirs", "cat", "main", "a.txt").stdout == "hello"
+    # A diverged push: exit 4, the ref named, nothing moved.
+    assert cli("-r", "theirs", "snapshot", "src", "--ref", "main", "-m", "theirs").returncode == 0
+    assert cli("-r", "theirs", "push", server.url, token=server.tokens["write"]).returncode == 0
+    (src / "a.txt").write_text("mine")
+    assert cli("-r", "mine", "snapshot", "src", "--ref", "main", "-m", "two").returncode == 0
+    rejected = cli("-r", "mine", "push", server.url, token=server.tokens["write"])
+    assert rejected.returncode == 4 and "'main'" in rejected.stderr
+    fetched = cli("-r", "mine", "--json", "fetch", server.url, token=server.tokens["read"])
+    assert fetched.returncode == 0 and json.loads(fetched.stdout)["refs_rejected"]
+    for t in server.tokens.values():
+        for out in (denied, pushed, cloned, rejected, fetched):
+            assert t not in out.stdout + out.stderr

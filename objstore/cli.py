@@ -654,6 +654,9 @@ def token() -> None:
     \b
     Scopes: read (fetch, clone, read in place), write (also push),
     admin (also gc through the server).
+
+    \b
+    Example:  objstore token add alice --scope write --tokens tokens.json
     """
 
 

@@ -179,9 +179,12 @@ def create_app(
                 response = _error(exc.status, exc.message, ref=exc.ref, **exc.extra)
             except ClientDisconnect:
                 return Response(status_code=499)
-            except ObjstoreError as exc:
+            except (ObjstoreError, OSError) as exc:
                 log.exception("request failed: %s %s", request.method, request.url.path)
                 response = _error(500, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a bug, not the client's fault: say so, keep serving
+                log.exception("request failed: %s %s", request.method, request.url.path)
+                response = _error(500, f"internal error ({type(exc).__name__})")
             response.headers[SERVER_HEADER] = __version__
             return response
 

@@ -137,20 +137,39 @@ class SmartRemote:
             raise PushRejected(result.refs_rejected, result)
         if updates:
             self._upload([o for o in offer if o in missing], result)
-            r = self.client.request("POST", "/push/refs", ok=(200, 409), json={"updates": updates, "message": "push"}, what="moving refs")
-            if r.status_code == 409:
-                body = r.json()
-                ref = body.get("ref") or updates[0]["name"]
-                result.refs_rejected[ref] = (body.get("actual"), wanted.get(ref))
-            else:
-                for u in updates:
-                    result.refs_updated[u["name"]] = (u["old"], u["new"])
-                self._remember([u["new"] for u in updates])
+            self._move(updates, force, result)
         self._remember([wanted[n] for n in result.refs_unchanged])
         result.requests = self.client.requests
         if result.refs_rejected:
             raise PushRejected(result.refs_rejected, result)
         return result
+
+    def _move(self, updates: list[dict[str, Any]], force: bool, result: TransferResult, attempts: int = 8) -> None:
+        """The atomic ref update; a ref that moved meanwhile to an ancestor of ours is retried, as a fast-forward."""
+        by_name = {u["name"]: u for u in updates}
+        for _ in range(attempts):
+            r = self.client.request("POST", "/push/refs", ok=(200, 409), json={"updates": updates, "message": "push"}, what="moving refs")
+            if r.status_code == 200:
+                for u in updates:
+                    result.refs_updated[u["name"]] = (u["old"], u["new"])
+                self._remember([u["new"] for u in updates])
+                return
+            body = r.json()
+            ref, actual = body.get("ref"), body.get("actual")
+            lost = by_name.get(ref) if isinstance(ref, str) else None
+            if lost is None:
+                raise PushRejected({str(ref): (actual, None)}, result)
+            if actual == lost["new"]:  # someone pushed the very same value
+                updates.remove(lost)
+                result.refs_unchanged.append(lost["name"])
+                if not updates:
+                    return
+            elif actual is None or force or is_ancestor(self.local, actual, lost["new"]):
+                lost["old"] = actual  # still a fast-forward (or forced): try again from there
+            else:
+                result.refs_rejected[lost["name"]] = (actual, lost["new"])
+                return
+        result.refs_rejected.update({u["name"]: (u["old"], u["new"]) for u in updates})
 
     def _upload(self, objects: list[bytes], result: TransferResult) -> None:
         """Stream ``objects`` (children first) to the server, in as few uploads as its body limit allows."""

@@ -440,3 +440,28 @@ def test_cli_push_fetch_clone_against_a_server(server: ServerProcess, tmp_path: 
     for t in server.tokens.values():
         for out in (denied, pushed, cloned, rejected, fetched):
             assert t not in out.stdout + out.stderr
+
+
+def test_a_ref_fast_forwarded_during_our_push_is_retried(server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between our negotiation and our ref update, someone moves the ref to an ancestor of ours:
+    the server answers 409, and the client moves it again from there (as a fast-forward)."""
+    import objstore.smart
+
+    local = Repository.init(tmp_path / "local")
+    c0 = _commit(local, {"f": b"0"})
+    local.refs.set("main", c0)
+    local.push(server.url, storage_options=server.options())
+    c1 = _commit(local, {"f": b"1"}, [c0])
+    c2 = _commit(local, {"f": b"2"}, [c1])
+    local.refs.set("main", c2)
+    upload = objstore.smart.SmartRemote._upload
+
+    def upload_then_race(self: Any, objects: list[bytes], result: Any) -> None:
+        upload(self, objects, result)  # c1 and c2 are on the server now; someone moves main to c1
+        r = requests.post(server.api("/push/refs"), json={"updates": [{"name": "main", "old": c0, "new": c1}]}, headers=server.headers(), timeout=30)
+        assert r.status_code == 200
+
+    monkeypatch.setattr(objstore.smart.SmartRemote, "_upload", upload_then_race)
+    result = local.push(server.url, storage_options=server.options())
+    assert result.refs_updated == {"main": (c1, c2)}
+    assert [e.new for e in _served(server).refs.history("main")] == [c0, c1, c2]

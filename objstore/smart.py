@@ -29,7 +29,7 @@ from .graph import children, children_first, is_ancestor
 from .ids import ObjectId
 from .objects import BLOB, Commit, decode
 from .packs import IndexEntry
-from .parallel import bounded_map
+from .parallel import bounded_map, read_ahead
 from .wire import CONTENT_TYPE, StreamReader, encode_stream
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ class SmartRemote:
         reader = StreamReader(odb.digest_size, sink)
         r = self.client.request("POST", "/fetch", json=body, stream=True, what="fetching objects")
         try:
-            for piece in r.iter_content(chunk_size=1 << 20):
+            for piece in read_ahead(r.iter_content(chunk_size=1 << 20)):
                 reader.feed(piece)
             reader.finish()
         except OSError as exc:  # the connection broke mid-stream

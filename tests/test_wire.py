@@ -85,3 +85,30 @@ def test_lies_about_sizes_and_trailing_bytes() -> None:
         _read(b"HTTP" + good[4:], [])
     with pytest.raises(StreamError, match="8-byte ids"):
         StreamReader(8, lambda *a: None).feed(good)
+
+
+def test_read_ahead_keeps_order_passes_errors_and_lets_go() -> None:
+    import threading
+
+    from objstore.parallel import read_ahead
+
+    assert list(read_ahead(iter(range(1000)), depth=3)) == list(range(1000))
+
+    def failing() -> object:
+        yield 1
+        raise ConnectionError("cut")
+
+    it = read_ahead(failing())
+    assert next(it) == 1
+    with pytest.raises(ConnectionError, match="cut"):
+        next(it)
+    before = threading.active_count()
+    endless = read_ahead(iter(int, 1), depth=2)  # never ends; the consumer leaves early
+    assert next(endless) == 0
+    endless.close()
+    import time
+
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before

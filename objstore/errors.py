@@ -178,3 +178,7 @@ class ServerError(RemoteError):
 
 class AccessDenied(ServerError, PermissionError):
     """An objstore server wants a (better) token: 401 (none or invalid) or 403 (scope, read-only, append-only)."""
+
+
+class ServerUnreachable(ServerError, StorageError):
+    """An objstore server could not be reached, or the connection broke off mid-transfer."""

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from .config import RepoConfig
-from .errors import AccessDenied, ServerError, StorageError
+from .errors import AccessDenied, ServerError, ServerUnreachable, StorageError
 from .storage import Storage
 
 API = "/api/v1"
@@ -70,9 +70,9 @@ class ServerClient:
         try:
             r = self.session.request(method, f"{self.url}{API}{path}", timeout=self.timeout, **kwargs)
         except requests.ConnectionError as exc:
-            raise ServerError(f"cannot reach the objstore server at {self.url}{' ' + what if what else ''}: {_reason(exc)}") from None
-        except requests.Timeout:
-            raise ServerError(f"the objstore server at {self.url} did not answer in time{' ' + what if what else ''}") from None
+            raise ServerUnreachable(f"cannot reach the objstore server at {self.url}{' ' + what if what else ''}: {_reason(exc)}") from exc
+        except requests.Timeout as exc:
+            raise ServerUnreachable(f"the objstore server at {self.url} did not answer in time{' ' + what if what else ''}") from exc
         if r.status_code in ok:
             return r
         raise self.error(r, what)
@@ -113,7 +113,7 @@ def probe(url: str, storage_options: dict[str, Any] | None = None) -> HttpStorag
         r = client.session.get(f"{client.url}{API}/info", timeout=client.timeout)
     except requests.ConnectionError as exc:
         client.close()
-        raise ServerError(f"cannot reach {client.url}: {_reason(exc)}") from None
+        raise ServerUnreachable(f"cannot reach {client.url}: {_reason(exc)}") from exc
     if SERVER_HEADER not in r.headers:
         client.close()
         return None

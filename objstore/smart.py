@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import CorruptObject, FormatError, PushRejected, ServerError
+from .errors import CorruptObject, FormatError, ObjstoreError, PushRejected, ServerUnreachable
 from .graph import children, children_first, is_ancestor
 from .ids import ObjectId
 from .objects import BLOB, Commit, decode
@@ -262,11 +262,12 @@ class SmartRemote:
             for piece in read_ahead(r.iter_content(chunk_size=1 << 20)):
                 reader.feed(piece)
             reader.finish()
-        except OSError as exc:  # the connection broke mid-stream
-            raise ServerError(f"objstore server {self.storage.url}: the pack stream broke off: {exc}") from None
+        except ObjstoreError:
+            raise
         except Exception as exc:
-            if "requests" in type(exc).__module__ or "urllib3" in type(exc).__module__:
-                raise ServerError(f"objstore server {self.storage.url}: the pack stream broke off: {exc}") from None
+            if isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in ("requests", "urllib3"):
+                # the connection broke mid-stream
+                raise ServerUnreachable(f"objstore server {self.storage.url}: the pack stream broke off: {exc}") from exc
             raise
         finally:
             r.close()

@@ -125,7 +125,7 @@ def _race(urls: list[str], token: str, tmp_path: Path, env: dict[str, str] | Non
         spawn(_RACER.format(dest=str(tmp_path / "racer-")), tmp_path, RACER=str(i), SERVER_URL=urls[i % len(urls)], SERVER_TOKEN=token, **(env or {}))
         for i in range(8)
     ]
-    outputs = [finish(c, 240) for c in children]
+    outputs = [finish(c, 500) for c in children]
     assert all("done" in o for o in outputs)
 
 
@@ -141,6 +141,7 @@ def _check_no_lost_update(view: Repository, base: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_eight_clients_push_one_ref_no_lost_update(server: ServerProcess, tmp_path: Path) -> None:
     seed = Repository.init(tmp_path / "seed")
     base = _commit(seed, {"base": b"base"})
@@ -153,6 +154,7 @@ def test_eight_clients_push_one_ref_no_lost_update(server: ServerProcess, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_two_servers_over_one_s3_bucket(s3_server: Any, tmp_path: Path) -> None:
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/store"

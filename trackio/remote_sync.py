@@ -266,10 +266,10 @@ def push(spec: RemoteSpec, local: Repository | None = None, progress: Callable[[
             rest = [r for r in refs if r not in rejected.refs and r not in moved]
             if rest:
                 try:
-                    moved.update(local.push(spec.url, refs=rest, storage_options=spec.options).refs_updated)
+                    moved.update(local.push(spec.url, refs=rest, storage_options=spec.options, progress=progress).refs_updated)
                 except PushRejected:
                     continue  # the remote moved again meanwhile: look again
-            result = local.push(spec.url, refs=forced, force=True, storage_options=spec.options)
+            result = local.push(spec.url, refs=forced, force=True, storage_options=spec.options, progress=progress)
             result.refs_updated.update(moved)
             return result
     raise SyncError(f"could not push to {spec.url}: the remote kept moving after {_MAX_REBASES} re-bases")

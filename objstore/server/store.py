@@ -16,7 +16,7 @@ from ..errors import CorruptObject, FormatError, InvalidRefName, ObjectNotFound,
 from ..ids import ObjectId
 from ..objects import BLOB, COMMIT, KIND_NAMES, Commit, decode
 from ..packs import IndexEntry, PackWriter
-from ..refs import ABSENT, validate_ref_name
+from ..refs import ABSENT, REFS_DIR, RefLogEntry, _entry_name, validate_ref_name
 from ..repo import Repository
 from ..wire import MAX_OBJECT, StreamReader
 
@@ -252,7 +252,7 @@ class StoreOps:
                             f"ref {u.name!r}: this server is append-only and {u.new} does not descend from {current}",
                             ref=u.name,
                         )
-                    refs._append(u.name, u.new, u.old if u.old is not None else ABSENT, message, who, known_head=head)
+                    self._append_checked(u, message, who, head)
                     done.append(u)
             except RefConflict as exc:
                 self._roll_back(done, who)
@@ -262,6 +262,23 @@ class StoreOps:
                 self._roll_back(done, who)
                 raise
         return {u.name: (u.old, u.new) for u in updates}
+
+    def _append_checked(self, u: RefUpdate, message: str, who: str, head: RefLogEntry | None) -> None:
+        """Append the ref's next log entry, then read it back from the store.
+
+        A store whose put-if-absent is not atomic (moto's S3 checks, then
+        writes) can let two writers both "create" the same entry, the second
+        replacing the first. Reading the entry back catches the writer that
+        was replaced before it reports success: it answers 409 and its
+        client tries again, so no update is lost silently.
+        """
+        refs = self.repo.refs
+        entry = refs._append(u.name, u.new, u.old if u.old is not None else ABSENT, message, who, known_head=head)
+        path = f"{REFS_DIR}/{u.name}/{_entry_name(entry.seq)}"
+        stored = self.repo.storage.read(path)
+        if stored != entry.encode():
+            refs._cache_entry(path, stored)  # the cache holds what we wrote: put the store's entry there
+            raise RefConflict(u.name, u.old, RefLogEntry.decode(stored, path).new)
 
     def _roll_back(self, done: list[RefUpdate], who: str) -> None:
         for u in reversed(done):

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import limits
 from .errors import CorruptObject, FormatError, ObjstoreError, PushRejected, ServerUnreachable
 from .graph import children, children_first, is_ancestor
 from .ids import ObjectId
@@ -240,6 +241,7 @@ class SmartRemote:
 
         def sink(oid: bytes, type_tag: int, codec_id: int, stored: memoryview, raw_length: int) -> None:
             entry = IndexEntry(0, len(stored), raw_length, type_tag, codec_id)
+            limits.check_entry(oid, entry, odb.max_blob, where)  # the format's bounds, and what this repository can hold
             raw = odb.decode_verified(oid, entry, stored, where)
             result.objects += 1
             result.bytes += len(stored)

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import xxhash
 
+from . import limits
+from .codec import ZSTD
 from .errors import FormatError
 
 STREAM_MAGIC = b"OSWP"
@@ -37,8 +39,9 @@ _TAIL = struct.Struct("<BBQQ")  # type tag, codec, stored length, raw length
 _TRAILER = 16
 _BATCH = 1 << 20  # small records are joined into writes of about this size
 
-MAX_OBJECT = 256 * 1024 * 1024
-"""Largest stored or raw object length a reader accepts by default."""
+MAX_OBJECT = limits.max_stored_size(ZSTD, max(limits.MAX_TREE_SIZE, limits.MAX_CHUNKED_SIZE, limits.MAX_SMALL_FILE + 1))
+"""Largest stored or raw object length a reader accepts by default: the
+largest object the format allows (``objstore.limits``), compressed at worst."""
 
 ObjectSink = Callable[[bytes, int, int, memoryview, int], None]
 """Called with (id, type tag, codec, stored bytes, raw length) for each record."""

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .. import graph
+from .. import graph, limits
 from ..errors import CorruptObject, FormatError, InvalidRefName, ObjectNotFound, RefConflict
 from ..ids import ObjectId
 from ..objects import BLOB, COMMIT, KIND_NAMES, Commit, decode
@@ -86,6 +86,7 @@ class Ingest:
         if type_tag not in KIND_NAMES:
             raise CorruptObject(oid.hex(), f"unknown type tag {type_tag}", "the upload")
         entry = IndexEntry(0, len(stored), raw_length, type_tag, codec_id)
+        limits.check_entry(oid, entry, self.odb.max_blob, "the upload")  # the format's bounds for its type
         encoded = self.odb.decode_verified(oid, entry, stored, "the upload")
         if type_tag != BLOB:
             try:

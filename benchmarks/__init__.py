@@ -21,6 +21,7 @@ NAMES = (
     "memory",
     "chunk_size",
     "remote",
+    "server",
     "peers",
     "large_file",
     "checkpoint",

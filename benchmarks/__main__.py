@@ -29,6 +29,7 @@ _DISK_GB = {
     "memory": (4.4, 1.1),
     "chunk_size": (1.4, 0.4),
     "remote": (2.5, 0.7),
+    "server": (2.6, 0.8),
     "peers": (6.5, 1.8),
     # The scale benchmarks check their own room per place and skip what does not fit (checkpoint:
     # ~21 GB on disk for ours, ~31 GB for trackio 0.43 at 10 GB), so only their small part is here.

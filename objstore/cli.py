@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -577,6 +578,148 @@ def ui(ctx: click.Context, store: str | None, host: str, port: int | None, open_
 
         webbrowser.open(server.url)
     server.wait()
+
+
+@main.command()
+@click.argument("store")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (127.0.0.1: this machine only).")
+@click.option("--port", default=8420, show_default=True, type=int)
+@click.option("--tokens", "tokens_file", default=lambda: os.environ.get("OBJSTORE_TOKENS"), show_default="$OBJSTORE_TOKENS",
+              type=click.Path(dir_okay=False), help="Token file (objstore token add); without one the server is read-only for anyone.")
+@click.option("--append-only", is_flag=True, help="Refs only move forward; no ref deletion, no gc.")
+@click.option("--read-only", is_flag=True, help="No writes at all.")
+@click.option("--max-body", type=int, default=None, help="Largest request body in bytes (default 16 GiB).")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate chain (PEM).")
+@click.option("--hash", "hash_name", default="xxh3-128", show_default=True, type=click.Choice(["xxh3-128", "blake2b-256"]),
+              help="Id hash if STORE holds no repository yet (one is created).")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.pass_context
+@handled
+def serve(
+    ctx: click.Context,
+    store: str,
+    host: str,
+    port: int,
+    tokens_file: str | None,
+    append_only: bool,
+    read_only: bool,
+    max_body: int | None,
+    ssl_keyfile: str | None,
+    ssl_certfile: str | None,
+    hash_name: str,
+    log_level: str,
+) -> None:
+    """Serve the repository STORE (a path or fsspec URL) to a team over HTTP(S).
+
+    \b
+    Example:
+      objstore token add alice --scope write --tokens tokens.json
+      objstore serve ./store --tokens tokens.json --port 8420
+      objstore -r mine push http://127.0.0.1:8420 main     # OBJSTORE_TOKEN=...
+    """
+    try:
+        import uvicorn
+
+        from .server import DEFAULT_MAX_BODY, create_app
+    except ImportError as exc:
+        raise click.ClickException(f"objstore serve needs the server extra: pip install 'objstore[server]' ({exc})") from None
+    if bool(ssl_keyfile) != bool(ssl_certfile):
+        raise click.UsageError("--ssl-keyfile and --ssl-certfile go together")
+    opts = ctx.obj["storage_options"]
+    from .errors import NotARepository
+
+    try:
+        repo = Repository.open(store, storage_options=opts)
+    except NotARepository:
+        repo = Repository.init(store, hash=hash_name, storage_options=opts)
+        click.echo(f"objstore serve: created a new repository at {repo.location} ({hash_name})", err=True)
+    if tokens_file is not None and not os.path.exists(tokens_file):
+        raise click.UsageError(f"no tokens file at {tokens_file}: make one with objstore token add NAME --scope write --tokens {tokens_file}")
+    app = create_app(repo, tokens_file=tokens_file, append_only=append_only, read_only=read_only,
+                     max_body=max_body if max_body is not None else DEFAULT_MAX_BODY)
+    scheme = "https" if ssl_certfile else "http"
+    mode = app.state.server.mode
+    click.echo(f"objstore serve: {repo.location} on {scheme}://{host}:{port} ({mode})", err=True)
+    if tokens_file is None:
+        click.echo("objstore serve: no tokens file: anyone who can reach this address may read, nobody may write", err=True)
+    uvicorn.run(app, host=host, port=port, ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, log_level=log_level,
+                server_header=False, proxy_headers=True, timeout_keep_alive=30)
+
+
+@main.group()
+def token() -> None:
+    """Make, list and revoke the access tokens of an objstore server.
+
+    \b
+    Scopes: read (fetch, clone, read in place), write (also push),
+    admin (also gc through the server).
+
+    \b
+    Example:  objstore token add alice --scope write --tokens tokens.json
+    """
+
+
+def _tokens_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from .server.tokens import default_tokens_file
+
+    return click.option(  # type: ignore[no-any-return]
+        "--tokens", "tokens_file", default=default_tokens_file, show_default="$OBJSTORE_TOKENS or ~/.config/objstore/tokens.json",
+        type=click.Path(dir_okay=False), help="The token file."
+    )(fn)
+
+
+@token.command("add")
+@click.argument("name")
+@click.option("--scope", required=True, type=click.Choice(["read", "write", "admin"]))
+@_tokens_option
+@click.pass_context
+@handled
+def token_add(ctx: click.Context, name: str, scope: str, tokens_file: str) -> None:
+    """Make a token for NAME and print it (once: only its hash is stored).
+
+    \b
+    Example:  objstore token add alice --scope write --tokens tokens.json
+    """
+    from .server.tokens import TokenFile
+
+    secret = TokenFile(tokens_file).add(name, scope)
+    _emit(ctx, {"name": name, "scope": scope, "token": secret, "tokens_file": tokens_file}, secret)
+    if not (ctx.obj or {}).get("json"):
+        click.echo(f"token for {name!r} ({scope}) added to {tokens_file}; it is shown only now", err=True)
+
+
+@token.command("list")
+@_tokens_option
+@click.pass_context
+@handled
+def token_list(ctx: click.Context, tokens_file: str) -> None:
+    """Names, scopes and creation times of the tokens (never the tokens).
+
+    \b
+    Example:  objstore token list --tokens tokens.json
+    """
+    from .server.tokens import TokenFile
+
+    rows: list[dict[str, Any]] = [{"name": t.name, "scope": t.scope, "created": t.created} for t in TokenFile(tokens_file).load()]
+    _emit(ctx, rows, "\n".join(f"{r['name']:24} {r['scope']:6} {local_time(r['created'])}" for r in rows))
+
+
+@token.command("revoke")
+@click.argument("name")
+@_tokens_option
+@click.pass_context
+@handled
+def token_revoke(ctx: click.Context, name: str, tokens_file: str) -> None:
+    """Remove NAME's token; a running server refuses it from its next request on.
+
+    \b
+    Example:  objstore token revoke alice --tokens tokens.json
+    """
+    from .server.tokens import TokenFile
+
+    gone = TokenFile(tokens_file).revoke(name)
+    _emit(ctx, {"name": gone.name, "scope": gone.scope}, f"revoked {gone.name} ({gone.scope})")
 
 
 add_common_options(main)

@@ -166,3 +166,19 @@ class PushRejected(ObjstoreError):
 
 class RemoteError(ObjstoreError):
     """A remote is not a compatible objstore repository."""
+
+
+class ServerError(RemoteError):
+    """An objstore server refused a request or failed; ``status`` is its HTTP status (0: unreachable)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AccessDenied(ServerError, PermissionError):
+    """An objstore server wants a (better) token: 401 (none or invalid) or 403 (scope, read-only, append-only)."""
+
+
+class ServerUnreachable(ServerError, StorageError):
+    """An objstore server could not be reached, or the connection broke off mid-transfer."""

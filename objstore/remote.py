@@ -19,6 +19,10 @@ number of packs and refs, not on the number of objects:
   and commits are written last, leaves first, so the local store never holds
   an object without everything below it, and an interrupted fetch resumes
   without downloading the file contents again.
+
+An ``http(s)://`` URL served by ``objstore serve`` is not a folder: there
+:class:`Remote` hands push and fetch to :class:`~objstore.smart.SmartRemote`,
+which does each in a fixed handful of requests (see ``docs/server.md``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from .config import CONFIG_PATH, RepoConfig
 from .errors import CorruptObject, FormatError, NotARepository, PushRejected, RefConflict, RefNotFound, RemoteError
 from .graph import children, children_first, is_ancestor, object_children
+from .http import HttpStorage
 from .ids import ObjectId
 from .limits import MAX_CONFIG_SIZE
 from .objects import BLOB, Commit, decode
@@ -42,6 +47,7 @@ from .odb import ObjectDatabase
 from .packs import IndexEntry, PackWriter, pack_path
 from .parallel import bounded_map
 from .refs import ABSENT, RefLogEntry, RefStore
+from .smart import SmartRemote
 from .storage import Storage, open_storage
 
 if TYPE_CHECKING:
@@ -159,12 +165,19 @@ class Remote:
         self.missing_hint = missing_hint
         self.progress = progress
         self.url = url
-        self.storage = CountingStorage(open_storage(url, storage_options))
+        inner = open_storage(url, storage_options)
+        self.storage = CountingStorage(inner)
         key = hashlib.sha256(self.storage.url.encode()).hexdigest()[:24]
         self.cache_dir = os.path.join(local.cache_dir, "remotes", key)
+        self._smart: SmartRemote | None = None
+        if isinstance(inner, HttpStorage):
+            # An objstore server: the smart protocol, a few requests per transfer.
+            self.config = inner.config
+            self._check_hash()
+            self._smart = SmartRemote(self, inner, self.cache_dir)
+            return
         self.config = self._config(create)
-        if self.config.hash != local.config.hash:
-            raise RemoteError(f"remote {url} uses {self.config.hash} ids, this repository {local.config.hash}; they cannot exchange objects")
+        self._check_hash()
         self.odb = ObjectDatabase(
             self.storage,
             local.algorithm,
@@ -175,6 +188,12 @@ class Remote:
         )
         self.refs = RefStore(self.storage, check_target=ObjectId, entry_cache_dir=os.path.join(self.cache_dir, "refs"))
         self._upload_failed = threading.Event()
+
+    def _check_hash(self) -> None:
+        if self.config.hash != self.local.config.hash:
+            raise RemoteError(
+                f"remote {self.url} uses {self.config.hash} ids, this repository {self.local.config.hash}; they cannot exchange objects"
+            )
 
     def _config(self, create: bool) -> RepoConfig:
         try:
@@ -189,7 +208,8 @@ class Remote:
         return fresh
 
     def close(self) -> None:
-        self.odb.abort()
+        if self._smart is None:
+            self.odb.abort()
         self.storage.close()
 
     # -- shared helpers ---------------------------------------------------------
@@ -215,6 +235,8 @@ class Remote:
         local.flush()
         local_refs = local.refs.list()
         names = self._selected(refs, local_refs)
+        if self._smart is not None:
+            return self._smart.push(names, local_refs, force, result)
         missing = self._missing_on_remote([local_refs[n] for n in names])
         # Each full pack is uploaded on one background thread while the next
         # one is built; one thread keeps publishing in order (leaves first),
@@ -322,6 +344,8 @@ class Remote:
 
     def fetch(self, refs: Iterable[str] | None = None, *, depth: int | None = None) -> TransferResult:
         result = TransferResult()
+        if self._smart is not None:
+            return self._smart.fetch(lambda available: self._selected(refs, available), depth, result)
         local = self.local
         heads = {n: e for n, e in self.refs.heads().items() if e.new is not None}
         names = self._selected(refs, heads)
@@ -344,6 +368,8 @@ class Remote:
         target; the cut commits are recorded as shallow.
         """
         result = result or TransferResult()
+        if self._smart is not None:
+            return self._smart.fetch_objects(targets, result, depth)
         local = self.local.odb
         metadata: dict[bytes, tuple[IndexEntry, bytes, Any]] = {}
         commit_depth: dict[bytes, int] = {}

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     import fsspec
@@ -296,6 +297,8 @@ class FsspecStorage(Storage):
         self.atomic_put = any(p in _OBJECT_STORES for p in protocols)
         self.is_memory = "memory" in protocols
         self.is_sftp = any(p in ("sftp", "ssh") for p in protocols)
+        # Web servers' directory listings give names URL-quoted ("@" as "%40").
+        self.is_http = any(p in ("http", "https") for p in protocols)
         # One paramiko SFTP channel cannot carry requests from several
         # threads at once (they deadlock): serialize them.
         self._serial: threading.Lock | None = threading.Lock() if self.is_sftp else None
@@ -342,6 +345,8 @@ class FsspecStorage(Storage):
             if exc.errno != errno.EINVAL:  # a range past the end (S3's InvalidRange, a seek beyond the OS limit)
                 raise
             raise EOFError(f"{path} has no bytes {start}..{start + length} ({exc})") from None
+        if self.is_http and len(data) > length:
+            data = data[start : start + length]  # a web server that ignores Range sends the whole file
         if len(data) != length:
             raise EOFError(f"{path} is truncated: wanted bytes {start}..{start + length}")
         return data
@@ -436,7 +441,8 @@ class FsspecStorage(Storage):
                 entries = self.fs.ls(self.full(dirpath), detail=False)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+        names = [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+        return [unquote(n) for n in names] if self.is_http else names
 
     def walk_files(self, dirpath: str) -> list[str]:
         self.fs.invalidate_cache(self.full(dirpath))
@@ -449,7 +455,8 @@ class FsspecStorage(Storage):
         out = []
         for p in found:
             p2 = p.lstrip("/")
-            out.append(p2[len(root) + 1 :] if root else p2)
+            rel = p2[len(root) + 1 :] if root else p2
+            out.append(unquote(rel) if self.is_http else rel)
         return out
 
     def exists(self, path: str) -> bool:
@@ -475,10 +482,19 @@ def _unlink_quietly(path: str) -> None:
 
 
 def open_storage(location: str, storage_options: dict[str, Any] | None = None) -> Storage:
-    """Storage for a local path, a ``file://`` URL or any fsspec URL."""
+    """Storage for a local path, a ``file://`` URL, an objstore server or any fsspec URL."""
     if "://" not in location or location.startswith("file://"):
         path = location[len("file://") :] if location.startswith("file://") else location
         return LocalStorage(os.path.expanduser(path))
+    if location.startswith(("http://", "https://")):
+        # An objstore server answers its info endpoint; any other web server
+        # is read as a static folder through fsspec, as before.
+        from .http import dumb_options, probe
+
+        served = probe(location, storage_options)
+        if served is not None:
+            return served
+        storage_options = dumb_options(storage_options)
     import fsspec  # only for remote URLs: importing it (and asyncio) costs a third of startup
 
     fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))

@@ -258,8 +258,19 @@ def push(spec: RemoteSpec, local: Repository | None = None, progress: Callable[[
             if behind:
                 _rebase_all(local, spec, rejected)
                 continue
-            result = local.push(spec.url, refs=forced, force=True, storage_options=spec.options)
-            result.refs_updated.update(rejected.result.refs_updated if isinstance(rejected.result, TransferResult) else {})
+            # A server moves the refs of one push all together or not at all:
+            # the refs that were not in the way go first, then the forced ones.
+            moved: dict[str, tuple[str | None, str]] = {}
+            if isinstance(rejected.result, TransferResult):
+                moved.update(rejected.result.refs_updated)
+            rest = [r for r in refs if r not in rejected.refs and r not in moved]
+            if rest:
+                try:
+                    moved.update(local.push(spec.url, refs=rest, storage_options=spec.options, progress=progress).refs_updated)
+                except PushRejected:
+                    continue  # the remote moved again meanwhile: look again
+            result = local.push(spec.url, refs=forced, force=True, storage_options=spec.options, progress=progress)
+            result.refs_updated.update(moved)
             return result
     raise SyncError(f"could not push to {spec.url}: the remote kept moving after {_MAX_REBASES} re-bases")
 

@@ -243,7 +243,7 @@ def memory_target() -> Iterator[Target]:
         pass
 
 
-ALL_KINDS = ["file", "memory", "s3", "sftp"]
+ALL_KINDS = ["file", "memory", "s3", "sftp", "server"]
 
 
 @pytest.fixture
@@ -276,3 +276,26 @@ def trackio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
         yield use
     finally:
         reset_trackio()
+
+
+# -- objstore serve ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Any]:
+    """``objstore serve`` on a fresh local store, with read, write and admin tokens."""
+    from server_helpers import make_tokens, start_server
+
+    tokens_file = tmp_path / "tokens.json"
+    tokens = make_tokens(tokens_file)
+    proc = start_server(tmp_path / "served", tmp_path, tokens_file=tokens_file, tokens=tokens)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def server_target(server: Any) -> Target:
+    """The repository behind a fresh ``objstore serve`` (write token); raw access goes to its folder."""
+    return Target("server", server.url, server.options("write"), local_root=server.store)

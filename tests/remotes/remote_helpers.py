@@ -99,14 +99,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 class Target:
     """One remote location on a real backend."""
 
-    kind: str  # file | memory | s3 | sftp
+    kind: str  # file | memory | s3 | sftp | server
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    local_root: str | None = None  # server: the folder behind it
 
     def fs(self) -> tuple[Any, str]:
         """A raw fsspec filesystem and the repository root on it."""
         import fsspec
 
+        if self.local_root is not None:
+            return fsspec.filesystem("file"), self.local_root
         if self.kind == "file":
             return fsspec.filesystem("file"), self.url[len("file://") :]
         return fsspec.core.url_to_fs(self.url, **self.storage_options)  # type: ignore[no-any-return]
@@ -132,7 +135,7 @@ class Target:
         """Invert one byte of a stored file (in place where the backend allows it)."""
         fs, root = self.fs()
         full = f"{root}/{path}"
-        if self.kind in ("file", "sftp"):
+        if self.kind in ("file", "sftp", "server"):
             with fs.open(full, "r+b") as f:
                 f.seek(offset)
                 b = f.read(1)

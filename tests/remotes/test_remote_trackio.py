@@ -160,7 +160,7 @@ def test_concurrent_loggers_get_consecutive_versions(
     assert latest.version == f"v{2 * per_writer - 1}"
 
 
-@pytest.mark.parametrize("target", ["file", "s3"], indirect=True)
+@pytest.mark.parametrize("target", ["file", "s3", "server"], indirect=True)
 def test_second_machine_rebases_onto_several_remote_versions(
     target: Target, trackio_home: Callable[[str], Path], tmp_path: Path
 ) -> None:
@@ -195,7 +195,7 @@ def test_second_machine_rebases_onto_several_remote_versions(
     assert [(v.version, _content(v)) for v in versions] == [("v0", b"a0"), ("v1", b"a1"), ("v2", b"b0")]
 
 
-@pytest.mark.parametrize("target", ["file", "s3"], indirect=True)
+@pytest.mark.parametrize("target", ["file", "s3", "server"], indirect=True)
 def test_split_race_between_latest_and_version_ref_heals(
     target: Target, trackio_home: Callable[[str], Path], tmp_path: Path
 ) -> None:

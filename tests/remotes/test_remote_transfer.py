@@ -15,7 +15,7 @@ from objstore.errors import CorruptObject, PushRejected
 # A deadlocked transfer must fail its test quickly, not stall the suite.
 pytestmark = pytest.mark.timeout(60)
 SFTP = pytest.param("sftp", marks=pytest.mark.timeout(20))
-KINDS = ["file", "memory", "s3", SFTP]
+KINDS = ["file", "memory", "s3", SFTP, "server"]
 
 
 def _commit_sample(repo: Repository, src: Path, message: str, parents: list[str] | None = None) -> str:
@@ -84,7 +84,7 @@ def test_noop_push_and_fetch_are_cheap(target: Target, tmp_path: Path) -> None:
     b.close()
 
 
-@pytest.mark.parametrize("target", ["file", "s3", SFTP], indirect=True)
+@pytest.mark.parametrize("target", ["file", "s3", SFTP, "server"], indirect=True)
 def test_fetch_brings_only_new_objects(target: Target, tmp_path: Path) -> None:
     src = make_sample(tmp_path / "src")
     a = Repository.init(tmp_path / "a")
@@ -108,7 +108,7 @@ def test_fetch_brings_only_new_objects(target: Target, tmp_path: Path) -> None:
     b.close()
 
 
-@pytest.mark.parametrize("target", ["file", "s3", SFTP], indirect=True)
+@pytest.mark.parametrize("target", ["file", "s3", SFTP, "server"], indirect=True)
 def test_shallow_fetch_then_deepen(target: Target, tmp_path: Path) -> None:
     a = Repository.init(tmp_path / "a")
     src = tmp_path / "src"

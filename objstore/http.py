@@ -141,6 +141,8 @@ def dumb_options(storage_options: dict[str, Any] | None) -> dict[str, Any]:
 class HttpStorage(Storage):
     """A repository behind an objstore server, read in place (writes go through push)."""
 
+    smart = True
+
     def __init__(self, url: str, client: ServerClient, info: dict[str, Any]) -> None:
         self.url = url.rstrip("/")
         self.client = client

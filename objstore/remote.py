@@ -34,12 +34,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .config import CONFIG_PATH, RepoConfig
 from .errors import CorruptObject, FormatError, NotARepository, PushRejected, RefConflict, RefNotFound, RemoteError
 from .graph import children, children_first, is_ancestor, object_children
-from .http import HttpStorage
 from .ids import ObjectId
 from .limits import MAX_CONFIG_SIZE
 from .objects import BLOB, Commit, decode
@@ -47,11 +46,12 @@ from .odb import ObjectDatabase
 from .packs import IndexEntry, PackWriter, pack_path
 from .parallel import bounded_map
 from .refs import ABSENT, RefLogEntry, RefStore
-from .smart import SmartRemote
 from .storage import Storage, open_storage
 
 if TYPE_CHECKING:
+    from .http import HttpStorage
     from .repo import Repository
+    from .smart import SmartRemote
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than make another request
 _SPAN = 16 * 1024 * 1024  # but no single read larger than this (memory stays bounded)
@@ -170,7 +170,10 @@ class Remote:
         key = hashlib.sha256(self.storage.url.encode()).hexdigest()[:24]
         self.cache_dir = os.path.join(local.cache_dir, "remotes", key)
         self._smart: SmartRemote | None = None
-        if isinstance(inner, HttpStorage):
+        if inner.smart:
+            from .smart import SmartRemote  # only for a server: requests is not needed otherwise
+
+            inner = cast("HttpStorage", inner)
             # An objstore server: the smart protocol, a few requests per transfer.
             self.config = inner.config
             self._check_hash()

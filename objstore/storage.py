@@ -61,6 +61,8 @@ class Storage(ABC):
 
     url: str
     is_local: bool = False
+    smart: bool = False
+    """Served by an objstore server: push and fetch speak its protocol."""
 
     @abstractmethod
     def read(self, path: str) -> bytes: ...

@@ -18,7 +18,6 @@ entries cached locally. ``download()`` fetches only the objects it lacks.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import queue
@@ -96,12 +95,6 @@ def server_spec(server_url: str, storage_options: dict[str, Any] | None = None) 
 
     if not isinstance(server_url, str) or not server_url.startswith(("http://", "https://")):
         raise ValueError(f"server_url must be a full URL starting with http:// or https://, got: {server_url!r}")
-    if importlib.util.find_spec("objstore.server") is None:
-        raise SyncError(
-            f"server_url={server_url!r}: this objstore has no client for a self-hosted server yet; "
-            "supported remotes are fsspec URLs passed as remote= or TRACKIO_REMOTE "
-            "(file://, s3://, gcs://, sftp://, webdav://, hf://, memory://) and space_id/dataset_id/bucket_id"
-        )
     parts = urlsplit(server_url.strip())
     query = parse_qsl(parts.query, keep_blank_values=True)
     token = next((v for k, v in query if k == "write_token"), None) or os.environ.get("TRACKIO_WRITE_TOKEN")

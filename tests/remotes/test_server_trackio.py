@@ -94,3 +94,27 @@ def test_offline_queue_drains_when_the_server_comes_back(
         trackio.finish()
     finally:
         srv.stop()
+
+
+def test_trackio_init_server_url_as_trackio_users_write_it(
+    server: ServerProcess, trackio_home: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``server_url`` with trackio's ``write_token`` query parameter (or TRACKIO_WRITE_TOKEN / TRACKIO_SERVER_URL)."""
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights" * 1000)
+
+    trackio_home("laptop")
+    run = trackio.init(project="team", name="train", server_url=f"{server.url}?write_token={server.tokens['write']}")
+    assert run.remote == server.url  # the token is sent, never kept in the URL
+    logged = trackio.log_artifact(f, name="ckpt", type="model")
+    assert logged.wait(timeout=60).version == "v0"
+    trackio.finish()
+
+    trackio_home("cluster")
+    monkeypatch.setenv("TRACKIO_SERVER_URL", server.url)
+    monkeypatch.setenv("TRACKIO_WRITE_TOKEN", server.tokens["write"])
+    trackio.init(project="team", name="train", resume="must")  # the run logged on the laptop, fetched from the server
+    used = trackio.use_artifact("ckpt:latest")
+    assert used.digest == logged.digest
+    assert (Path(used.download(tmp_path / "out")) / "w.bin").read_bytes() == b"weights" * 1000
+    trackio.finish()

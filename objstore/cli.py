@@ -594,6 +594,7 @@ def ui(ctx: click.Context, store: str | None, host: str, port: int | None, open_
 @click.option("--hash", "hash_name", default="xxh3-128", show_default=True, type=click.Choice(["xxh3-128", "blake2b-256"]),
               help="Id hash if STORE holds no repository yet (one is created).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--ui", is_flag=True, help="Also serve the read-only repository browser at /ui/ (behind the read scope).")
 @click.pass_context
 @handled
 def serve(
@@ -609,6 +610,7 @@ def serve(
     ssl_certfile: str | None,
     hash_name: str,
     log_level: str,
+    ui: bool,
 ) -> None:
     """Serve the repository STORE (a path or fsspec URL) to a team over HTTP(S).
 
@@ -637,12 +639,15 @@ def serve(
     if tokens_file is not None and not os.path.exists(tokens_file):
         raise click.UsageError(f"no tokens file at {tokens_file}: make one with objstore token add NAME --scope write --tokens {tokens_file}")
     app = create_app(repo, tokens_file=tokens_file, append_only=append_only, read_only=read_only,
-                     max_body=max_body if max_body is not None else DEFAULT_MAX_BODY)
+                     max_body=max_body if max_body is not None else DEFAULT_MAX_BODY, ui=ui)
     scheme = "https" if ssl_certfile else "http"
     mode = app.state.server.mode
     click.echo(f"objstore serve: {repo.location} on {scheme}://{host}:{port} ({mode})", err=True)
     if tokens_file is None:
         click.echo("objstore serve: no tokens file: anyone who can reach this address may read, nobody may write", err=True)
+    if ui:
+        gate = "" if tokens_file is None else "?token=<a read token>"
+        click.echo(f"objstore serve: browser at {scheme}://{host}:{port}/ui/{gate}", err=True)
     uvicorn.run(app, host=host, port=port, ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile, log_level=log_level,
                 server_header=False, proxy_headers=True, timeout_keep_alive=30)
 

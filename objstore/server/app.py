@@ -13,13 +13,14 @@ import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
 
 from .. import __version__
 from ..errors import CorruptObject, FormatError, ObjstoreError
@@ -150,6 +151,7 @@ def create_app(
     read_only: bool = False,
     max_body: int = DEFAULT_MAX_BODY,
     storage_options: dict[str, Any] | None = None,
+    ui: bool = False,
 ) -> Starlette:
     """The ASGI app serving the repository ``store`` (a path, an fsspec URL or an open Repository).
 
@@ -157,7 +159,9 @@ def create_app(
     every request needs a token of the right scope: ``read`` (info, refs,
     fetch, files), ``write`` (push), ``admin`` (gc). ``append_only``: refs
     only move forward and nothing is deleted; ``read_only``: no writes.
-    Bodies over ``max_body`` bytes are refused with 413.
+    Bodies over ``max_body`` bytes are refused with 413. ``ui`` mounts the
+    read-only repository browser (:func:`objstore.web.create_app`) at
+    ``/ui/``, behind the same read scope (see :class:`UiGate`).
     """
     repo = store if isinstance(store, Repository) else Repository.open(store, storage_options=storage_options)
     tokens = TokenChecker(tokens_file) if tokens_file is not None else None
@@ -380,7 +384,7 @@ def create_app(
         srv.ops.forget_completeness()
         return JSONResponse(result.__dict__)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route(f"{API}/info", endpoint("read", info), methods=["GET"]),
         Route(f"{API}/refs", endpoint("read", refs), methods=["GET"]),
         Route(f"{API}/fetch", endpoint("read", fetch), methods=["POST"]),
@@ -391,9 +395,58 @@ def create_app(
         Route(f"{API}/push/refs", endpoint("write", update_refs), methods=["POST"]),
         Route(f"{API}/gc", endpoint("admin", collect), methods=["POST"]),
     ]
+    if ui:
+        from ..web import create_app as create_browser
+
+        routes.append(Mount("/ui", app=UiGate(create_browser(repo), srv)))
     app = Starlette(routes=routes)
     app.state.server = srv
     return app
+
+
+UI_COOKIE = "objstore_ui_token"
+
+
+class UiGate:
+    """The browser pages behind the server's read scope.
+
+    Without a tokens file anyone may read, so pages pass through. With one, a
+    browser opens ``/ui/?token=<read token>`` once: the token is checked,
+    kept in an HttpOnly, SameSite=Strict cookie scoped to ``/ui``, and the
+    browser is sent on to the same page without it in the URL (so it stays
+    out of history and logs). A missing or bad token gets a 401 page saying
+    how to open the pages.
+    """
+
+    def __init__(self, app: Any, srv: Server) -> None:
+        self.app = app
+        self.srv = srv
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        tokens = self.srv.tokens
+        if scope["type"] != "http" or tokens is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        given = request.query_params.get("token")
+        token = given or request.cookies.get(UI_COOKIE, "")
+        who = tokens.check(token) if token else None
+        if who is None or not scope_allows(who.scope, "read"):
+            response: Response = PlainTextResponse(
+                "401: these pages need a read token of this server: open /ui/?token=<token> once "
+                "(objstore token add NAME --scope read)\n",
+                status_code=401,
+            )
+            await response(scope, receive, send)
+            return
+        if given:
+            query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            target = request.url.replace(query=urlencode(query))
+            response = RedirectResponse(str(target), status_code=303)
+            response.set_cookie(UI_COOKIE, given, httponly=True, samesite="strict", path="/ui", secure=request.url.scheme == "https")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 __all__ = ["API", "DEFAULT_MAX_BODY", "PROTOCOL", "Server", "create_app"]

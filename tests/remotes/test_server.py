@@ -465,3 +465,35 @@ def test_a_ref_fast_forwarded_during_our_push_is_retried(server: ServerProcess, 
     result = local.push(server.url, storage_options=server.options())
     assert result.refs_updated == {"main": (c1, c2)}
     assert [e.new for e in _served(server).refs.history("main")] == [c0, c1, c2]
+
+
+def test_serve_ui_mounts_the_browser_behind_the_read_scope(tmp_path: Path) -> None:
+    """``objstore serve --ui``: the repository browser at /ui/, opened once with a read token."""
+    import requests
+    from server_helpers import make_tokens, start_server
+
+    repo = Repository.init(tmp_path / "served")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notes.txt").write_text("hello <b>team</b>\n")
+    repo.refs.set("main", repo.commit(repo.snapshot(tmp_path / "src"), message="first"))
+    repo.close()
+    tokens_file = tmp_path / "tokens.json"
+    tokens = make_tokens(tokens_file, ("read", "write"))
+    proc = start_server(tmp_path / "served", tmp_path, tokens_file=tokens_file, tokens=tokens, args=("--ui",))
+    try:
+        anonymous = requests.get(f"{proc.url}/ui/", timeout=30)
+        assert anonymous.status_code == 401 and "read token" in anonymous.text
+        assert requests.get(f"{proc.url}/ui/?token=not-a-token", timeout=30).status_code == 401
+        browser = requests.Session()
+        opened = browser.get(f"{proc.url}/ui/?token={tokens['read']}", timeout=30)
+        assert opened.status_code == 200
+        assert opened.url == f"{proc.url}/ui/"  # the token left the URL for an HttpOnly cookie
+        assert tokens["read"] not in opened.text
+        assert "main" in opened.text
+        page = browser.get(f"{proc.url}/ui/", timeout=30)
+        assert page.status_code == 200
+        assert requests.post(f"{proc.url}/ui/", timeout=30, cookies=browser.cookies).status_code in (401, 405)
+        # the smart protocol keeps its own bearer tokens
+        assert requests.get(f"{proc.url}/api/v1/refs", timeout=30).status_code == 401
+    finally:
+        proc.stop()

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -131,6 +132,15 @@ SERVERS = [
     ("trackio show registry --no-browser", r"\* Trackio registry UI launched at: (http://127\.0\.0\.1:\d+/registry)"),
 ]
 
+# The team-server examples, in the order a team uses them: a write token, the
+# server on its documented port (over ./store), a push to it with that token
+# (from "mine", a clone of ./store one commit ahead), the token revoked.
+TOKEN_ADD = "objstore token add alice --scope write --tokens tokens.json"
+TOKEN_LIST = "objstore token list --tokens tokens.json"
+TOKEN_REVOKE = "objstore token revoke alice --tokens tokens.json"
+SERVE = "objstore serve ./store --tokens tokens.json --port 8420"
+SERVER_PUSH = "objstore -r mine push http://127.0.0.1:8420 main     # OBJSTORE_TOKEN=..."
+
 # The top-level help's examples make their own ./store: they run in ./intro.
 INTRO = ["objstore -r store init", 'objstore -r store snapshot data/ -m "first" --ref main', "objstore -r store log main"]
 
@@ -181,6 +191,36 @@ def test_every_help_example_runs_verbatim(tmp_path: Path, s3_server: S3Server) -
             code = proc.wait(timeout=60)
         assert code == 0, f"{command!r} exited {code} on Ctrl-C"
         ran.append(command)
+    token = bash(TOKEN_ADD).stdout.split()[0]
+    ran.append(TOKEN_ADD)
+    assert "alice" in bash(TOKEN_LIST).stdout and token not in bash(TOKEN_LIST).stdout
+    ran.append(TOKEN_LIST)
+    bash("objstore clone ./store mine && objstore -r mine snapshot tree/ -m three --ref main")
+    server = subprocess.Popen(["bash", "-c", f"exec {SERVE}"], cwd=box, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                request = urllib.request.Request("http://127.0.0.1:8420/api/v1/info", headers={"Authorization": f"Bearer {token}"})
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    assert answer.status == 200
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "objstore serve did not come up on :8420"
+                time.sleep(0.2)
+        env["OBJSTORE_TOKEN"] = token
+        pushed = bash(SERVER_PUSH)
+        assert "1 ref updated" in pushed.stdout, pushed.stdout
+        del env["OBJSTORE_TOKEN"]
+        ran.extend([SERVE, SERVER_PUSH])
+    finally:
+        server.send_signal(signal.SIGINT)
+        served = server.wait(timeout=60)
+    assert served == 0, f"{SERVE!r} exited {served} on Ctrl-C"
+    assert bash("objstore -r store log main -n 1").stdout.count("three") == 1
+    bash(TOKEN_REVOKE)
+    ran.append(TOKEN_REVOKE)
+    assert "alice" not in bash(TOKEN_LIST).stdout
     assert sorted(ran) == sorted(help_examples()), "a --help example is not in the plan (or the plan names one no help shows)"
     assert (box / "restored" / "data" / "train.csv").read_bytes() == (box / "tree" / "data" / "train.csv").read_bytes()
     assert (box / "model" / "model.bin").read_bytes() == (box / "checkpoints" / "model.bin").read_bytes()

@@ -33,6 +33,11 @@ from .statcache import DirSignature, StatCache
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _COMPRESS_BATCH = 8 * 1024 * 1024  # bytes of compressible chunks handed to zstd at once
 _COMPRESS_WINDOW = 3  # batches in flight
+PARALLEL_MIN_CPUS = 4
+"""Cores from which a large file's segments are cut in parallel. With two, the
+sequential cutter's thread and the writing thread already fill both, and the
+parallel pass only adds work (measured idle, 1 GiB in tmpfs: 0.86 GiB/s
+sequential vs 0.72 GiB/s parallel)."""
 
 Progress = Callable[[int], None]
 
@@ -134,7 +139,7 @@ class Snapshotter:
             return v, odb.hash(tag, v)
 
         size = os.fstat(f.fileno()).st_size
-        if size >= 2 * PARALLEL_SEGMENT and workers() >= 2:
+        if size >= 2 * PARALLEL_SEGMENT and (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS:
             try:
                 return self._chunked_from(f, map_chunks_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT))
             except FileChanged:

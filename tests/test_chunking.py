@@ -229,6 +229,7 @@ def test_a_large_file_snapshot_cut_in_parallel_has_the_sequential_ids(tmp_path, 
         return real(*args, **kwargs)
 
     monkeypatch.setattr(snapshot, "map_chunks_parallel", counting)
+    monkeypatch.setattr(snapshot, "PARALLEL_MIN_CPUS", 1)
     for segment in (10**9, 64 * 1024):  # one segment (sequential path) vs many
         monkeypatch.setattr(snapshot, "PARALLEL_SEGMENT", segment)
         repo = Repository.init(tmp_path / f"store-{segment}", chunking=SMALL)

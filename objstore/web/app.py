@@ -23,7 +23,7 @@ from ..errors import ObjectNotFound, ObjstoreError, PathNotFound, RefNotFound, U
 from ..objects import Commit, TreeEntry
 from ..repo import Repository
 from . import archive, preview
-from .render import SECURITY_HEADERS, HTTPProblem, NotFound, make_env, page_routes, problem, safe_path
+from .render import SECURITY_HEADERS, HTTPProblem, NotFound, make_env, page_routes, problem, safe_path, with_problems
 
 REFS_SHOWN = 1000
 
@@ -257,18 +257,7 @@ class RepoBrowser:
     # -- downloads (not pages: no JSON twin) --------------------------------------
 
     def _download(self, fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        def run(request: Request) -> Response:
-            try:
-                return fn(request)
-            except HTTPProblem as exc:
-                return problem(self.env, request, exc, False)
-            except Exception as exc:
-                mapped = translate(exc)
-                if mapped is None:
-                    raise
-                return problem(self.env, request, mapped, False)
-
-        return run
+        return with_problems(self.env, fn, translate)
 
     def raw(self, request: Request) -> Response:
         _oid, tree, _c = self._commit_or_tree(request.path_params["oid"])

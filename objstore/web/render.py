@@ -110,6 +110,28 @@ def problem(env: jinja2.Environment, request: Request, exc: HTTPProblem, as_json
     return html_page(env, request, "error.html", {"title": "Not found" if exc.status == 404 else "Error", "message": exc.message, "status": exc.status}, exc.status)
 
 
+def with_problems(
+    env: jinja2.Environment,
+    fn: Callable[[Request], Response],
+    translate: Callable[[BaseException], HTTPProblem | None],
+) -> Callable[[Request], Response]:
+    """``fn`` as an endpoint (a download: no JSON twin) whose ``HTTPProblem``, or
+    an error ``translate`` maps to one, is answered with the problem page."""
+
+    def run(request: Request) -> Response:
+        try:
+            return fn(request)
+        except HTTPProblem as exc:
+            return problem(env, request, exc, False)
+        except Exception as exc:
+            mapped = translate(exc)
+            if mapped is None:
+                raise
+            return problem(env, request, mapped, False)
+
+    return run
+
+
 def page_routes(
     env: jinja2.Environment,
     path: str,

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 import objstore.web.app as web
 from objstore import Repository
 from objstore.errors import ObjstoreError
-from objstore.web.render import HTTPProblem, NotFound, make_env, page_routes, problem, safe_path
+from objstore.web.render import HTTPProblem, NotFound, make_env, page_routes, problem, safe_path, with_problems
 
 from .. import names
 from ..api import Api
@@ -424,18 +424,7 @@ class Dashboard:
     # -- downloads --------------------------------------------------------------------
 
     def _download(self, fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        def run(request: Request) -> Response:
-            try:
-                return fn(request)
-            except HTTPProblem as exc:
-                return problem(self.env, request, exc, False)
-            except Exception as exc:
-                mapped = translate(exc)
-                if mapped is None:
-                    raise
-                return problem(self.env, request, mapped, False)
-
-        return run
+        return with_problems(self.env, fn, translate)
 
     def raw(self, request: Request) -> Response:
         art = self._version(request)

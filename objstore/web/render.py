@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..cliutil import plural
+
 Handler = Callable[[Request], tuple[str, dict[str, Any]]]
 
 SECURITY_HEADERS = {
@@ -80,6 +82,7 @@ def make_env(extra_packages: Iterable[str] = ()) -> jinja2.Environment:
     loaders.append(jinja2.PackageLoader("objstore.web", "templates"))
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["size"] = human_size
+    env.filters["plural"] = plural  # {{ n|plural("file") }}: "1 file", "2 files"
     env.filters["when"] = when
     env.filters["pretty"] = pretty
     env.filters["basename"] = posixpath.basename

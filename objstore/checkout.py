@@ -10,26 +10,22 @@ present with the right content are left alone.
 
 from __future__ import annotations
 
-import mmap
 import os
 import shutil
 import stat
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from . import codec
+from .chunkcopy import write_chunks
 from .chunking import ChunkParams, iter_chunks
 from .errors import CorruptObject, NotADirectory, PathNotFound, UnsafePath
 from .ids import HashAlgorithm, ObjectId, to_hex
 from .lastcheckout import Placed, placed_from
 from .objects import BLOB, MODE_EXEC, Blob, ChunkedBlob, Tree, TreeEntry, validate_name
 from .odb import ObjectDatabase
-from .packs import IndexEntry, pack_path
-from .parallel import bounded_map
 from .progress import announce_total, wants_total
-from .storage import LocalStorage, storage_errors
+from .storage import storage_errors
 
 Progress = Callable[[int], None]
 
@@ -68,17 +64,6 @@ def content_id(path: str, params: ChunkParams, algorithm: HashAlgorithm) -> Obje
     return to_hex(algorithm.digest(ChunkedBlob(tuple(chunks)).encode()))
 
 
-_MAX_MAPS = 32  # pack files mapped at once during a checkout
-_FAULT_AROUND = 64 * 1024  # Linux's default fault_around_bytes
-
-
-def _close_map(m: mmap.mmap) -> None:
-    try:
-        m.close()
-    except BufferError:
-        pass  # a view is still held somewhere; the map goes when it does
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -97,7 +82,6 @@ class Materializer:
         self._fresh: set[str] = set()  # directories this checkout created: nothing to check inside
         self._counter = 0
         self._tag = ""
-        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         self.placed: dict[str, Placed] | None = None  # set to a dict to learn what was placed where
         self.selected: set[str] = set()
 
@@ -198,13 +182,11 @@ class Materializer:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
         written = 0
         try:
-            with open(fd, "wb", buffering=0, closefd=True) as f:
-                for part in self._content(entry):
-                    f.write(part)
-                    written += len(part)
-                    if self.progress is not None:
-                        self.progress(len(part))
-                st = os.fstat(f.fileno())  # size and mtime as left: the rename keeps both
+            try:
+                written = self._fill(fd, entry)
+                st = os.fstat(fd)  # size and mtime as left: the rename keeps both
+            finally:
+                os.close(fd)
             if written != entry.size:
                 raise CorruptObject(entry.id, f"content is {written} bytes, tree says {entry.size}")
             if tmp != path:
@@ -219,99 +201,33 @@ class Materializer:
         self.result.bytes += written
         return st
 
-    def _content(self, entry: TreeEntry) -> Iterator[bytes | memoryview]:
+    def _fill(self, fd: int, entry: TreeEntry) -> int:
+        """Write the entry's verified content into ``fd``; return the bytes written."""
         assert entry.id is not None
         if entry.size <= self.params.small_file:
             encoded = self.odb.get_encoded(entry.id)
             if encoded[0] == BLOB:
-                yield memoryview(encoded)[1:]
-                return
+                return self._write_all(fd, memoryview(encoded)[1:])
         obj = self.odb.get(entry.id)
         if isinstance(obj, Blob):
-            yield obj.data
-            return
+            return self._write_all(fd, obj.data)
         if not isinstance(obj, ChunkedBlob):
             raise CorruptObject(entry.id, f"file entry points at a {type(obj).__name__}")
-        located = self._raw_local_chunks(obj)
-        if located is not None:
-            yield from self._mapped_content(located)
-            return
-        # Chunks are fetched, decompressed and verified on the pool, a
-        # bounded window ahead of the write.
-        for encoded in bounded_map(self.odb.get_encoded, (c for c, _ in obj.chunks)):
-            yield memoryview(encoded)[1:]
+        # Raw chunks in local packs: the kernel copies them from the pack
+        # after they are hashed in the page cache; on every core.
+        return write_chunks(self.odb, fd, obj.chunks, self.progress)
 
-    # -- chunks stored raw in local packs: mapped, verified, written from the map
-
-    def _raw_local_chunks(self, obj: ChunkedBlob) -> list[tuple[bytes, str, IndexEntry]] | None:
-        """Where each chunk is, if all are stored uncompressed in local packs (else None)."""
-        if not isinstance(self.odb.storage, LocalStorage):
-            return None
-        out = []
-        for chunk_id, _ in obj.chunks:
-            oid = self.odb.raw_id(chunk_id)
-            loc = self.odb.locate(oid)
-            if loc is None or loc[1].codec != codec.RAW:
-                return None
-            out.append((oid, loc[0], loc[1]))
-        return out
-
-    def _pack_map(self, name: str) -> mmap.mmap:
-        m = self._maps.get(name)
-        if m is None:
-            assert isinstance(self.odb.storage, LocalStorage)
-            with open(self.odb.storage.full(pack_path(name)), "rb") as f:
-                m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            self._maps[name] = m
-            while len(self._maps) > _MAX_MAPS:
-                _close_map(self._maps.popitem(last=False)[1])
-        else:
-            self._maps.move_to_end(name)
-        return m
-
-    def _mapped_content(self, located: list[tuple[bytes, str, IndexEntry]]) -> Iterator[memoryview]:
-        """The chunks' bytes straight from the page cache: hashed in place, written without a user-space copy.
-
-        Pages are dropped from this process as soon as a chunk is written,
-        so memory stays flat however large the file.
-        """
-        for oid, name, e in located:
-            where = pack_path(name)
-            try:
-                m = self._pack_map(name)
-            except (FileNotFoundError, ValueError):  # repacked meanwhile, or empty: the general path copes
-                yield memoryview(self.odb.get_encoded(oid))[1:]
-                continue
-            end = e.offset + e.stored_length
-            if end > len(m):
-                raise CorruptObject(oid.hex(), "pack is truncated", where)
-            view = memoryview(m)[e.offset : end]
-            try:
-                self.odb.decode_verified(oid, e, view, where)  # raw: checks in place, returns the view
-                if e.type_tag != BLOB:
-                    raise CorruptObject(oid.hex(), "a file's chunk is not a blob", where)
-                yield view[1:]
-            finally:
-                view.release()
-            # From 64 KiB before the chunk: the kernel's fault-around maps
-            # the whole aligned 64 KiB block around a fault, pages of the
-            # previous chunk included, after they were dropped.
-            start = max(0, e.offset - _FAULT_AROUND)
-            start -= start % mmap.PAGESIZE
-            try:
-                m.madvise(mmap.MADV_DONTNEED, start, end - start)
-            except (AttributeError, OSError, ValueError):
-                pass  # only a memory hint
-
-    def _close_maps(self) -> None:
-        while self._maps:
-            _close_map(self._maps.popitem()[1])
+    def _write_all(self, fd: int, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if self.progress is not None and len(data):
+            self.progress(len(data))
+        return len(data)
 
     def run(self, tree_id: ObjectId, dest: str, paths: list[str] | None = None, skip_existing: bool = True) -> CheckoutResult:
-        try:
-            return self._run(tree_id, dest, paths, skip_existing)
-        finally:
-            self._close_maps()
+        return self._run(tree_id, dest, paths, skip_existing)
 
     def _run(self, tree_id: ObjectId, dest: str, paths: list[str] | None, skip_existing: bool) -> CheckoutResult:
         dest = os.path.realpath(dest)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
@@ -63,6 +65,8 @@ class ObjectDatabase:
         """Objects this handle appended to packs (a dedup hit adds none)."""
         self.added_bytes = 0
         """Their stored (compressed) bytes: what writing cost on storage."""
+        self._last_hit: str | None = None
+        self._absent: _Absent | None = None
         self.refresh()
 
     @property
@@ -86,6 +90,7 @@ class ObjectDatabase:
                     self._indexes[name] = self._load_index(name)
                 except FileNotFoundError:
                     continue  # removed by a concurrent repack or gc since the listing
+            self._absent = _Absent.update(self._absent, self._indexes)
 
     def _load_index(self, name: str) -> PackIndex:
         path = index_path(name)
@@ -127,12 +132,32 @@ class ObjectDatabase:
         return self._indexes[name]
 
     def locate(self, oid: bytes, skip: str | None = None) -> tuple[str, IndexEntry] | None:
-        """(pack name, entry) of a published object, or None; ``skip`` names a pack not to look in."""
-        for name, idx in list(self._indexes.items()):
-            if name == skip:
-                continue
-            e = idx.get(oid)
+        """(pack name, entry) of a published object, or None; ``skip`` names a pack not to look in.
+
+        The pack of the last hit is asked first (a large file's chunks sit
+        side by side in a few packs), and an id in none of the packs merged
+        into :class:`_Absent` is answered after looking only at the packs
+        published since (a new chunk would otherwise cost one index search
+        per pack).
+        """
+        last = self._last_hit
+        if last is not None and last != skip:
+            idx = self._indexes.get(last)
+            e = idx.get(oid) if idx is not None else None
             if e is not None:
+                return last, e
+        absent = self._absent
+        if absent is not None and skip is None and absent.excludes(oid):
+            names: list[str] = [n for n in absent.unmerged if n in self._indexes]
+        else:
+            names = list(self._indexes)
+        for name in names:
+            if name in (skip, last):
+                continue
+            idx = self._indexes.get(name)
+            e = idx.get(oid) if idx is not None else None
+            if e is not None:
+                self._last_hit = name
                 return name, e
         return None
 
@@ -444,3 +469,48 @@ class ObjectDatabase:
         self._cache.clear()
         self._indexes.clear()
         self.storage.close()
+
+
+class _Absent:
+    """A sorted table of the first 8 bytes of every id in a set of packs: a fast "in none of them".
+
+    Packs published later are listed in ``unmerged`` and searched one by
+    one; once there are more than :data:`MERGE_AFTER` of them the table is
+    rebuilt over all packs (C-level concatenation and a merge of sorted
+    runs). A pack removed since only leaves ids that answer "maybe", which
+    costs a full search, never a wrong answer. Below :data:`MIN_PACKS` packs
+    there is no table: searching each index is as fast.
+    """
+
+    MIN_PACKS = 4
+    MERGE_AFTER = 8
+
+    def __init__(self, merged: set[str], table: array[int], unmerged: list[str]) -> None:
+        self.merged = merged
+        self.table = table
+        self.unmerged = unmerged
+
+    @classmethod
+    def update(cls, old: _Absent | None, indexes: dict[str, PackIndex]) -> _Absent | None:
+        if len(indexes) < cls.MIN_PACKS:
+            return None
+        if old is not None:
+            new = [n for n in indexes if n not in old.merged]
+            if len(new) <= cls.MERGE_AFTER:
+                return cls(old.merged, old.table, new)
+        tables = []
+        for idx in indexes.values():
+            t = idx.prefixes()
+            if t is None:
+                return None
+            tables.append(t)
+        table = array("Q")
+        for t in tables:
+            table.extend(t)
+        return cls(set(indexes), array("Q", sorted(table)), [])
+
+    def excludes(self, oid: bytes) -> bool:
+        """True if no merged pack holds ``oid``."""
+        key = int.from_bytes(oid[:8], "big")
+        i = bisect_left(self.table, key)
+        return i == len(self.table) or self.table[i] != key

@@ -149,6 +149,10 @@ class PackIndex:
             self._prefixes = table
         return table
 
+    def prefixes(self) -> array[int] | None:
+        """The first 8 bytes of every id as sorted big-endian integers (None for ids not a multiple of 8 bytes)."""
+        return self._prefix_table()
+
     def find(self, oid: bytes) -> int:
         """Position of ``oid`` in this index, or -1."""
         first = oid[0]

@@ -8,11 +8,12 @@ changing them changes every cut point.
 
 from __future__ import annotations
 
+import bisect
 import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import BinaryIO, TypeVar
@@ -179,6 +180,17 @@ def _pread_full(fd: int, length: int, offset: int) -> bytearray:
     return buf
 
 
+def _preadv_full(fd: int, into: memoryview, offset: int) -> int:
+    """Fill ``into`` from ``fd`` at ``offset``; fewer bytes only at end of file."""
+    got = 0
+    while got < len(into):
+        n = os.preadv(fd, [into[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got
+
+
 def _cut_window(
     cdc: FastCDC, data: bytearray, base: int, limit: int, eof: bool, max_size: int, fn: Callable[[memoryview], T]
 ) -> list[tuple[int, int, T]]:
@@ -291,6 +303,158 @@ def map_chunks_parallel(
                 continue
             chunks = nxt[starts[pos] :] if pos in starts else []
         if pos != size:
+            raise FileChanged(f"cut {pos} of {size} bytes")
+    finally:
+        for f in inflight:
+            f.cancel()
+
+
+HINT_SPAN = 8 * 1024 * 1024
+"""Bytes of an earlier version's chunks one worker reads and hashes in :func:`map_chunks_hinted`."""
+_GIVE_UP = 4  # spans walked without meeting an earlier chunk: the file is new, cut the rest as usual
+
+
+def map_chunks_hinted(
+    stream: BinaryIO,
+    size: int,
+    params: ChunkParams,
+    digest: Callable[[memoryview], bytes],
+    previous: Sequence[tuple[bytes, int]],
+    *,
+    span: int = HINT_SPAN,
+    window: int | None = None,
+) -> Iterator[tuple[memoryview, bytes]]:
+    """``(chunk, digest(chunk))`` for each chunk of the first ``size`` bytes of
+    ``stream`` (a file), exactly as a sequential pass cuts them, guided by
+    the chunks of an earlier version of the file (``previous``: their
+    digests and lengths, in order).
+
+    The bytes where the earlier chunks were are read and hashed in spans on
+    every core, ahead of the consumer; nothing is cut there. Walking from a
+    true cut point ``p``, an earlier chunk that starts at ``p`` is taken as
+    it is when FastCDC would cut it there again: its bytes hash to its
+    digest, and the byte that decided its end is unchanged (the next earlier
+    chunk hashes to its digest too) unless it ended at ``max_size`` or at
+    the end of the file. Anywhere else (an edited stretch) the file is cut as usual, on this
+    thread, until a cut lands on an earlier chunk's start. After
+    ``4 * span`` bytes cut without meeting one the file is taken as new
+    and the rest is cut by :func:`map_chunks_ahead`.
+
+    Raises :class:`FileChanged` if the file is shorter than ``size``.
+    """
+    fd = stream.fileno()
+    cdc = params.chunker()
+    max_size = params.max_size
+    starts = [0]
+    for _, n in previous:
+        starts.append(starts[-1] + n)
+    count = len(previous)
+    index_of = {s: k for k, s in enumerate(starts[:-1])}
+    spans: list[tuple[int, int]] = []
+    k = 0
+    while k < count:
+        j = k + 1
+        while j < count and starts[j + 1] - starts[k] <= span:
+            j += 1
+        spans.append((k, j))
+        k = j
+    span_firsts = [i for i, _ in spans]
+
+    # Span buffers are recycled (a fresh 8 MiB buffer costs page faults and
+    # zeroing, a fifth of the work): one goes back once the walk has passed
+    # its span, when the consumer is done with the views it was handed.
+    free: list[bytearray] = []
+    free_lock = threading.Lock()
+    capacity = max(span, max((n for _, n in previous), default=0))
+
+    def check(si: int) -> tuple[memoryview, list[bool], bytearray]:
+        i, j = spans[si]
+        a = starts[i]
+        b = max(a, min(starts[j], size))
+        with free_lock:
+            buf = free.pop() if free else bytearray(capacity)
+        view = memoryview(buf)[: _preadv_full(fd, memoryview(buf)[: b - a], a)]
+        same = []
+        for m in range(i, j):
+            s, e = starts[m] - a, starts[m + 1] - a
+            same.append(e <= len(view) and digest(view[s:e]) == previous[m][0])
+        return view, same, buf
+
+    window = window or workers() + 1
+    ex = pool()
+    inflight: deque[Future[tuple[memoryview, list[bool], bytearray]]] = deque()
+    done: dict[int, tuple[memoryview, list[bool], bytearray]] = {}
+    submitted = 0
+    taken = 0  # spans moved from inflight to done
+
+    def span_result(si: int) -> tuple[memoryview, list[bool], bytearray]:
+        nonlocal submitted, taken
+        while si not in done:
+            while submitted < len(spans) and len(inflight) < window:
+                inflight.append(ex.submit(check, submitted))
+                submitted += 1
+            done[taken] = inflight.popleft().result()
+            taken += 1
+        return done[si]
+
+    def forget_before(p: int) -> None:
+        for si in [si for si in done if starts[spans[si][1]] <= p]:  # the walk only goes forward
+            view, _, buf = done.pop(si)
+            view.release()
+            with free_lock:
+                free.append(buf)
+
+    def same(m: int) -> bool:
+        si = bisect.bisect_right(span_firsts, m) - 1
+        return span_result(si)[1][m - spans[si][0]]
+
+    def reusable(m: int) -> bool:
+        # FastCDC decides a cut from the chunk's bytes and the one after it
+        # (or it stops at max_size, or at the end of the file). The distance
+        # to the end also shapes a cut within avg_size of it, but only where
+        # the whole rest of the file lies inside the chunk and the next one,
+        # which are both checked here.
+        s, n = starts[m], previous[m][1]
+        if s + n > size or not same(m):
+            return False
+        return n == max_size or s + n == size or (m + 1 < count and same(m + 1))
+
+    pos = 0
+    walked = 0
+    try:
+        while pos < size:
+            m = index_of.get(pos)
+            if m is not None and reusable(m):
+                si = bisect.bisect_right(span_firsts, m) - 1
+                view = span_result(si)[0]
+                off = starts[m] - starts[spans[si][0]]
+                yield view[off : off + previous[m][1]], previous[m][0]
+                pos += previous[m][1]
+                walked = 0
+                forget_before(pos)
+                continue
+            if walked >= _GIVE_UP * span:
+                for f in inflight:
+                    f.cancel()
+                inflight.clear()
+                done.clear()
+                stream.seek(pos)
+                for view, oid in map_chunks_ahead(stream, params, lambda v: (v, digest(v))):
+                    pos += len(view)
+                    yield view, oid
+                break
+            want = min(2 * max_size, size - pos)
+            data = _pread_full(fd, want, pos)
+            if len(data) < want:
+                raise FileChanged(f"read {len(data)} bytes at {pos}, expected {want}")
+            walk: list[tuple[int, int, memoryview]] = _cut_window(cdc, data, pos, want, pos + want >= size, max_size, memoryview)
+            for start, length, view in walk:
+                yield view, digest(view)
+                pos = start + length
+                walked += length
+                if pos in index_of:
+                    break
+        if pos < size:
             raise FileChanged(f"cut {pos} of {size} bytes")
     finally:
         for f in inflight:

@@ -22,8 +22,15 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from . import codec
-from .chunking import PARALLEL_SEGMENT, ChunkParams, FileChanged, map_chunks_ahead, map_chunks_parallel
-from .errors import ObjectNotFound, PathNotFound, UnsafePath
+from .chunking import (
+    PARALLEL_SEGMENT,
+    ChunkParams,
+    FileChanged,
+    map_chunks_ahead,
+    map_chunks_hinted,
+    map_chunks_parallel,
+)
+from .errors import CorruptObject, ObjectNotFound, PathNotFound, UnsafePath
 from .ids import ObjectId, to_hex
 from .objects import BLOB, ChunkedBlob, Tree, TreeEntry, file_mode_from_stat, validate_name
 from .odb import ObjectDatabase
@@ -100,6 +107,7 @@ class Snapshotter:
                     self._tick(before.st_size)
                     self.files += 1
                     return cached
+            hint = self.statcache.previous(path) if self.statcache is not None else None
             with open(path, "rb", buffering=0) as f:
                 if before.st_size <= self.params.small_file:
                     data = f.read(self.params.small_file + 1)
@@ -113,7 +121,7 @@ class Snapshotter:
                         f.seek(0)
                         object_id, after = self._chunked(f)
                 else:
-                    object_id, after = self._chunked(f)
+                    object_id, after = self._chunked(f, hint)
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path, "local filesystem") from None
         self.files += 1
@@ -121,7 +129,19 @@ class Snapshotter:
             self.statcache.record(path, before, after, object_id)
         return object_id
 
-    def _chunked(self, f: BinaryIO) -> tuple[ObjectId, os.stat_result]:
+    def _previous_chunks(self, hint: ObjectId | None) -> list[tuple[bytes, int]] | None:
+        """The chunks of the file's last snapshot (from the stat cache), if it is still stored."""
+        if hint is None:
+            return None
+        try:
+            obj = self.odb.get(hint)
+        except (ObjectNotFound, CorruptObject):
+            return None
+        if not isinstance(obj, ChunkedBlob):
+            return None
+        return [(self.odb.raw_id(c), n) for c, n in obj.chunks]
+
+    def _chunked(self, f: BinaryIO, hint: ObjectId | None = None) -> tuple[ObjectId, os.stat_result]:
         """Store a large file chunk by chunk.
 
         Each chunk is hashed straight from FastCDC's buffer. Chunks already
@@ -139,6 +159,14 @@ class Snapshotter:
             return v, odb.hash(tag, v)
 
         size = os.fstat(f.fileno()).st_size
+        previous = self._previous_chunks(hint)
+        if previous is not None:
+            # Re-snapshot of an edited file: its earlier chunks are checked
+            # in place on every core, only the edited stretches are cut.
+            try:
+                return self._chunked_from(f, map_chunks_hinted(f, size, self.params, lambda v: odb.hash(tag, v), previous))
+            except FileChanged:
+                f.seek(0)
         if size >= 2 * PARALLEL_SEGMENT and (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS:
             try:
                 return self._chunked_from(f, map_chunks_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT))

@@ -123,6 +123,20 @@ class StatCache:
             return ObjectId(hit[5])
         return None
 
+    def previous(self, path: str) -> ObjectId | None:
+        """The id last recorded for ``path``, whatever its stat now (a hint, never to be trusted as is).
+
+        A large file re-snapshotted after an edit is checked against its
+        previous chunks (see :func:`objstore.chunking.map_chunks_hinted`).
+        """
+        dirpath, name = os.path.split(path)
+        if dirpath not in self._load():
+            return None
+        hit = self._table(dirpath).get(name)
+        if isinstance(hit, list) and len(hit) == 6 and isinstance(hit[5], str):
+            return ObjectId(hit[5])
+        return None
+
     def record(self, path: str, before: os.stat_result, after: os.stat_result, object_id: str) -> None:
         """Remember ``object_id`` for ``path`` if it is safe to trust later."""
         if stat_key(before) != stat_key(after):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import random
 
 import pytest
@@ -239,3 +240,145 @@ def test_a_large_file_snapshot_cut_in_parallel_has_the_sequential_ids(tmp_path, 
         repo.close()
     assert segments_cut == [16]  # only the second store cut in parallel
     assert ids[0] == ids[1]
+
+
+def _digest(view) -> bytes:
+    import xxhash
+
+    return xxhash.xxh3_128_digest(view)
+
+
+def _hinted_chunks(tmp_path, old: bytes, new: bytes, params: ChunkParams, span: int) -> list[tuple[bytes, bytes]]:
+    from objstore.chunking import map_chunks_hinted
+
+    previous = [(_digest(c), len(c)) for c in chunks_of(old, params)]
+    path = tmp_path / "f.bin"
+    path.write_bytes(new)
+    with open(path, "rb", buffering=0) as f:
+        return [(bytes(v), d) for v, d in map_chunks_hinted(f, len(new), params, _digest, previous, span=span, window=2)]
+
+
+_TINY = ChunkParams(min_size=64, avg_size=256, max_size=1024, small_file=0)
+
+
+@st.composite
+def edited(draw):
+    """(params, old, new): a payload and an edit of it that keeps most bytes where they were."""
+    params = draw(st.sampled_from([SMALL, _TINY]))
+    old = draw(payloads(max_size=30_000))
+    new = bytearray(old)
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["overwrite", "flip at a cut", "insert", "delete", "append", "truncate"]))
+        at = rng.randrange(len(new) + 1)
+        if kind == "overwrite":
+            new[at : at + rng.randint(1, 3000)] = rng.randbytes(rng.randint(1, 3000))[: len(new) - at]
+        elif kind == "flip at a cut":
+            # The byte right after a chunk decided where that chunk ended:
+            # the chunk hashes the same, but FastCDC may now cut it elsewhere.
+            cuts = list(itertools.accumulate(len(c) for c in chunks_of(bytes(new), params)))[:-1]
+            if cuts:
+                i = rng.choice(cuts) + rng.choice([-1, 0, 0, 0, 1])
+                if 0 <= i < len(new):
+                    new[i] ^= 1 << rng.randrange(8)
+        elif kind == "insert":
+            new[at:at] = rng.randbytes(rng.randint(1, 2000))
+        elif kind == "delete":
+            del new[at : at + rng.randint(1, 2000)]
+        elif kind == "append":
+            new += rng.randbytes(rng.randint(1, 5000))
+        else:
+            del new[at:]
+    return params, old, bytes(new)
+
+
+@given(edited(), st.integers(1, 40))
+@settings(max_examples=300, deadline=None)
+def test_cutting_guided_by_the_previous_version_gives_exactly_the_sequential_chunks(tmp_path_factory, case, pages):
+    """Earlier chunks taken where they still fit, the rest cut: the same chunks (and digests) as a fresh pass."""
+    params, old, new = case
+    got = _hinted_chunks(tmp_path_factory.mktemp("h"), old, new, params, span=pages * 512)
+    expected = chunks_of(new, params)
+    assert [c for c, _ in got] == expected
+    assert [d for _, d in got] == [_digest(c) for c in expected]
+
+
+@pytest.mark.parametrize("params", [SMALL, _TINY])
+def test_a_changed_byte_just_after_a_chunk_moves_its_cut(tmp_path, params):
+    """The byte after a chunk decides where it ends: the chunk hashes the same but is not reused."""
+    old = rand_bytes(5, 60_000)
+    cuts = list(itertools.accumulate(len(c) for c in chunks_of(old, params)))[:-1]
+    for cut in cuts[1:6]:
+        new = bytearray(old)
+        new[cut] ^= 0x10
+        got = _hinted_chunks(tmp_path, old, bytes(new), params, span=4096)
+        assert [c for c, _ in got] == chunks_of(bytes(new), params)
+
+
+@pytest.mark.parametrize("params", [SMALL, _TINY])
+def test_near_the_end_of_a_file_the_distance_to_it_shapes_the_cut(tmp_path, params):
+    """Cut short exactly after a chunk, or grown: the last chunks are cut anew where the end moved them."""
+    old = rand_bytes(6, 40_000)
+    cuts = list(itertools.accumulate(len(c) for c in chunks_of(old, params)))[:-1]
+    for new in [old[:cut] for cut in cuts[2:12]] + [old + rand_bytes(7, extra) for extra in (1, 100, 3000)]:
+        got = _hinted_chunks(tmp_path, old, new, params, span=4096)
+        assert [c for c, _ in got] == chunks_of(new, params)
+
+
+def test_guided_cutting_of_an_unrelated_file_gives_up_on_the_hints(tmp_path):
+    """Nothing in common with the earlier version: after a few spans it cuts the rest as usual."""
+    old, new = rand_bytes(1, 200_000), rand_bytes(2, 200_000)
+    got = _hinted_chunks(tmp_path, old, new, SMALL, span=4096)
+    assert [c for c, _ in got] == chunks_of(new, SMALL)
+
+
+def test_guided_cutting_of_a_file_that_shrank_is_reported(tmp_path):
+    from objstore.chunking import FileChanged, map_chunks_hinted
+
+    data = rand_bytes(3, 50_000)
+    previous = [(_digest(c), len(c)) for c in chunks_of(data, SMALL)]
+    path = tmp_path / "f.bin"
+    path.write_bytes(data[:20_000])
+    with open(path, "rb", buffering=0) as f, pytest.raises(FileChanged):
+        list(map_chunks_hinted(f, len(data), SMALL, _digest, previous, span=4096))
+
+
+def test_re_snapshot_after_an_edit_reads_the_earlier_chunks_in_place(tmp_path, monkeypatch):
+    """An edited large file is re-snapshotted from its earlier chunks: same ids as a fresh store, little new data."""
+    import os
+    import time
+
+    from objstore import chunking, snapshot
+
+    data = bytearray(rand_bytes(9, 1_500_000))
+    path = tmp_path / "big.bin"
+    write(path, bytes(data))
+    old = time.time() - 10
+    os.utime(path, (old, old))
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    repo.snapshot(path)
+    repo.close()
+
+    data[700_000:700_100] = rand_bytes(10, 100)
+    data[10:20] = b"0123456789"
+    write(path, bytes(data))
+    guided: list[int] = []
+    real = chunking.map_chunks_hinted
+
+    def counting(*args, **kwargs):
+        guided.append(len(args[4]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "map_chunks_hinted", counting)
+    repo = Repository.open(tmp_path / "store")
+    before = repo.odb.added_bytes
+    tree = repo.snapshot(path)
+    grown = repo.odb.added_bytes - before
+    assert repo.read_file(tree, "big.bin") == bytes(data)
+    repo.close()
+    assert len(guided) == 1 and guided[0] > 20
+    assert grown < 100_000  # a few chunks, not the file
+
+    fresh = Repository.init(tmp_path / "fresh", chunking=SMALL)
+    assert fresh.snapshot(path) == tree
+    fresh.close()

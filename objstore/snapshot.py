@@ -154,9 +154,12 @@ class Snapshotter:
         """
         odb = self.odb
         tag = bytes((BLOB,))
+        level = odb.level
 
-        def hashed(v: memoryview) -> tuple[memoryview, bytes]:
-            return v, odb.hash(tag, v)
+        def hashed(v: memoryview) -> tuple[memoryview, bytes, bool | None]:
+            # The probe runs here too, on the cutting thread: the storing
+            # thread (pack writes) is the busier one.
+            return v, odb.hash(tag, v), level <= 0 or (len(v) >= codec.PROBE_MIN and codec.looks_incompressible(v))
 
         size = os.fstat(f.fileno()).st_size
         previous = self._previous_chunks(hint)
@@ -164,7 +167,8 @@ class Snapshotter:
             # Re-snapshot of an edited file: its earlier chunks are checked
             # in place on every core, only the edited stretches are cut.
             try:
-                return self._chunked_from(f, map_chunks_hinted(f, size, self.params, lambda v: odb.hash(tag, v), previous))
+                guided = map_chunks_hinted(f, size, self.params, lambda v: odb.hash(tag, v), previous)
+                return self._chunked_from(f, ((v, oid, None) for v, oid in guided))
             except FileChanged:
                 f.seek(0)
         if size >= 2 * PARALLEL_SEGMENT and (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS:
@@ -172,9 +176,13 @@ class Snapshotter:
                 return self._chunked_from(f, map_chunks_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT))
             except FileChanged:
                 f.seek(0)  # it changed under us: a sequential pass reads what is there now
-        return self._chunked_from(f, map_chunks_ahead(f, self.params, hashed))
+        # Recycled blocks: the loop below is done with a chunk's view when it asks for the next.
+        return self._chunked_from(f, map_chunks_ahead(f, self.params, hashed, recycle=True))
 
-    def _chunked_from(self, f: BinaryIO, hashed_chunks: Iterator[tuple[memoryview, bytes]]) -> tuple[ObjectId, os.stat_result]:
+    def _chunked_from(
+        self, f: BinaryIO, hashed_chunks: Iterator[tuple[memoryview, bytes, bool | None]]
+    ) -> tuple[ObjectId, os.stat_result]:
+        """Store the chunks (view, id, stored raw? or None: not probed yet); return the file's id."""
         odb = self.odb
         tag = bytes((BLOB,))
         chunks: list[tuple[ObjectId, int]] = []
@@ -190,13 +198,15 @@ class Snapshotter:
             while len(inflight) > _COMPRESS_WINDOW:
                 self._store_all(inflight.popleft().result())
 
-        for view, oid in hashed_chunks:
+        for view, oid, raw in hashed_chunks:
             n = len(view)
             self._tick(n)
             chunks.append((to_hex(oid), n))
             if oid in pending or odb.has_raw(oid):
                 continue
-            if odb.level <= 0 or (n >= codec.PROBE_MIN and codec.looks_incompressible(view)):
+            if raw is None:
+                raw = odb.level <= 0 or (n >= codec.PROBE_MIN and codec.looks_incompressible(view))
+            if raw:
                 odb.add_stored(oid, BLOB, codec.RAW, [tag, view], n + 1, checked=True)
                 continue
             pending.add(oid)

@@ -382,3 +382,19 @@ def test_re_snapshot_after_an_edit_reads_the_earlier_chunks_in_place(tmp_path, m
     fresh = Repository.init(tmp_path / "fresh", chunking=SMALL)
     assert fresh.snapshot(path) == tree
     fresh.close()
+
+
+@given(payloads(max_size=60_000), st.integers(1, 3))
+@settings(max_examples=50, deadline=None)
+def test_cutting_ahead_with_recycled_blocks_gives_the_same_chunks(data, depth):
+    from objstore import chunking
+    from objstore.chunking import map_chunks_ahead
+
+    params = ChunkParams(min_size=64, avg_size=256, max_size=1024, small_file=0)
+    old = chunking._AHEAD_BLOCK
+    chunking._AHEAD_BLOCK = 4096  # many blocks, each recycled
+    try:
+        got = [bytes(v) for v in map_chunks_ahead(io.BytesIO(data), params, lambda v: v, depth, recycle=True)]
+    finally:
+        chunking._AHEAD_BLOCK = old
+    assert got == chunks_of(data, params)

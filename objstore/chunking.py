@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from pyfastcdc import FastCDC
 
@@ -158,13 +158,13 @@ def map_chunks_ahead(
                 return
             if isinstance(item, BaseException):
                 raise item
-            results, buf = item  # type: ignore[misc]
-            yield from results
+            taken, used = cast(tuple[list[T], bytearray], item)
+            yield from taken
             if recycle:
                 # The block before: this one's carried-over start was copied from it.
                 if held is not None:
                     free.put(held)
-                held = buf
+                held = used
     finally:
         stop.set()
         while worker.is_alive():

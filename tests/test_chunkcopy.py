@@ -1,0 +1,137 @@
+"""Checkout of large files: chunks written at their offsets on every core, raw ones copied by the kernel, all verified."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from helpers import SMALL, flip_byte, object_location, rand_bytes, write
+
+from objstore import ChunkedBlob, Repository, chunkcopy
+from objstore.errors import CorruptObject
+
+TEXT = b"".join(b"line %d of a log that compresses well\n" % i for i in range(3000))
+
+
+@pytest.fixture
+def many_batches(monkeypatch):
+    """Batches of a few chunks, so even a small file is written by several tasks at once."""
+    monkeypatch.setattr(chunkcopy, "BATCH", 8 * 1024)
+
+
+def _store(tmp_path, data: bytes, name: str = "big.bin") -> tuple[Repository, str]:
+    write(tmp_path / "src" / name, data)
+    repo = Repository.init(tmp_path / "repo", chunking=SMALL)
+    tree = repo.snapshot(tmp_path / "src")
+    return repo, tree
+
+
+def test_raw_and_compressed_chunks_in_many_batches_restore_exactly(tmp_path, many_batches):
+    data = rand_bytes(1, 150_000) + TEXT + rand_bytes(2, 90_000)
+    repo, tree = _store(tmp_path, data)
+    blob = repo.get(dict((p, e.id) for p, e in repo.walk(tree))["big.bin"])
+    assert isinstance(blob, ChunkedBlob)
+    codecs = {repo.odb.locate(bytes.fromhex(c))[1].codec for c, _ in blob.chunks}  # type: ignore[index]
+    assert codecs == {0, 1}  # both raw and zstd chunks
+    result = repo.checkout(tree, tmp_path / "out")
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
+    assert result.bytes == len(data)
+
+
+def test_without_copy_file_range_raw_chunks_are_written_from_the_map(tmp_path, monkeypatch, many_batches):
+    monkeypatch.setattr(chunkcopy, "_copy_file_range", None)
+    data = rand_bytes(3, 200_000)
+    repo, tree = _store(tmp_path, data)
+    repo.checkout(tree, tmp_path / "out")
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
+
+
+def test_checkout_onto_another_filesystem_falls_back_from_the_kernel_copy(tmp_path):
+    """copy_file_range between two filesystems fails with EXDEV: the chunks are written from the map instead."""
+    shm = "/dev/shm"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev or not os.access(shm, os.W_OK):
+        pytest.skip("needs /dev/shm on another filesystem than the temp dir")
+    data = rand_bytes(4, 300_000)
+    repo, tree = _store(tmp_path, data)
+    dest = os.path.join(shm, f"objstore-test-{os.getpid()}-{threading.get_ident()}")
+    try:
+        repo.checkout(tree, dest)
+        with open(os.path.join(dest, "big.bin"), "rb") as f:
+            assert f.read() == data
+    finally:
+        import shutil
+
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_a_corrupt_raw_chunk_stops_every_writer_and_leaves_no_file(tmp_path, many_batches):
+    data = rand_bytes(5, 400_000)
+    repo, tree = _store(tmp_path, data)
+    blob = repo.get(dict((p, e.id) for p, e in repo.walk(tree))["big.bin"])
+    assert isinstance(blob, ChunkedBlob)
+    bad = blob.chunks[len(blob.chunks) * 2 // 3][0]
+    pack, offset, length = object_location(repo, bad)
+    repo.close()
+    flip_byte(pack, offset + length // 2)
+
+    repo = Repository.open(tmp_path / "repo")
+    dest = tmp_path / "out"
+    with pytest.raises(CorruptObject) as info:
+        repo.checkout(tree, dest)
+    assert info.value.object_id == bad
+    assert not (dest / "big.bin").exists()
+    assert not [p for p in dest.rglob("*") if "objstore-tmp" in p.name]
+
+    # Over an existing copy: it is kept, the temp file is gone.
+    write(dest / "big.bin", b"the user's copy")
+    with pytest.raises(CorruptObject):
+        repo.checkout(tree, dest)
+    assert (dest / "big.bin").read_bytes() == b"the user's copy"
+    assert not [p for p in dest.rglob("*") if "objstore-tmp" in p.name]
+
+
+def test_a_chunk_whose_size_disagrees_with_the_chunk_list_is_corrupt(tmp_path):
+    data = rand_bytes(6, 50_000)
+    repo, tree = _store(tmp_path, data)
+    blob = repo.get(dict((p, e.id) for p, e in repo.walk(tree))["big.bin"])
+    assert isinstance(blob, ChunkedBlob)
+    (first, n), *rest = blob.chunks
+    lying = ChunkedBlob(((first, n + 1), *rest))  # a well-formed list that misstates a size
+    fd = os.open(tmp_path / "out.bin", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(CorruptObject, match="chunk list says"):
+            chunkcopy.write_chunks(repo.odb, fd, lying.chunks)
+    finally:
+        os.close(fd)
+
+
+def test_a_large_file_already_checked_out_is_recognised_and_a_changed_one_rewritten(tmp_path, many_batches):
+    data = rand_bytes(7, 300_000)
+    repo, tree = _store(tmp_path, data)
+    dest = tmp_path / "out"
+    repo.checkout(tree, dest)
+    again = repo.checkout(tree, dest)
+    assert again.skipped == 1 and again.files == 0
+
+    for where in (0, 150_000, len(data) - 1):  # same size, one byte differs
+        changed = bytearray(data)
+        changed[where] ^= 1
+        write(dest / "big.bin", bytes(changed))
+        result = repo.checkout(tree, dest)
+        assert result.files == 1 and result.skipped == 0
+        assert (dest / "big.bin").read_bytes() == data
+
+
+def test_holds_chunks_compares_size_and_every_chunk(tmp_path, many_batches):
+    data = rand_bytes(8, 120_000)
+    repo, tree = _store(tmp_path, data)
+    blob = repo.get(dict((p, e.id) for p, e in repo.walk(tree))["big.bin"])
+    assert isinstance(blob, ChunkedBlob)
+    for content, expected in ((data, True), (data + b"x", False), (data[:-1], False), (b"y" + data[1:], False)):
+        write(tmp_path / "f.bin", content)
+        fd = os.open(tmp_path / "f.bin", os.O_RDONLY)
+        try:
+            assert chunkcopy.holds_chunks(repo.odb, fd, blob.chunks) is expected
+        finally:
+            os.close(fd)

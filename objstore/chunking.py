@@ -472,6 +472,7 @@ def map_chunks_hinted(
                 walked += length
                 if pos in index_of:
                     break
+            forget_before(pos)
         if pos < size:
             raise FileChanged(f"cut {pos} of {size} bytes")
     finally:

@@ -73,6 +73,7 @@ def _plan(odb: ObjectDatabase, chunks: Sequence[tuple[ObjectId, int]]) -> list[l
             loc = odb.locate(oid)
             if loc is not None and loc[1].codec == codec.RAW:
                 pack, entry = loc
+                odb.check_entry(oid, entry, pack_path(pack))  # sizes the format allows, before any read
         batch.append(_Piece(oid, out, size, pack, entry))
         out += size
         batch_bytes += size
@@ -145,8 +146,8 @@ class _Packs:
                 pack_fd, _ = self.get(name)
                 if advise is not None:
                     advise(pack_fd, lo, hi - lo, os.POSIX_FADV_WILLNEED)
-            except (OSError, ValueError):
-                pass  # only a hint; a missing pack is dealt with chunk by chunk
+            except (OSError, ValueError, OverflowError):
+                pass  # only a hint; a missing pack or a bad entry is dealt with chunk by chunk
 
     def close(self) -> None:
         for fd, m in self._open.values():

@@ -17,6 +17,7 @@ from .ids import ObjectId
 from .objects import Blob, ChunkedBlob, Commit, Tree, TreeEntry
 from .refs import ABSENT, RefLogEntry
 from .repo import Repository, RepoStats, SnapshotStats
+from .snapshot import FilesUnder
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "Blob",
     "Change",
     "CheckoutResult",
+    "FilesUnder",
     "ChunkParams",
     "ChunkedBlob",
     "Commit",

@@ -16,13 +16,15 @@ import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from .chunkcopy import holds_chunks, write_chunks
 from .chunking import ChunkParams, iter_chunks
-from .errors import CorruptObject, NotADirectory, PathNotFound, UnsafePath
+from .errors import CorruptObject, FormatError, NotADirectory, PathNotFound, UnsafePath
 from .ids import HashAlgorithm, ObjectId, to_hex
+from .lastcheckout import FILE as PLACED_FILE
 from .lastcheckout import Placed, placed_from
-from .objects import BLOB, MODE_EXEC, Blob, ChunkedBlob, Tree, TreeEntry, validate_name
+from .objects import BLOB, DIR, FILE, MODE_EXEC, SYMLINK, Blob, ChunkedBlob, Tree, TreeEntry, tree_rows, validate_name
 from .odb import ObjectDatabase
 from .progress import announce_total, wants_total
 from .storage import storage_errors
@@ -62,6 +64,24 @@ def content_id(path: str, params: ChunkParams, algorithm: HashAlgorithm) -> Obje
     if len(chunks) == 1:
         return chunks[0][0]
     return to_hex(algorithm.digest(ChunkedBlob(tuple(chunks)).encode()))
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+
+
+def _entry_of(row: list[Any]) -> TreeEntry:
+    """The TreeEntry of a row :func:`~objstore.objects.tree_rows` checked."""
+    name, kind = row[0], row[1]
+    if kind == FILE:
+        return TreeEntry(name, "file", to_hex(row[2]), row[3], row[4])
+    if kind == DIR:
+        return TreeEntry(name, "dir", to_hex(row[2]), row[3])
+    if kind == SYMLINK:
+        return TreeEntry(name, "symlink", target=row[2])
+    return TreeEntry(name, "reference", size=row[3], target=row[2], digest=row[4])
 
 
 def _umask() -> int:
@@ -254,6 +274,17 @@ class Materializer:
             if not os.path.isdir(dest):
                 os.makedirs(dest)
                 self._fresh.add(dest)
+            elif not os.listdir(dest):
+                self._fresh.add(dest)  # empty: nothing to check inside either
+            if paths is None:
+                if wants_total(self.progress):
+                    announce_total(self.progress, self._file_bytes(self.odb.raw_id(tree_id)))
+                dfd = os.open(dest, _DIR_FLAGS)
+                try:
+                    self._fill_tree(self.odb.raw_id(tree_id), dfd, dest, "", dest in self._fresh, skip_existing)
+                finally:
+                    os.close(dfd)
+                return self.result
             # One pass, in tree order: every directory is made (or checked to
             # be a real directory) before anything is written into it, so no
             # path can lead through a symlink out of ``dest``. Small files are
@@ -271,6 +302,127 @@ class Materializer:
                     if st is not None:
                         placed[rel] = placed_from(st, entry)
         return self.result
+
+    # -- a whole tree, directory by directory -------------------------------
+
+    def _rows(self, tree_id: bytes) -> list[list[Any]]:
+        encoded, where = self.odb.get_encoded_from(tree_id)
+        try:
+            return tree_rows(encoded, self.odb.digest_size)
+        except FormatError as exc:
+            raise CorruptObject(tree_id.hex(), str(exc), where) from None
+
+    def _file_bytes(self, tree_id: bytes) -> int:
+        """Bytes of the files under a tree (what a progress total counts)."""
+        total = 0
+        for row in self._rows(tree_id):
+            if row[1] == FILE:
+                total += row[3]
+            elif row[1] == DIR:
+                total += self._file_bytes(row[2])
+        return total
+
+    def _fill_tree(self, tree_id: bytes, dfd: int, dirpath: str, rel: str, fresh: bool, skip_existing: bool) -> None:
+        """Place one tree's entries into the open directory ``dfd`` (``dirpath``), then its subtrees.
+
+        In a directory this checkout created, small files are written in
+        bulk: their objects read in pack order (:meth:`ObjectDatabase.iter_encoded`,
+        every one verified), each file created under its own name relative
+        to the directory with ``os.open``/``os.write``. Everything else goes
+        through :meth:`_apply`. A subdirectory is opened with ``O_NOFOLLOW``,
+        so nothing is written through a symlink.
+        """
+        placed = self.placed
+        small = self.params.small_file
+        bulk: list[list[Any]] = []
+        subdirs: list[list[Any]] = []
+        for row in self._rows(tree_id):
+            kind = row[1]
+            if kind == DIR:
+                subdirs.append(row)
+            elif kind == FILE and fresh and row[3] <= small:
+                bulk.append(row)
+            else:
+                self._place(dirpath, rel, _entry_of(row), skip_existing)
+        if bulk:
+            self._write_bulk(dfd, dirpath, rel, bulk)
+        for row in subdirs:
+            name = row[0]
+            path = os.path.join(dirpath, name)
+            sub_fresh = False
+            if fresh:
+                try:
+                    os.mkdir(name, dir_fd=dfd)
+                    sub_fresh = True
+                    self.result.dirs += 1
+                except FileExistsError:  # someone else is writing here too: check what is there
+                    self._ensure_dir(path)
+            else:
+                self._ensure_dir(path)
+                sub_fresh = path in self._fresh
+            if placed is not None:
+                self.selected.add(rel + name)
+            sub = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=dfd)
+            try:
+                if sub_fresh:
+                    self._fresh.add(path)
+                self._fill_tree(row[2], sub, path, f"{rel}{name}/", sub_fresh, skip_existing)
+            finally:
+                os.close(sub)
+
+    def _place(self, dirpath: str, rel: str, entry: TreeEntry, skip_existing: bool) -> None:
+        st = self._apply(os.path.join(dirpath, entry.name), entry, skip_existing)
+        if self.placed is not None:
+            self.selected.add(rel + entry.name)
+            if st is not None:
+                self.placed[rel + entry.name] = placed_from(st, entry)
+
+    def _write_bulk(self, dfd: int, dirpath: str, rel: str, rows: list[list[Any]]) -> None:
+        """Write small files into a directory this checkout created."""
+        by_id: dict[bytes, list[list[Any]]] = {}
+        for row in rows:
+            by_id.setdefault(row[2], []).append(row)
+        placed, progress = self.placed, self.progress
+        os_open, os_write, os_close, os_fstat = os.open, os.write, os.close, os.fstat
+        done: list[str] = []
+        written_bytes = 0
+        try:
+            for oid, encoded in self.odb.iter_encoded(by_id):
+                view = memoryview(encoded)[1:]
+                blob = encoded[0] == BLOB
+                hex_id = oid.hex() if placed is not None else ""
+                for row in by_id[oid]:
+                    name, size = row[0], row[3]
+                    if len(view) != size or not blob:
+                        # Not the small blob the tree says: the general path reports it.
+                        self._place(dirpath, rel, _entry_of(row), False)
+                        continue
+                    try:
+                        fd = os_open(name, _CREATE_FLAGS, 0o777 if row[4] == MODE_EXEC else 0o666, dir_fd=dfd)
+                    except FileExistsError:  # someone else is writing here too
+                        self._place(dirpath, rel, _entry_of(row), True)
+                        continue
+                    try:
+                        n = os_write(fd, view)
+                        while n < size:
+                            n += os_write(fd, view[n:])
+                        if placed is not None:
+                            st = os_fstat(fd)
+                            placed[rel + name] = (PLACED_FILE, st.st_size, st.st_mtime_ns, hex_id)
+                    except BaseException:
+                        os_close(fd)
+                        os.unlink(name, dir_fd=dfd)
+                        raise
+                    os_close(fd)
+                    done.append(name)
+                    written_bytes += size
+                    if progress is not None:
+                        progress(size)
+        finally:
+            self.result.files += len(done)
+            self.result.bytes += written_bytes
+            if placed is not None:
+                self.selected.update([rel + name for name in done])
 
     @staticmethod
     def _parts(rel: str) -> list[str]:

@@ -38,12 +38,20 @@ class HashAlgorithm:
     name: str
     digest_size: int
     _factory: Callable[[], Hasher]
+    _oneshot: Callable[[bytes | memoryview], bytes] | None = None
+
+    @property
+    def oneshot(self) -> Callable[[bytes | memoryview], bytes]:
+        """The digest of one buffer in one C call (what per-file loops use)."""
+        return self._oneshot or self.digest
 
     def new(self) -> Hasher:
         """A fresh incremental hasher."""
         return self._factory()
 
     def digest(self, *parts: bytes | memoryview) -> bytes:
+        if len(parts) == 1 and self._oneshot is not None:
+            return self._oneshot(parts[0])
         h = self._factory()
         for p in parts:
             h.update(p)
@@ -55,8 +63,10 @@ class HashAlgorithm:
 
 
 ALGORITHMS: dict[str, HashAlgorithm] = {
-    "xxh3-128": HashAlgorithm("xxh3-128", 16, xxhash.xxh3_128),
-    "blake2b-256": HashAlgorithm("blake2b-256", 32, lambda: hashlib.blake2b(digest_size=32)),
+    "xxh3-128": HashAlgorithm("xxh3-128", 16, xxhash.xxh3_128, xxhash.xxh3_128_digest),
+    "blake2b-256": HashAlgorithm(
+        "blake2b-256", 32, lambda: hashlib.blake2b(digest_size=32), lambda b: hashlib.blake2b(b, digest_size=32).digest()
+    ),
 }
 DEFAULT_ALGORITHM = "xxh3-128"
 

@@ -14,7 +14,7 @@ import uuid
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from . import codec, limits
@@ -28,6 +28,16 @@ T = TypeVar("T", bound=StoredObject)
 
 _CACHE_SIZE = 4096
 """Once this many packs under ``pack_size / 16`` exist, a flush merges them."""
+
+
+_RUN_GAP = 256 * 1024
+"""Bytes of other records :meth:`ObjectDatabase.iter_encoded` reads over rather than start a new read."""
+_RUN_SPAN = 8 * 1024 * 1024
+"""The most one of its reads covers."""
+
+
+def _pack_order(item: tuple[str, int, bytes, IndexEntry]) -> tuple[str, int]:
+    return item[0], item[1]
 
 
 class ObjectDatabase:
@@ -182,6 +192,29 @@ class ObjectDatabase:
         self._freshen(loc[0])
         return True
 
+    def missing(self, oids: Iterable[bytes]) -> list[bytes]:
+        """The ids of ``oids`` not stored (in order): :meth:`has_raw` for a batch, one pass per pack."""
+        w = self._writer
+        out = [o for o in oids if o not in w] if w is not None else list(oids)
+        for name, idx in self._search_order():
+            if not out:
+                break
+            left = [o for o, i in zip(out, idx.find_many(out)) if i < 0]
+            if len(left) < len(out):
+                self._freshen(name)
+                self._last_hit = name
+            out = left
+        return out
+
+    def _search_order(self) -> list[tuple[str, PackIndex]]:
+        """The indexes, the one the last batch found something in first
+        (objects stored together are looked up together)."""
+        order = list(self._indexes.items())
+        last = self._last_hit
+        if last is not None and len(order) > 1:
+            order.sort(key=lambda item: item[0] != last)
+        return order
+
     def _freshen(self, pack: str) -> None:
         """Mark a pack whose object is being reused as recently used, so a
         concurrent gc (which spares young packs) cannot remove the object
@@ -264,6 +297,16 @@ class ObjectDatabase:
         size = sum(len(p) for p in stored) if isinstance(stored, (list, tuple)) else len(stored)
         self._writer_for(size).add(oid, type_tag, codec_id, stored, raw_length)
         self.added_objects += 1
+        self.added_bytes += size
+
+    def add_many(self, records: Sequence[tuple[bytes, int, int, bytes | memoryview, int]]) -> None:
+        """:meth:`add_stored` with ``checked`` for a batch of small objects
+        ``(id, type tag, codec, stored, raw length)``, appended in one write."""
+        size = sum(len(r[3]) for r in records)
+        w = self._writer_for(size)
+        before = len(w)
+        w.add_many(records)
+        self.added_objects += len(w) - before
         self.added_bytes += size
 
     def put_encoded(self, encoded: bytes | memoryview) -> ObjectId:
@@ -379,9 +422,75 @@ class ObjectDatabase:
 
     def get_encoded(self, object_id: str | bytes) -> bytes | memoryview:
         """The verified typed encoding of an object."""
+        return self.get_encoded_from(object_id)[0]
+
+    def get_encoded_from(self, object_id: str | bytes) -> tuple[bytes | memoryview, str]:
+        """(verified typed encoding, where it was read): for an error about its content
+        found later (e.g. a tree that does not decode) to name the pack."""
         oid = object_id if isinstance(object_id, bytes) else self.raw_id(object_id)
         entry, stored, where = self.read_stored(oid)  # checks the entry
-        return self._decode_checked(oid, entry, stored, where)
+        return self._decode_checked(oid, entry, stored, where), where
+
+    def iter_encoded(self, oids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes | memoryview]]:
+        """``(id, verified typed encoding)`` of each object (once per distinct id), in pack order.
+
+        For reading many small objects (a checkout's files): records lying
+        close together in a pack are read with one ranged read (runs of up to
+        :data:`_RUN_SPAN` bytes with gaps under :data:`_RUN_GAP`), then each is
+        checked against its index entry, decoded and hashed as
+        :meth:`get_encoded` does. An encoding may be a view of the run's
+        buffer, valid until the next one is yielded.
+        """
+        located: list[tuple[str, int, bytes, IndexEntry]] = []
+        todo = list(dict.fromkeys(oids))
+        for name, idx in self._search_order():
+            if not todo:
+                break
+            left = []
+            for oid, i in zip(todo, idx.find_many(todo)):
+                if i < 0:
+                    left.append(oid)
+                else:
+                    e = idx.entry_at(i)
+                    located.append((name, e.offset, oid, e))
+            if len(left) < len(todo):
+                self._last_hit = name
+            todo = left
+        elsewhere = todo
+        located.sort(key=_pack_order)
+        i, n = 0, len(located)
+        while i < n:
+            name, start, _, first = located[i]
+            end = start + first.stored_length
+            j = i + 1
+            while j < n:
+                pack, offset, _, e = located[j]
+                if pack != name or offset - end > _RUN_GAP or offset + e.stored_length - start > _RUN_SPAN:
+                    break
+                end = max(end, offset + e.stored_length)
+                j += 1
+            where = pack_path(name)
+            for _, _, oid, e in located[i:j]:
+                self.check_entry(oid, e, where)  # before reading what it claims
+            try:
+                run = memoryview(self.storage.read_range(where, start, end - start))
+            except (FileNotFoundError, EOFError):
+                # Repacked meanwhile, or truncated: one by one, as get_encoded copes.
+                for _, _, oid, _ in located[i:j]:
+                    yield oid, self.get_encoded(oid)
+                i = j
+                continue
+            digest = self.algorithm.oneshot
+            for _, offset, oid, e in located[i:j]:
+                at = offset - start
+                stored = run[at : at + e.stored_length]
+                if e.codec == codec.RAW and e.stored_length == e.raw_length and e.raw_length and stored[0] == e.type_tag and digest(stored) == oid:
+                    yield oid, stored  # what _decode_checked checks of a raw record, inline
+                else:
+                    yield oid, self._decode_checked(oid, e, stored, where)
+            i = j
+        for oid in elsewhere:  # in the open pack, or published since the last refresh
+            yield oid, self.get_encoded(oid)
 
     def check_entry(self, oid: bytes, entry: IndexEntry, where: str | None) -> None:
         """``CorruptObject`` if an index entry claims sizes the format does not allow

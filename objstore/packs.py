@@ -12,14 +12,16 @@ See ``docs/format.md`` for the byte layout.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import struct
 import sys
 import threading
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import xxhash
 
@@ -52,9 +54,8 @@ def index_path(name: str) -> str:
     return f"{PACK_DIR}/{name}.idx"
 
 
-@dataclass(frozen=True)
-class IndexEntry:
-    """Where one object lives inside a pack."""
+class IndexEntry(NamedTuple):
+    """Where one object lives inside a pack (a named tuple: one is made per object written or looked up)."""
 
     offset: int
     stored_length: int
@@ -63,24 +64,23 @@ class IndexEntry:
     codec: int
 
 
+_new_entry = tuple.__new__
+"""``_new_entry(IndexEntry, fields)``: a named tuple without its Python-level ``__new__`` (hot loops)."""
+
+
 def encode_index(entries: list[tuple[bytes, IndexEntry]], digest_size: int, pack_name: bytes) -> bytes:
     """Serialize an index (entries in any order; they are sorted here)."""
     if len(entries) > MAX_PACK_OBJECTS:
         raise ValueError(f"a pack of {len(entries)} objects is over the format's {MAX_PACK_OBJECTS}")
-    entries = sorted(entries, key=lambda e: e[0])
-    counts = [0] * 256
-    for oid, _ in entries:
-        counts[oid[0]] += 1
-    fanout = []
-    running = 0
-    for c in counts:
-        running += c
-        fanout.append(running)
+    entries = sorted(entries, key=operator.itemgetter(0))
+    ids = [oid for oid, _ in entries]
+    firsts = bytes([oid[0] for oid in ids])
+    fanout = [bisect_right(firsts, b) for b in range(256)]  # ids are sorted: so are their first bytes
     parts = [
         _INDEX_HEADER.pack(INDEX_MAGIC, INDEX_VERSION, digest_size, 0, len(entries)),
         _FANOUT.pack(*fanout),
-        b"".join(oid for oid, _ in entries),
-        b"".join(_INDEX_ENTRY.pack(e.offset, e.stored_length, e.raw_length, e.type_tag, e.codec) for _, e in entries),
+        b"".join(ids),
+        b"".join(itertools.starmap(_INDEX_ENTRY.pack, [e for _, e in entries])),  # fields in _INDEX_ENTRY order
         pack_name,
     ]
     body = b"".join(parts)
@@ -130,7 +130,7 @@ class PackIndex:
         return bytes(self._view[start : start + self.digest_size])
 
     def entry_at(self, i: int) -> IndexEntry:
-        return IndexEntry(*_INDEX_ENTRY.unpack_from(self._view, self._entries_at + i * _INDEX_ENTRY.size))
+        return _new_entry(IndexEntry, _INDEX_ENTRY.unpack_from(self._view, self._entries_at + i * _INDEX_ENTRY.size))
 
     def _prefix_table(self) -> array[int] | None:
         """The first 8 bytes of every id as big-endian integers, in index order.
@@ -180,6 +180,25 @@ class PackIndex:
             else:
                 hi = mid
         return -1
+
+    def find_many(self, oids: list[bytes]) -> list[int]:
+        """:meth:`find` for a batch (positions, -1 where absent), with the bisections done by C-level ``map``."""
+        table = self._prefix_table()
+        ds = self.digest_size
+        if table is None or any(len(o) != ds for o in oids):
+            return [self.find(o) for o in oids]
+        keys = [int.from_bytes(o[:8], "big") for o in oids]
+        at = list(map(bisect_left, itertools.repeat(table), keys))
+        view, base, count = self._view, self._ids_at, self.count
+        out = []
+        for oid, key, i in zip(oids, keys, at):
+            if i < count and table[i] == key:
+                start = base + i * ds
+                # Another id sharing the 8-byte prefix is all but impossible: find() copes.
+                out.append(i if view[start : start + ds] == oid else self.find(oid))
+            else:
+                out.append(-1)
+        return out
 
     def get(self, oid: bytes) -> IndexEntry | None:
         i = self.find(oid)
@@ -365,6 +384,28 @@ class PackWriter:
         header = oid + _RECORD_TAIL.pack(type_tag, codec, length, raw_length)
         self._entries[oid] = IndexEntry(self._offset + len(header), length, raw_length, type_tag, codec)
         self._write([header, *parts])
+
+    def add_many(self, records: Sequence[tuple[bytes, int, int, bytes | memoryview, int]]) -> None:
+        """Append many small objects ``(id, type tag, codec, stored, raw length)`` with one buffer write.
+
+        What :meth:`add` does for each, without its per-call work: a
+        directory's worth of small files costs one append.
+        """
+        entries = self._entries
+        tail = _RECORD_TAIL.pack
+        offset = self._offset
+        parts: list[bytes | memoryview] = []
+        for oid, type_tag, codec, stored, raw_length in records:
+            if oid in entries:
+                continue
+            n = len(stored)
+            offset += len(oid) + _RECORD_TAIL.size
+            entries[oid] = _new_entry(IndexEntry, (offset, n, raw_length, type_tag, codec))
+            offset += n
+            parts += (oid, tail(type_tag, codec, n, raw_length), stored)
+        if parts:
+            self._write([b"".join(parts)])
+            assert self._offset == offset
 
     def read_back(self, oid: bytes) -> tuple[IndexEntry, bytes] | None:
         """Bytes of an object written to this (unpublished) pack."""

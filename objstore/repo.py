@@ -47,7 +47,7 @@ from .odb import ObjectDatabase
 from .reader import open_blob
 from .refs import RefStore, validate_ref_name
 from .remote import Remote, TransferResult
-from .snapshot import Snapshotter
+from .snapshot import FilesUnder, Snapshotter
 from .statcache import StatCache
 from .storage import LocalStorage, Storage, open_storage
 
@@ -95,6 +95,15 @@ def _cache_dir(storage: Storage, repo_id: str) -> str:
         return os.path.join(storage.root, "cache")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "objstore", repo_id)
+
+
+def _has_entries(folder: str) -> bool:
+    """True if ``folder`` is a directory with anything in it."""
+    try:
+        with os.scandir(folder) as it:
+            return next(it, None) is not None
+    except OSError:
+        return False
 
 
 class Repository:
@@ -317,15 +326,17 @@ class Repository:
 
     def build_tree(
         self,
-        files: Mapping[str, str | os.PathLike[str] | TreeEntry],
+        files: Mapping[str, str | os.PathLike[str] | TreeEntry | FilesUnder],
         *,
         progress: Progress | None = None,
     ) -> ObjectId:
         """Store a tree laid out by logical paths (``{"sub/a.bin": "/local/a.bin", ...}``).
 
         Values are local files (symlinks followed), local directories
-        (stored recursively) or ready ``TreeEntry`` values such as external
-        references. Intermediate directories are created; ``..``, absolute
+        (stored recursively, as :meth:`snapshot` does), :class:`FilesUnder`
+        directories (their regular files only, symlinks to files followed;
+        unchanged ones answered from the stat cache) or ready ``TreeEntry``
+        values such as external references. Intermediate directories are created; ``..``, absolute
         paths, duplicates and file/directory collisions raise ``UnsafePath``.
         """
         snap = Snapshotter(self.odb, self.config.chunking, self.statcache, progress)
@@ -513,7 +524,8 @@ class Repository:
         """
         tree_id = self.tree_of(commit_or_tree)
         real = os.path.realpath(os.fspath(dest))
-        record = CheckoutRecord.load(self.cache_dir, real)
+        # Into a missing or empty folder there is nothing to tidy up: the old record is moot.
+        record = CheckoutRecord.load(self.cache_dir, real) if _has_entries(real) else CheckoutRecord(real)
         materializer = Materializer(self.odb, self.config.chunking, progress)
         materializer.placed = {}
         result = materializer.run(tree_id, real, paths, skip_existing)

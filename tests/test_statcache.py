@@ -32,7 +32,8 @@ def _tree(root: Path) -> Path:
 
 
 class CountingReads:
-    """Counts files opened for reading by the snapshot (os.open and open)."""
+    """Counts files opened for reading by the snapshot (os.open and open; directories
+    opened to list them do not count; a name relative to a ``dir_fd`` is made absolute)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import builtins
@@ -43,7 +44,12 @@ class CountingReads:
         real_os_open, real_open = os.open, builtins.open
 
         def os_open(path, flags, *a, **k):
-            self.paths.append(os.fsdecode(path))
+            if not flags & getattr(os, "O_DIRECTORY", 0):
+                where = k.get("dir_fd")
+                full = os.fsdecode(path)
+                if where is not None:
+                    full = os.path.join(os.readlink(f"/proc/self/fd/{where}"), full)
+                self.paths.append(full)
             return real_os_open(path, flags, *a, **k)
 
         def py_open(path, *a, **k):

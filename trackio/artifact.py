@@ -6,11 +6,12 @@ import copy
 import os
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from objstore import Repository, TreeEntry
+from objstore import FilesUnder, ObjectId, Repository, TreeEntry
+from objstore.errors import UnsafePath
 
 from . import names, references
 from .errors import ArtifactFrozenError, ArtifactPathError, ManifestPathError
@@ -38,6 +39,11 @@ class Artifact:
         self._description = description
         self._metadata: dict[str, Any] = copy.deepcopy(dict(metadata)) if metadata else {}
         self._entries: dict[str, str | TreeEntry] = {}
+        # Directories staged whole by add_dir: logical prefix ("" = the root) ->
+        # local directory, whose files are listed (and unchanged ones answered
+        # from objstore's stat cache) when the artifact is logged. No entry of
+        # _entries lies under one; adding one there stages it file by file first.
+        self._dirs: dict[str, str] = {}
         self._info: VersionInfo | None = None
         self._aliases: tuple[str, ...] | None = ()  # None: not read yet (read on first use)
         self._manifest: list[dict[str, Any]] | None = None
@@ -183,9 +189,72 @@ class Artifact:
 
     def _add(self, logical: str, source: str | TreeEntry) -> None:
         names.validate_logical_path(logical)
+        self._unstage_over(logical)
         if logical in self._entries:
             raise ManifestPathError(f"Duplicate logical path in artifact {self._name!r}: {logical!r}")
         self._entries[logical] = source
+
+    def _unstage_over(self, logical: str) -> None:
+        """Stage file by file (a level at a time) the staged directories ``logical`` could collide with."""
+        while True:
+            hit = next((p for p in self._dirs if _overlaps(p, logical)), None)
+            if hit is None:
+                return
+            path = self._dirs.pop(hit)
+            for name, full, is_dir in _children(path):
+                child = f"{hit}/{name}" if hit else name
+                names.validate_logical_path(child)
+                if is_dir:
+                    self._dirs[child] = full
+                else:
+                    self._entries[child] = full
+
+    def _stage_dir(self, logical: str, path: str) -> None:
+        """Stage the files under ``path`` at ``logical`` ("" = the root): as one
+        directory where no other entry lies, else one level at a time."""
+        self._unstage_over(logical)
+        if not any(_overlaps(logical, k) for k in self._entries):
+            if logical:
+                if _has_file(path):
+                    self._dirs[logical] = path
+                return
+            children = _children(path)
+            for name, _, _ in children:
+                names.validate_logical_path(name)
+            if children:
+                self._dirs[""] = path
+            return
+        for name, full, is_dir in _children(path):
+            child = f"{logical}/{name}" if logical else name
+            if is_dir:
+                self._stage_dir(child, full)
+            else:
+                self._add(child, full)
+
+    @property
+    def _has_sources(self) -> bool:
+        return bool(self._entries or self._dirs)
+
+    def _build_tree(self, repo: Repository, progress: Callable[[int], None] | None = None) -> ObjectId:
+        """Store what was added; return the tree id."""
+        sources: dict[str, str | TreeEntry | FilesUnder] = dict(self._entries)
+        for logical, path in self._dirs.items():
+            sources[logical] = FilesUnder(path, forbidden="\\")
+        try:
+            return repo.build_tree(sources, progress=progress)
+        except UnsafePath as exc:
+            bad = self._logical_of(exc.path)
+            if bad is None or "\\" not in bad:
+                raise
+            raise ManifestPathError(f"Invalid artifact path {bad!r}: backslashes and NUL are not allowed") from None
+
+    def _logical_of(self, path: str) -> str | None:
+        """The logical path of a local path under a staged directory."""
+        for logical, root in self._dirs.items():
+            if path.startswith(root + os.sep):
+                rel = os.path.relpath(path, root).replace(os.sep, "/")
+                return f"{logical}/{rel}" if logical else rel
+        return None
 
     def add_file(self, local_path: str | os.PathLike[str], name: str | None = None) -> None:
         """Add one file, at logical path ``name`` (default: its basename)."""
@@ -203,9 +272,8 @@ class Artifact:
         if not root.is_dir():
             what = "does not exist" if not root.exists() else "is not a directory"
             raise ArtifactPathError(f"Cannot add {os.fspath(local_dir)!r} to artifact {self._name!r}: it {what}")
-        prefix = names.validate_logical_path(name.strip("/")) + "/" if name and name.strip("/") else ""
-        for rel, full in _files_under(os.path.abspath(root)):
-            self._add(prefix + rel, full)
+        logical = names.validate_logical_path(name.strip("/")) if name and name.strip("/") else ""
+        self._stage_dir(logical, os.path.abspath(root))
 
     def add_reference(self, uri: str, name: str | None = None, checksum: bool = True, max_objects: int | None = None) -> None:
         """Record external data by URI without copying its bytes into the store.
@@ -225,6 +293,8 @@ class Artifact:
             size = -1 if ref.size is None else ref.size
             entry = TreeEntry(logical.rsplit("/", 1)[-1], "reference", size=size, target=ref.uri, digest=ref.digest)
             staged.append((logical, entry))
+        for p, _ in staged:
+            self._unstage_over(p)
         clashes = [p for p, _ in staged if p in self._entries]
         if clashes:
             raise ManifestPathError(f"Duplicate logical path in artifact {self._name!r}: {clashes[0]!r}")
@@ -433,20 +503,45 @@ class Artifact:
         return (info.commit_id,)
 
 
-def _files_under(base: str, rel: str = "") -> Iterator[tuple[str, str]]:
-    """(logical path, full path) of every regular file under ``base``, sorted, symlinks followed.
+def _overlaps(a: str, b: str) -> bool:
+    """Could files at logical prefixes ``a`` and ``b`` ("" = the root) share a path?"""
+    return not a or not b or a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _children(path: str) -> list[tuple[str, str, bool]]:
+    """(name, full path, is a directory) of what add_dir takes directly under ``path``, sorted:
+    regular files (symlinks to them followed) and real directories holding one.
 
     scandir's file types come with the listing, so regular files need no
-    stat; dangling symlinks, sockets and the like are skipped.
+    stat; dangling symlinks, sockets and the like are skipped; symlinked
+    directories are not descended (as ``os.walk``).
     """
-    with os.scandir(os.path.join(base, rel) if rel else base) as it:
+    out = []
+    for name, full, is_dir in _listing(path):
+        if not is_dir or _has_file(full):
+            out.append((name, full, is_dir))
+    return out
+
+
+def _listing(path: str) -> list[tuple[str, str, bool]]:
+    with os.scandir(path) as it:
         entries = sorted(it, key=lambda e: e.name)
+    out = []
     for e in entries:
-        logical = f"{rel}/{e.name}" if rel else e.name
         try:
-            if e.is_dir(follow_symlinks=False):  # as os.walk: symlinked directories are not descended
-                yield from _files_under(base, logical)
+            if e.is_dir(follow_symlinks=False):
+                out.append((e.name, e.path, True))
             elif e.is_file():
-                yield logical, e.path
+                out.append((e.name, e.path, False))
         except OSError:
             continue  # vanished, or a symlink loop
+    return out
+
+
+def _has_file(path: str) -> bool:
+    """Is there a file add_dir takes anywhere under ``path``? (Stops at the first.)"""
+    try:
+        listing = _listing(path)
+    except OSError:
+        return False
+    return any(not is_dir for _, _, is_dir in listing) or any(_has_file(full) for _, full, is_dir in listing if is_dir)

@@ -314,7 +314,7 @@ class Run:
             else:
                 artifact.add_file(path)
         user_aliases = names.validate_aliases(aliases)
-        if not artifact._entries:
+        if not artifact._has_sources:
             raise InvalidNameError(f"Artifact {artifact.name!r} has no files; call add_file/add_dir/add_reference first")
         try:
             storable_meta = canonical(artifact.metadata)
@@ -330,8 +330,11 @@ class Run:
             record[:] = [(*self._record_commit(repo, extra_output=commit_id), commit_id)]
 
         with repo.batch():
-            tree_id = repo.build_tree(artifact._entries, progress=progress)
-            manifest = manifest_of(repo, tree_id)
+            tree_id = artifact._build_tree(repo, progress)
+            # A tree some version already has has its manifest digest: the
+            # manifest of an unchanged re-log is not walked (it is read on use).
+            known = registry.version_with_tree(self.project, artifact.name, tree_id)
+            manifest = manifest_of(repo, tree_id) if known is None else None
             info, created = registry.log_version(
                 before_refs=prepare_record,
                 project=self.project,
@@ -340,8 +343,8 @@ class Run:
                 description=artifact.description,
                 metadata=storable_meta,
                 tree_id=tree_id,
-                digest=manifest_digest(repo, manifest),
-                size=sum(e["size"] for e in manifest),
+                digest=known.digest if known is not None else manifest_digest(repo, manifest or []),
+                size=known.size if known is not None else sum(e["size"] for e in manifest or []),
                 aliases=user_aliases,
                 run_id=self.id,
                 run_project=self.project,

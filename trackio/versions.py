@@ -12,6 +12,7 @@ an index for O(1) lookups (the chain is the truth if one is missing).
 from __future__ import annotations
 
 import difflib
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,9 @@ from typing import Any
 import msgpack
 
 from objstore import ABSENT, Commit, Repository
-from objstore.errors import ObjectNotFound, ObjstoreError, RefConflict, RefNotFound
+from objstore.errors import CorruptObject, FormatError, ObjectNotFound, ObjstoreError, RefConflict, RefNotFound
 from objstore.ids import ObjectId
+from objstore.objects import DIR, FILE, REFERENCE, tree_rows
 
 from . import names, references
 from .errors import ArtifactNotFoundError, ArtifactTypeError, InvalidNameError
@@ -90,16 +92,32 @@ def manifest_digest(repo: Repository, manifest: list[dict[str, Any]]) -> str:
 
 
 def manifest_of(repo: Repository, tree_id: ObjectId) -> list[dict[str, Any]]:
-    """The artifact manifest (sorted by path) of a stored tree."""
+    """The artifact manifest (sorted by path) of a stored tree.
+
+    Trees are read as rows (:func:`objstore.objects.tree_rows`, every one
+    verified), without building an entry object per file.
+    """
     out: list[dict[str, Any]] = []
-    for path, e in repo.walk(tree_id):
-        if e.kind == "file":
-            out.append({"path": path, "digest": e.id, "size": e.size})
-        elif e.kind == "reference":
-            assert e.target is not None
-            digest = references.manifest_digest(e.target, e.digest)  # "sha256:<hex>" -> "<hex>"
-            out.append({"path": path, "digest": digest, "size": max(e.size, 0), "ref": e.target})
-    out.sort(key=lambda e: e["path"])
+    odb = repo.odb
+
+    def walk(tree: bytes, prefix: str) -> None:
+        encoded, where = odb.get_encoded_from(tree)
+        try:
+            rows = tree_rows(encoded, odb.digest_size)
+        except FormatError as exc:
+            raise CorruptObject(tree.hex(), str(exc), where) from None
+        for row in rows:
+            kind = row[1]
+            if kind == FILE:
+                out.append({"path": prefix + row[0], "digest": row[2].hex(), "size": row[3]})
+            elif kind == DIR:
+                walk(row[2], f"{prefix}{row[0]}/")
+            elif kind == REFERENCE:
+                digest = references.manifest_digest(row[2], row[4])  # "sha256:<hex>" -> "<hex>"
+                out.append({"path": prefix + row[0], "digest": digest, "size": max(row[3], 0), "ref": row[2]})
+
+    walk(odb.raw_id(repo.tree_of(tree_id)), "")
+    out.sort(key=operator.itemgetter("path"))
     return out
 
 
@@ -113,6 +131,10 @@ class ArtifactRegistry:
 
     def info(self, commit_id: ObjectId) -> VersionInfo:
         return _info(commit_id, self.repo.get_commit(commit_id))
+
+    def version_with_tree(self, project: str, name: str, tree_id: ObjectId) -> VersionInfo | None:
+        """The newest version of an artifact whose files are exactly ``tree_id`` (None if none is)."""
+        return next((v for v in self.chain(project, name) if v.tree_id == tree_id), None)
 
     def latest(self, project: str, name: str) -> VersionInfo | None:
         try:

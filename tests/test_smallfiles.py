@@ -1,0 +1,324 @@
+"""The bulk small-file paths: a directory's small files are read, stored, checked
+out and remembered in batches, with exactly the ids, trees and checks of the
+one-file-at-a-time paths."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import msgpack
+import pytest
+from helpers import SMALL, dir_state, flip_byte, object_location, rand_bytes, write
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from objstore import FilesUnder, Repository, Tree, TreeEntry
+from objstore.checkout import content_id
+from objstore.errors import CorruptObject, FormatError, UnsafePath
+from objstore.objects import MODE_EXEC, MODE_FILE, decode, tree_rows
+from objstore.statcache import RACY_NS
+
+
+def _age(root: Path, seconds: int = 3600) -> None:
+    for dirpath, dirs, files in os.walk(root):
+        for name in files + dirs:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9), follow_symlinks=False)
+
+
+def _mixed_tree(root: Path) -> Path:
+    """Small files (empty, executable, non-ASCII names), one large file, a symlink, nested directories."""
+    for d in ("a", "a/deep", "b", "ü dir"):
+        for i in range(12):
+            write(root / d / f"f{i:02d}.txt", f"{d} {i} ".encode() * (i * 7), executable=i == 3)
+    write(root / "a" / "same-1.txt", b"duplicate content")
+    write(root / "b" / "same-2.txt", b"duplicate content")
+    write(root / "big.bin", rand_bytes(7, 20_000))
+    write(root / "edge.bin", rand_bytes(8, SMALL.small_file))  # exactly the small-file bound
+    write(root / "over.bin", rand_bytes(9, SMALL.small_file + 1))  # one byte over: chunked
+    os.symlink("a/f01.txt", root / "link")
+    (root / "empty-dir").mkdir()
+    return root
+
+
+def _oracle_tree(repo: Repository, path: Path) -> str:
+    """The tree id of ``path`` built entry by entry from the object model (no snapshot code)."""
+    entries = []
+    for name in os.listdir(path):
+        p = path / name
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            entries.append(TreeEntry(name, "symlink", target=os.readlink(p)))
+        elif stat.S_ISDIR(st.st_mode):
+            tree_id = _oracle_tree(repo, p)
+            entries.append(TreeEntry(name, "dir", tree_id, repo.get(tree_id).size))
+        else:
+            mode = MODE_EXEC if st.st_mode & 0o111 else MODE_FILE
+            entries.append(TreeEntry(name, "file", content_id(str(p), SMALL, repo.algorithm), st.st_size, mode))
+    return repo.algorithm.digest(Tree.from_entries(entries).encode()).hex()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return Repository.init(tmp_path / "store", chunking=SMALL)
+
+
+@pytest.mark.parametrize("aged", [True, False])
+def test_a_snapshot_gives_the_ids_the_object_model_gives(repo, tmp_path, aged):
+    src = _mixed_tree(tmp_path / "src")
+    if aged:
+        _age(src)
+    tree = repo.snapshot(src)
+    assert tree == _oracle_tree(repo, src)
+    again = repo.snapshot(src)  # from the stat cache, where it may be trusted
+    assert again == tree
+    assert repo.read_file(tree, "a/f05.txt") == (src / "a" / "f05.txt").read_bytes()
+    assert repo.read_file(tree, "b/same-2.txt") == b"duplicate content"
+
+
+def test_a_checkout_into_an_empty_or_missing_folder_is_the_tree(repo, tmp_path):
+    src = _mixed_tree(tmp_path / "src")
+    commit = repo.commit(repo.snapshot(src))
+    for dest in (tmp_path / "missing" / "deeper", tmp_path / "empty"):
+        if dest.name == "empty":
+            dest.mkdir()
+        result = repo.checkout(commit, dest)
+        assert dir_state(dest) == dir_state(src)
+        assert result.files == sum(1 for _, e in repo.walk(commit) if e.kind == "file")
+        assert result.bytes == sum(e.size for _, e in repo.walk(commit) if e.kind == "file")
+        # The record of what was placed lets the next checkout tidy up after this one.
+        assert repo.checkout(commit, dest).skipped == result.files
+
+
+def test_a_checkout_over_an_older_one_replaces_and_tidies(repo, tmp_path):
+    src = _mixed_tree(tmp_path / "src")
+    first = repo.commit(repo.snapshot(src))
+    dest = tmp_path / "out"
+    repo.checkout(first, dest)
+    (src / "a" / "f02.txt").write_bytes(b"changed")
+    os.unlink(src / "b" / "f04.txt")
+    write(src / "b" / "new.txt", b"new")
+    second = repo.commit(repo.snapshot(src), [first])
+    result = repo.checkout(second, dest)
+    assert dir_state(dest) == dir_state(src)
+    assert result.removed == ["b/f04.txt"]
+
+
+def test_checkout_writes_nothing_through_a_symlink_planted_in_a_fresh_folder(repo, tmp_path):
+    src = tmp_path / "src"
+    write(src / "d" / "x.txt", b"x")
+    tree = repo.snapshot(src)
+    dest, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    dest.mkdir()
+    os.symlink(outside, dest / "d")  # where the tree has a directory
+    repo.checkout(tree, dest)
+    assert (dest / "d" / "x.txt").read_bytes() == b"x"
+    assert not (dest / "d").is_symlink()
+    assert list(outside.iterdir()) == []
+
+
+def test_every_small_file_of_a_checkout_is_verified(tmp_path):
+    src = tmp_path / "src"
+    for i in range(50):
+        write(src / f"f{i:02d}.txt", rand_bytes(i, 300))  # random: stored raw, checked inline
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    tree = repo.snapshot(src)
+    victim = {p: e.id for p, e in repo.walk(tree)}["f17.txt"]
+    pack, offset, length = object_location(repo, victim)
+    repo.close()
+    flip_byte(pack, offset + length // 2)
+    repo = Repository.open(tmp_path / "store")
+    dest = tmp_path / "out"
+    with pytest.raises(CorruptObject) as info:
+        repo.checkout(tree, dest)
+    assert info.value.object_id == victim
+    assert not (dest / "f17.txt").exists()
+
+
+def test_a_changed_file_is_the_only_one_read_again(repo, tmp_path, monkeypatch):
+    from test_statcache import CountingReads
+
+    src = tmp_path / "src"
+    for i in range(40):
+        write(src / "d" / f"f{i:02d}.txt", f"file {i}".encode())
+    _age(src)
+    first = repo.snapshot(src)
+    changed = src / "d" / "f07.txt"
+    st = os.stat(changed)
+    changed.write_bytes(b"file X")  # same size and mtime: only ctime tells
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    reads = CountingReads(monkeypatch)
+    second = repo.snapshot(src)
+    assert second != first
+    assert [p for p in reads.paths if p.startswith(str(src))] == [str(changed)]
+    assert repo.read_file(second, "d/f07.txt") == b"file X"
+
+
+def test_files_written_within_the_racy_window_are_not_trusted(repo, tmp_path):
+    src = tmp_path / "src"
+    for i in range(10):
+        write(src / f"f{i}.txt", b"v1")  # mtimes are now: within RACY_NS of the snapshot
+    first = repo.snapshot(src)
+    st = os.stat(src / "f3.txt")
+    (src / "f3.txt").write_bytes(b"v2")
+    os.utime(src / "f3.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(src / "f3.txt").st_mtime_ns > os.stat(src / "f3.txt").st_ctime_ns - RACY_NS
+    second = repo.snapshot(src)
+    assert second != first
+    assert repo.read_file(second, "f3.txt") == b"v2"
+
+
+def test_the_stat_cache_is_one_compact_file_of_version_3(repo, tmp_path):
+    src = tmp_path / "src"
+    n = 0
+    for d in range(10):
+        for i in range(100):
+            write(src / f"dir{d}" / f"doc{i:02d}.txt", f"{d}/{i}".encode())
+            n += 1
+    _age(src)
+    repo.snapshot(src)
+    cache = tmp_path / "store" / "cache" / "stat"
+    assert os.listdir(cache.parent) == ["stat"]
+    data = msgpack.unpackb(cache.read_bytes(), raw=False)
+    assert data[0] == 3
+    names = sum(len(f"doc{i:02d}.txt") for i in range(100)) * 10
+    per_entry = (cache.stat().st_size - names) / n
+    assert per_entry < 62  # git's index: 62 bytes plus the name per entry
+
+
+def test_an_older_cache_is_ignored_and_replaced(repo, tmp_path):
+    src = _mixed_tree(tmp_path / "src")
+    _age(src)
+    tree = repo.snapshot(src)
+    cache = tmp_path / "store" / "cache" / "stat"
+    old = {str(src / "a"): [None, None, 0, 0, msgpack.packb({"f00.txt": [0, 0, 0, 0, 0, "00" * 16]})]}
+    cache.write_bytes(msgpack.packb([2, repo.statcache.salt, old], use_bin_type=True))
+    repo.close()
+    again = Repository.open(tmp_path / "store")
+    assert again.snapshot(src) == tree
+    again.close()
+    assert msgpack.unpackb(cache.read_bytes(), raw=False)[0] == 3
+
+
+def _os_walk_files(root: Path) -> dict[str, str]:
+    """What FilesUnder (and trackio's add_dir) take, listed the slow way: os.walk, regular files
+    with symlinks to files followed, symlinked directories not descended."""
+    out = {}
+    for top, _dirs, files in os.walk(root):
+        for name in files:
+            p = os.path.join(top, name)
+            if os.path.isfile(p):
+                out[os.path.relpath(p, root).replace(os.sep, "/")] = p
+    return out
+
+
+def test_files_under_is_the_regular_files_below(repo, tmp_path):
+    src = _mixed_tree(tmp_path / "src")
+    os.symlink("a", src / "dirlink")
+    os.symlink("nowhere", src / "dangling")
+    os.mkfifo(src / "b" / "fifo")
+    (src / "nested" / "empty").mkdir(parents=True)
+    _age(src)
+    expected = repo.build_tree(_os_walk_files(src))
+    assert repo.build_tree({"": FilesUnder(src)}) == expected
+    assert repo.build_tree({"": FilesUnder(src)}) == expected  # again, from the stat cache
+    assert repo.build_tree({"under/here": FilesUnder(src)}) == repo.build_tree(
+        {f"under/here/{k}": v for k, v in _os_walk_files(src).items()}
+    )
+    # The symlinked file is stored as the file it points to; a plain snapshot keeps the link.
+    assert repo.read_file(expected, "link") == (src / "a" / "f01.txt").read_bytes()
+    with pytest.warns(UserWarning, match="fifo"):
+        assert repo.build_tree({"": FilesUnder(src)}) != repo.snapshot(src)
+    # A change below is seen.
+    (src / "a" / "deep" / "f04.txt").write_bytes(b"edited")
+    assert repo.build_tree({"": FilesUnder(src)}) == repo.build_tree(_os_walk_files(src))
+
+
+def test_files_under_refuses_a_forbidden_character(repo, tmp_path):
+    src = tmp_path / "src"
+    write(src / "d" / "a\\b.txt", b"x")
+    with pytest.raises(UnsafePath) as info:
+        repo.build_tree({"": FilesUnder(src, forbidden="\\")})
+    assert info.value.path == str(src / "d" / "a\\b.txt")
+    assert repo.build_tree({"": FilesUnder(src)})  # allowed where not forbidden
+
+
+def test_a_directory_without_files_leaves_nothing(repo, tmp_path):
+    (tmp_path / "src" / "a" / "b").mkdir(parents=True)
+    write(tmp_path / "x.txt", b"x")
+    tree = repo.build_tree({"empty": FilesUnder(tmp_path / "src"), "x.txt": str(tmp_path / "x.txt")})
+    assert [p for p, _ in repo.walk(tree)] == ["x.txt"]
+
+
+# -- tree rows: the checkout's fast reading of trees accepts exactly what decode accepts
+
+def _valid(name: str) -> bool:
+    return name not in (".", "..") and "/" not in name and "\0" not in name
+
+
+_names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6).filter(_valid)
+_entry = st.one_of(
+    st.builds(lambda n, i, s, x: TreeEntry(n, "file", i, s, MODE_EXEC if x else MODE_FILE), _names, st.binary(min_size=16, max_size=16).map(bytes.hex), st.integers(0, 2**40), st.booleans()),
+    st.builds(lambda n, i, s: TreeEntry(n, "dir", i, s), _names, st.binary(min_size=16, max_size=16).map(bytes.hex), st.integers(0, 2**40)),
+    st.builds(lambda n, t: TreeEntry(n, "symlink", target=t), _names, st.text(max_size=8)),
+    st.builds(lambda n, t, s, d: TreeEntry(n, "reference", size=s, target=t, digest=d), _names, st.text(max_size=8), st.integers(-1, 99), st.none() | st.text(max_size=8)),
+)
+
+
+@given(st.lists(_entry, max_size=8, unique_by=lambda e: e.name))
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_tree_rows_are_the_entries_decode_gives(entries):
+    encoded = Tree.from_entries(entries).encode()
+    assert tree_rows(encoded, 16) == [e._encode() for e in decode(encoded, 16).entries]
+
+
+@given(st.lists(_entry, min_size=1, max_size=5, unique_by=lambda e: e.name), st.data())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_tree_rows_refuse_what_decode_refuses(entries, data):
+    body = [e._encode() for e in Tree.from_entries(entries).entries]
+    i = data.draw(st.integers(0, len(body) - 1))
+    row = body[i]
+    j = data.draw(st.integers(0, len(row)))
+    bad = data.draw(st.sampled_from([None, True, False, -5, 1.5, "", ".", "..", "a/b", "x\0", b"\x00" * 3, 0o600, 7, []]))
+    if j == len(row):
+        row.append(bad)
+    else:
+        row[j] = bad
+    if data.draw(st.booleans()):
+        body.reverse()
+    encoded = b"\x03" + msgpack.packb(body, use_bin_type=True)
+    try:
+        expected = [e._encode() for e in decode(encoded, 16).entries]
+    except FormatError:
+        with pytest.raises(FormatError):
+            tree_rows(encoded, 16)
+    else:
+        assert tree_rows(encoded, 16) == expected
+
+
+def test_a_failed_snapshot_leaves_no_directory_answer_without_its_files(tmp_path):
+    """Small files are stored in batches after their directory's tree: a snapshot
+    that fails before the batch is stored must not have the stat cache answer the
+    directory next time (its tree may have reached a published pack alone)."""
+    src = tmp_path / "src"
+    for d in "abcdef":
+        for i in range(30):
+            write(src / d / f"f{i:02d}.txt", f"{d} content {i} ".encode() * 20)
+    bad = os.path.join(os.fsencode(src), b"z", b"bad-\xff.txt")
+    os.makedirs(os.path.dirname(bad))
+    with open(bad, "wb") as f:
+        f.write(b"x")
+    _age(src)
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    repo.odb.pack_size = 2048  # below what a config allows: every tree starts a new pack
+    with pytest.raises(UnsafePath):
+        repo.snapshot(src)
+    os.unlink(bad)
+    tree = repo.snapshot(src)
+    dest = tmp_path / "out"
+    repo.checkout(tree, dest)
+    assert dir_state(dest) == dir_state(src)

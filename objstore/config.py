@@ -15,10 +15,12 @@ from .packs import DEFAULT_PACK_SIZE
 
 CONFIG_PATH = "config"
 FORMAT_NAME = "objstore"
-FORMAT_VERSION = 2
-"""2: blobs are bounded by the chunking settings (docs/format.md#bounds) and ref
+FORMAT_VERSION = 3
+"""3: ref logs are a flat folder of loose entries compacted into packed
+generations (docs/format.md#refs). 2: blobs are bounded by the chunking settings (docs/format.md#bounds) and ref
 log entries may release ids. Version 1 repositories are read and written as they
-are (their config keeps saying 1), with the legacy blob bound."""
+are (their config keeps saying 1), with the legacy blob bound; version 1 and 2
+refs stay one folder per ref, never packed."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class RepoConfig:
         """
         bound = limits.max_blob_size(self.chunking.max_size, self.chunking.small_file)
         return bound if self.version >= 2 else max(bound, limits.MAX_LEGACY_BLOB + 1)
+
+    @property
+    def packed_refs(self) -> bool:
+        """Ref logs in the flat layout with packed generations (format version 3)."""
+        return self.version >= 3
 
     def encode(self) -> bytes:
         data = {

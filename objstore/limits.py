@@ -55,6 +55,12 @@ MAX_COMMIT_SIZE = 16 * MiB
 MAX_REF_ENTRY_SIZE = 1 * MiB
 """Largest ref log entry file."""
 
+MAX_PACKED_REFS_SIZE = 64 * MiB
+"""Largest packed-refs file (``refs/!packed@<generation>``), read with one ranged request."""
+
+MAX_PACKED_REFS_CONTENT = 256 * MiB
+"""Largest uncompressed body of a packed-refs file (about a million log entries)."""
+
 MAX_CONFIG_SIZE = 64 * KiB
 """Largest repository config file."""
 

@@ -1,18 +1,45 @@
 """Named pointers to objects, each with an append-only history.
 
-A ref is a folder ``refs/<name>/`` of numbered log entries ``@<seq>``. The
-entry with the highest number is the current value; an entry whose ``new``
-is null records a deletion. Moving a ref writes entry ``seq + 1`` with
-put-if-absent, so of two writers racing for the same number exactly one
-wins and the other re-reads and retries (or raises :class:`RefConflict` when
-it asked for a compare-and-set). Nothing is ever rewritten, so the history
-of every ref (who moved ``prod``, when, from what) is kept.
+A ref's log is a series of numbered entries; the entry with the highest
+number is the current value, and an entry whose ``new`` is null records a
+deletion. Moving a ref writes entry ``seq + 1`` with put-if-absent, so of
+two writers racing for the same number exactly one wins and the other
+re-reads and retries (or raises :class:`RefConflict` when it asked for a
+compare-and-set). Nothing is ever rewritten, so the history of every ref
+(who moved ``prod``, when, from what) is kept.
+
+Where the entries live depends on the repository's format version
+(``docs/format.md#refs``):
+
+* up to version 2, one folder per ref, ``refs/<name>/@<seq>``, one file per
+  entry, kept forever;
+* from version 3, *loose* entries ``refs/<key>@<seq>`` in one flat folder
+  (``key`` is the name with ``/`` written as ``!``), which a compaction
+  merges now and then into an immutable, generation-numbered packed file
+  ``refs/!packed@<gen>`` (:mod:`objstore.packedrefs`) before deleting them.
+  Listing every ref then costs one directory listing and one file read,
+  and the store holds a handful of ref files however many versions it has.
 
 Every value a ref's log names is a gc root, so data a ref once pointed at is
 never lost by accident. To let gc free such data on purpose (deleting a
 version), an entry may *release* ids: from then on, the ref's earlier
 entries naming them keep the history readable but no longer keep the
 objects alive. Releasing is itself an entry, so it too is history.
+
+**Compaction and the stale writer.** A compaction reads the newest packed
+generation ``G`` and the loose entries beyond it, creates ``G + 1`` with
+put-if-absent (of racing compactions one wins), checks that no newer
+generation exists, and only then deletes the loose entries it packed and
+generations older than ``G``. A loose entry whose number a newer generation
+already holds is *shadowed*: readers ignore it. A writer that read head
+``n`` before a compaction can still create ``@n+1`` after that compaction
+packed (and deleted) another writer's ``@n+1``; so every writer, after its
+put-if-absent succeeded, lists the folder again and looks at the newest
+generation: if it holds ``@n+1`` the write is shadowed, it never happened,
+and the writer re-reads (a compare-and-set then fails as a conflict).
+Generations only grow and a loose entry is deleted only once a generation
+holding its number exists, so a write found unshadowed once stays in the
+log for good. The argument in full is in ``docs/format.md#refs``.
 """
 
 from __future__ import annotations
@@ -26,18 +53,33 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgpack
+import xxhash
 
-from .errors import FormatError, InvalidRefName, RefConflict, RefNotFound
+from .errors import FormatError, InvalidRefName, RefConflict, RefNotFound, StorageError
 from .ids import ObjectId, is_hex
-from .limits import MAX_REF_ENTRY_SIZE, check_size
-from .storage import Storage
+from .limits import MAX_PACKED_REFS_SIZE, MAX_REF_ENTRY_SIZE, check_size
+from .packedrefs import PackedRefs
+from .storage import LocalStorage, Storage
 
 REFS_DIR = "refs"
 _ENTRY_PREFIX = "@"
 _SEQ_DIGITS = 16
+PACKED_KEY = "!packed"
+"""Flat layout: ``refs/!packed@<generation>`` are the packed-refs files."""
+_SLASH = "!"
+_MAX_KEY = 200
+"""Flat layout: names whose key would be longer are stored under ``!`` + their xxh3-128."""
+COMPACT_AT = 8
+"""Loose entries (flat layout) past which a writer compacts the ref logs after its write.
+
+Small, so that listing every ref stays a few reads (the listing, the packed
+file and at most this many loose heads); a compaction costs one read of the
+loose entries and one write of the packed file, about a millisecond per
+thousand refs."""
+_ATTEMPTS = 50
 _COMPONENT = re.compile(r"[A-Za-z0-9._+,=~-]+")
 ENTRY_VERSION = 2
 """The newest entry layout; entries that release nothing and carry no meta are
@@ -154,6 +196,82 @@ def _parse_seq(entry_name: str) -> int | None:
     return None
 
 
+def flat_key(name: str) -> str:
+    """The file-name key of ref ``name`` in the flat layout (format version 3)."""
+    key = name.replace("/", _SLASH)
+    if len(key.encode()) <= _MAX_KEY:
+        return key
+    return _SLASH + xxhash.xxh3_128_hexdigest(name.encode())
+
+
+def _parse_flat(leaf: str) -> tuple[str, int] | None:
+    """``(key, seq)`` of a flat-layout file name, or None for anything else."""
+    key, at, digits = leaf.rpartition(_ENTRY_PREFIX)
+    if not at or not key or len(digits) != _SEQ_DIGITS or not digits.isdigit():
+        return None
+    return key, int(digits)
+
+
+def _name_of_key(key: str) -> str | None:
+    """The ref name a plain key spells (None for a hashed key or anything malformed)."""
+    if key.startswith(_SLASH):
+        return None
+    name = key.replace(_SLASH, "/")
+    try:
+        return validate_ref_name(name)
+    except InvalidRefName:
+        return None
+
+
+class _Moved(Exception):
+    """A file a listing showed is gone: a compaction ran meanwhile; list again."""
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _View:
+    """What one listing of the refs shows.
+
+    ``loose`` maps a ref name to the numbers of its loose entries beyond
+    what ``packed`` holds (ascending); ``shadowed`` are loose entry paths a
+    packed generation already holds (a compaction's leftovers, or the write
+    of a stale writer): readers ignore them.
+    """
+
+    packed: PackedRefs | None
+    loose: dict[str, builtins.list[int]]
+    shadowed: builtins.list[str]
+    generations: builtins.list[int]
+    loose_files: int
+
+    @property
+    def generation(self) -> int:
+        return self.packed.generation if self.packed is not None else 0
+
+    def count(self, name: str) -> int:
+        return self.packed.count(name) if self.packed is not None else 0
+
+    def names(self, prefix: str) -> builtins.list[str]:
+        found = builtins.set(n for n in self.loose if n.startswith(prefix))
+        if self.packed is not None:
+            found.update(self.packed.names_with(prefix))
+        return sorted(found)
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    """What one compaction of the ref logs did."""
+
+    generation: int
+    """The packed generation written."""
+    entries: int
+    """Loose entries it packed."""
+    deleted: int
+    """Files it deleted (packed loose entries, shadowed ones and old generations)."""
+
+
 class RefStore:
     """The refs of one repository."""
 
@@ -162,25 +280,165 @@ class RefStore:
         storage: Storage,
         check_target: Callable[[str], ObjectId] | None = None,
         entry_cache_dir: str | None = None,
+        *,
+        packed: bool = False,
+        compact_at: int = COMPACT_AT,
     ) -> None:
         self.storage = storage
         # Log entries never change once written, so a remote's can be cached
-        # locally by (name, seq): listing then costs one request.
+        # locally by (name, seq): listing then costs one request. The same
+        # holds for a packed generation (its number names one content).
         self.entry_cache_dir = entry_cache_dir
         # Resolves and checks a target before any ref points at it (the
         # repository passes one that requires the object to be stored).
         self._check_target = check_target or (lambda t: ObjectId(t))
+        self.packed = packed
+        """The flat layout with packed generations (format version 3)."""
+        self.compact_at = compact_at
+        """Loose entries past which a write triggers a compaction (0: never automatically)."""
+        self._generation: PackedRefs | None = None  # the newest generation read, kept: it never changes
+        self._too_large_at = -1  # a generation whose successor would be over the bound: not retried
+
+    # -- layout ---------------------------------------------------------------
 
     def _dir(self, name: str) -> str:
         return f"{REFS_DIR}/{name}"
 
-    def _seqs(self, name: str) -> builtins.list[int]:
-        seqs = [s for s in map(_parse_seq, self.storage.listdir(self._dir(name))) if s is not None]
-        seqs.sort()
-        return seqs
+    def _path(self, name: str, seq: int) -> str:
+        if self.packed:
+            return f"{REFS_DIR}/{flat_key(name)}{_entry_name(seq)}"
+        return f"{self._dir(name)}/{_entry_name(seq)}"
+
+    @staticmethod
+    def _packed_path(generation: int) -> str:
+        return f"{REFS_DIR}/{PACKED_KEY}{_entry_name(generation)}"
+
+    def _view(self, prefix: str = "", exact: str | None = None) -> _View:
+        """List the refs once: the packed generation and the loose entries beyond it.
+
+        ``exact`` names the one ref the caller needs; ``prefix`` limits the
+        names (in the folder layout, only the folder the prefix names is
+        walked: listing one artifact's aliases must not cost a walk over
+        every ref of the store).
+        """
+        if not self.packed:
+            loose: dict[str, builtins.list[int]] = {}
+            if exact is not None:
+                seqs = sorted(s for s in map(_parse_seq, self.storage.listdir(self._dir(exact))) if s is not None)
+                if seqs:
+                    loose[exact] = seqs
+                return _View(None, loose, [], [], len(seqs))
+            folder = prefix.rpartition("/")[0]
+            files = 0
+            for path in self.storage.walk_files(f"{REFS_DIR}/{folder}" if folder else REFS_DIR):
+                parent, _, leaf = path.rpartition("/")
+                seq = _parse_seq(leaf)
+                if seq is None:
+                    continue
+                ref = parent[len(REFS_DIR) + 1 :]
+                if ref.startswith(prefix):
+                    loose.setdefault(ref, []).append(seq)
+                    files += 1
+            for seqs in loose.values():
+                seqs.sort()
+            return _View(None, loose, [], [], files)
+        keys: dict[str, builtins.list[int]] = {}
+        generations: builtins.list[int] = []
+        files = 0
+        for leaf in self.storage.listdir(REFS_DIR):
+            parsed = _parse_flat(leaf)
+            if parsed is None:
+                continue
+            key, seq = parsed
+            if key == PACKED_KEY:
+                generations.append(seq)
+            else:
+                keys.setdefault(key, []).append(seq)
+                files += 1
+        generations.sort()
+        packed = self._load_packed(generations[-1]) if generations else None
+        wanted = flat_key(exact) if exact is not None else None
+        view = _View(packed, {}, [], generations, files)
+        for key, seqs in keys.items():
+            if wanted is not None and key != wanted:
+                continue
+            name: str | None = exact if exact is not None else _name_of_key(key)
+            if name is None:
+                if not key.startswith(_SLASH):
+                    continue  # not a ref entry
+                name = self._read_path(f"{REFS_DIR}/{key}{_entry_name(max(seqs))}").name  # a long name, hashed
+                if flat_key(name) != key:
+                    raise FormatError(f"ref log entry {REFS_DIR}/{key}{_entry_name(max(seqs))} names {name!r}, whose key differs")
+            if not name.startswith(prefix):
+                continue
+            done = view.count(name)
+            beyond = sorted(s for s in seqs if s > done)
+            view.shadowed.extend(f"{REFS_DIR}/{key}{_entry_name(s)}" for s in seqs if s <= done)
+            if beyond:
+                view.loose[name] = beyond
+        return view
+
+    def _generations(self) -> builtins.list[int]:
+        """The packed generations a listing shows, oldest first."""
+        found = (p for p in map(_parse_flat, self.storage.listdir(REFS_DIR)) if p is not None and p[0] == PACKED_KEY)
+        return sorted(seq for _, seq in found)
+
+    def _load_packed(self, generation: int) -> PackedRefs:
+        known = self._generation
+        if known is not None and known.generation == generation:
+            return known
+        path = self._packed_path(generation)
+        data = None
+        cached = os.path.join(self.entry_cache_dir, "packed", str(generation)) if self.entry_cache_dir else None
+        if cached is not None:
+            try:
+                with open(cached, "rb") as f:
+                    check_size(cached, os.fstat(f.fileno()).st_size, MAX_PACKED_REFS_SIZE)
+                    got = PackedRefs.decode(f.read(), cached)
+                if got.generation == generation:
+                    self._generation = got
+                    return got
+            except (OSError, FormatError):
+                pass
+        try:
+            data = self.storage.read_bounded(path, MAX_PACKED_REFS_SIZE)
+        except FileNotFoundError:
+            raise _Moved(path) from None
+        got = PackedRefs.decode(data, path)
+        if got.generation != generation:
+            raise FormatError(f"packed refs {path} claims to be generation {got.generation}")
+        for name in got.names:
+            try:
+                validate_ref_name(name)
+            except InvalidRefName as exc:
+                raise FormatError(f"packed refs {path}: {exc}") from None
+        if cached is not None:
+            self._cache_file(cached, data)
+        self._generation = got
+        return got
+
+    def _retrying(self, op: Callable[[], T]) -> T:
+        """Run a read, again if a compaction deleted what its listing showed."""
+        for _ in range(_ATTEMPTS):
+            try:
+                return op()
+            except _Moved:
+                continue
+        raise StorageError(f"the refs of {self.storage.url} kept changing under {_ATTEMPTS} attempts to read them")
+
+    # -- entries --------------------------------------------------------------
+
+    def _read_path(self, path: str) -> RefLogEntry:
+        try:
+            data = self.storage.read_bounded(path, MAX_REF_ENTRY_SIZE)
+        except FileNotFoundError:
+            if self.packed:
+                raise _Moved(path) from None
+            raise
+        return RefLogEntry.decode(data, path)
 
     def _read_entry(self, name: str, seq: int) -> RefLogEntry:
-        path = f"{self._dir(name)}/{_entry_name(seq)}"
+        path = self._path(name, seq)
         cached = os.path.join(self.entry_cache_dir, *path.split("/")) if self.entry_cache_dir else None
         if cached is not None:
             try:
@@ -191,7 +449,12 @@ class RefStore:
                     return entry
             except (OSError, FormatError):
                 pass
-        data = self.storage.read_bounded(path, MAX_REF_ENTRY_SIZE)
+        try:
+            data = self.storage.read_bounded(path, MAX_REF_ENTRY_SIZE)
+        except FileNotFoundError:
+            if self.packed:
+                raise _Moved(path) from None
+            raise
         entry = RefLogEntry.decode(data, path)
         if entry.name != name or entry.seq != seq:
             raise FormatError(f"ref log entry {path} claims to be {entry.name!r} #{entry.seq}")
@@ -199,9 +462,11 @@ class RefStore:
         return entry
 
     def _cache_entry(self, path: str, data: bytes) -> None:
-        if not self.entry_cache_dir:
-            return
-        cached = os.path.join(self.entry_cache_dir, *path.split("/"))
+        if self.entry_cache_dir:
+            self._cache_file(os.path.join(self.entry_cache_dir, *path.split("/")), data)
+
+    @staticmethod
+    def _cache_file(cached: str, data: bytes) -> None:
         try:
             os.makedirs(os.path.dirname(cached), exist_ok=True)
             tmp = f"{cached}.{uuid.uuid4().hex}.tmp"
@@ -211,11 +476,74 @@ class RefStore:
         except OSError:
             pass  # only a cache
 
+    def _packed_entry(self, view: _View, name: str, data: bytes, seq: int) -> RefLogEntry:
+        where = f"{self._packed_path(view.generation)} ({name!r} #{seq})"
+        entry = RefLogEntry.decode(data, where)
+        if entry.name != name or entry.seq != seq:
+            raise FormatError(f"ref log entry {where} claims to be {entry.name!r} #{entry.seq}")
+        return entry
+
+    def _head_in(self, view: _View, name: str) -> RefLogEntry | None:
+        seqs = view.loose.get(name)
+        if seqs:
+            return self._read_entry(name, seqs[-1])
+        if view.packed is not None and name in view.packed:
+            log = view.packed.logs[name]
+            return self._packed_entry(view, name, log.head(), log.count)
+        return None
+
+    def _history_in(self, view: _View, name: str) -> builtins.list[RefLogEntry]:
+        out: builtins.list[RefLogEntry] = []
+        if view.packed is not None and name in view.packed:
+            log = view.packed.logs[name]
+            try:
+                out = [self._packed_entry(view, name, data, i) for i, data in enumerate(log.entries(), 1)]
+            except FormatError as exc:
+                raise FormatError(f"packed refs {self._packed_path(view.generation)}, log of {name!r}: {exc}") from None
+            if len(out) != log.count:
+                raise FormatError(f"packed refs {self._packed_path(view.generation)}: the log of {name!r} holds {len(out)} entries, not {log.count}")
+        seqs = view.loose.get(name, [])
+        if self.packed and seqs != builtins.list(range(len(out) + 1, len(out) + 1 + len(seqs))):
+            raise _Moved(name)  # a gap: a compaction between the listing and now (or, if it stays, a damaged store)
+        out.extend(self._read_entry(name, s) for s in seqs)
+        return out
+
+    @staticmethod
+    def _packed_bytes(view: _View, name: str, seq: int) -> bytes | None:
+        if view.packed is None or not 1 <= seq <= view.count(name):
+            return None
+        log = view.packed.logs[name]
+        if seq == log.count:
+            return log.head()
+        for i, data in enumerate(log.entries(), 1):
+            if i == seq:
+                return data
+        return None
+
+    def read_back(self, name: str, seq: int) -> bytes:
+        """The stored bytes of entry ``seq`` of ``name`` (loose, or packed since)."""
+        validate_ref_name(name)
+
+        def op() -> bytes:
+            view = self._view(exact=name)
+            if seq in view.loose.get(name, []):
+                try:
+                    return self.storage.read_bounded(self._path(name, seq), MAX_REF_ENTRY_SIZE)
+                except FileNotFoundError:
+                    raise _Moved(name) from None
+            packed = self._packed_bytes(view, name, seq)
+            if packed is not None:
+                return packed
+            raise RefNotFound(f"{name}@{seq}")
+
+        return self._retrying(op)
+
+    # -- reading ----------------------------------------------------------------
+
     def head(self, name: str) -> RefLogEntry | None:
         """The latest log entry of a ref (a deletion included), or None."""
         validate_ref_name(name)
-        seqs = self._seqs(name)
-        return self._read_entry(name, seqs[-1]) if seqs else None
+        return self._retrying(lambda: self._head_in(self._view(exact=name), name))
 
     def get(self, name: str) -> ObjectId:
         """Current target of a ref; ``RefNotFound`` if absent or deleted."""
@@ -227,6 +555,38 @@ class RefStore:
     def exists(self, name: str) -> bool:
         entry = self.head(name)
         return entry is not None and entry.new is not None
+
+    def history(self, name: str) -> builtins.list[RefLogEntry]:
+        """Every move of a ref, oldest first; ``RefNotFound`` if it never existed."""
+        validate_ref_name(name)
+        entries = self._retrying(lambda: self._history_in(self._view(exact=name), name))
+        if not entries:
+            raise RefNotFound(name)
+        return entries
+
+    def names(self, prefix: str = "") -> builtins.list[str]:
+        """Names of refs with any history under ``prefix`` (deleted ones included)."""
+        return self._retrying(lambda: self._view(prefix).names(prefix))
+
+    def heads(self, prefix: str = "") -> dict[str, RefLogEntry]:
+        """The latest log entry of every ref under ``prefix`` (deletions included)."""
+
+        def op() -> dict[str, RefLogEntry]:
+            view = self._view(prefix)
+            out: dict[str, RefLogEntry] = {}
+            for name in view.names(prefix):
+                entry = self._head_in(view, name)
+                if entry is not None:
+                    out[name] = entry
+            return out
+
+        return self._retrying(op)
+
+    def list(self, prefix: str = "") -> dict[str, ObjectId]:
+        """Live refs whose names start with ``prefix``: name -> target, sorted."""
+        return {name: e.new for name, e in self.heads(prefix).items() if e.new is not None}
+
+    # -- writing ----------------------------------------------------------------
 
     def set(
         self,
@@ -336,48 +696,134 @@ class RefStore:
             entry = RefLogEntry(name, seq, current, new, time.time(), who, message, freed, dict(meta or {}))
             data = entry.encode()
             check_size(f"the log entry moving ref {name!r}", len(data), MAX_REF_ENTRY_SIZE)
-            if self.storage.put_if_absent(f"{self._dir(name)}/{_entry_name(seq)}", data):
-                self._cache_entry(f"{self._dir(name)}/{_entry_name(seq)}", data)
+            path = self._path(name, seq)
+            if not self.storage.put_if_absent(path, data):
+                continue  # another writer took this number first: re-read and decide again
+            if self.packed:
+                after = self._retrying(lambda: self._view(exact=name))
+                if after.count(name) >= seq and self._packed_bytes(after, name, seq) != data:
+                    # Shadowed: a compaction had already packed another
+                    # writer's entry with this number (we read a stale head).
+                    # Ours never counted; drop it and decide again. (A
+                    # compaction may also have packed ours since: then the
+                    # bytes are ours and the write stands.)
+                    self.storage.delete(path)
+                    continue
+                self._cache_entry(path, data)
+                if self.compact_at and after.loose_files >= self.compact_at:
+                    self._auto_compact()
                 return entry
-            # Another writer took this number first: re-read and decide again.
+            self._cache_entry(path, data)
+            return entry
 
-    def history(self, name: str) -> builtins.list[RefLogEntry]:
-        """Every move of a ref, oldest first; ``RefNotFound`` if it never existed."""
-        validate_ref_name(name)
-        seqs = self._seqs(name)
-        if not seqs:
-            raise RefNotFound(name)
-        return [self._read_entry(name, s) for s in seqs]
+    # -- compaction ---------------------------------------------------------------
 
-    def _latest_seqs(self, prefix: str = "") -> dict[str, int]:
-        """Every ref name under ``prefix`` with its highest entry number (one listing).
+    def compact(self) -> CompactResult | None:
+        """Pack every loose log entry into a new generation; delete what it replaces.
 
-        Only the folder the prefix names is walked: listing one artifact's
-        aliases must not cost a walk over every ref of the store.
+        Returns None when there was nothing to do, or when a concurrent
+        compaction won (its generation holds the same entries). A no-op for
+        repositories of format version 2 and older (their refs are folders).
+        Racing writers, readers and compactions are safe at every instant
+        (see the module docstring); a crash leaves at worst files a later
+        compaction deletes.
         """
-        found: dict[str, int] = {}
-        folder = prefix.rpartition("/")[0]
-        for path in self.storage.walk_files(f"{REFS_DIR}/{folder}" if folder else REFS_DIR):
-            folder, _, leaf = path.rpartition("/")
-            seq = _parse_seq(leaf)
-            if seq is None:
-                continue
-            name = folder[len(REFS_DIR) + 1 :]
-            if name.startswith(prefix) and seq > found.get(name, 0):
-                found[name] = seq
-        return found
+        if not self.packed:
+            return None
+        try:
+            return self._compact()
+        except _Moved:
+            return None  # a concurrent compaction deleted what we listed: it did the work
 
-    def names(self, prefix: str = "") -> builtins.list[str]:
-        """Names of refs with any history under ``prefix`` (deleted ones included)."""
-        return sorted(self._latest_seqs(prefix))
+    def _compact(self) -> CompactResult | None:
+        view = self._view()
+        if not view.loose and not view.shadowed and len(view.generations) <= 2:
+            return None
+        additions: dict[str, builtins.list[bytes]] = {}
+        entries = 0
+        for name, seqs in view.loose.items():
+            if seqs != builtins.list(range(view.count(name) + 1, view.count(name) + 1 + len(seqs))):
+                return None  # a gap: another compaction ran after our listing
+            pieces = []
+            for s in seqs:
+                path = self._path(name, s)
+                try:
+                    data = self.storage.read_bounded(path, MAX_REF_ENTRY_SIZE)
+                except FileNotFoundError:
+                    return None  # packed and deleted by a concurrent compaction
+                entry = RefLogEntry.decode(data, path)
+                if entry.name != name or entry.seq != s:
+                    raise FormatError(f"ref log entry {path} claims to be {entry.name!r} #{entry.seq}")
+                pieces.append(data)
+            additions[name] = pieces
+            entries += len(pieces)
+        generation = view.generation + 1
+        if additions:
+            if view.generation <= self._too_large_at:
+                return None
+            base = view.packed if view.packed is not None else None
+            nxt = base.merged(additions) if base is not None else PackedRefs.first(additions)
+            try:
+                data = nxt.encode()
+            except FormatError:
+                self._too_large_at = view.generation  # stays loose; refs keep working, unpacked
+                raise
+            path = self._packed_path(generation)
+            if not self.storage.put_if_absent(path, data):
+                return None  # another compaction made this generation first
+            if not self._still_newest(generation, data):
+                return None
+            self._generation = nxt
+        else:
+            generation = view.generation  # only clean-up to do
+        deleted = 0
+        for name, seqs in view.loose.items():
+            for s in seqs:
+                self.storage.delete(self._path(name, s))
+                deleted += 1
+        for path in view.shadowed:
+            self.storage.delete(path)
+            deleted += 1
+        # Keep the generation before the new one: a reader that listed just
+        # before it appeared can still read what it listed.
+        for g in view.generations:
+            if g < generation - 1:
+                self.storage.delete(self._packed_path(g))
+                deleted += 1
+        return CompactResult(generation, entries, deleted)
 
-    def heads(self, prefix: str = "") -> dict[str, RefLogEntry]:
-        """The latest log entry of every ref under ``prefix`` (deletions included)."""
-        return {name: self._read_entry(name, seq) for name, seq in sorted(self._latest_seqs(prefix).items())}
+    def _still_newest(self, generation: int, data: bytes) -> bool:
+        """After creating ``generation``: is it the newest, and ours?
 
-    def list(self, prefix: str = "") -> dict[str, ObjectId]:
-        """Live refs whose names start with ``prefix``: name -> target, sorted."""
-        return {name: e.new for name, e in self.heads(prefix).items() if e.new is not None}
+        A compaction that read a generation long ago can create a number
+        that existed and was deleted since (only the newest two are kept);
+        then a newer generation exists, ours is stale and must go, and the
+        loose entries it holds must not be deleted on its account. On an
+        object store whose put-if-absent is not atomic (moto's check, then
+        write) a racing compaction could also have replaced ours: the
+        checksum read back tells.
+        """
+        newest = max(self._generations(), default=0)
+        path = self._packed_path(generation)
+        if newest > generation:
+            self.storage.delete(path)
+            return False
+        if not isinstance(self.storage, LocalStorage):
+            try:
+                tail = self.storage.read_range(path, len(data) - 8, 8)
+            except (FileNotFoundError, EOFError):
+                return False
+            if bytes(tail) != data[-8:]:
+                return False
+        return True
+
+    def _auto_compact(self) -> None:
+        try:
+            self.compact()
+        except (OSError, FormatError):
+            pass  # a concurrent compaction, a read-only store or a packed file at its bound: next time
+
+    # -- gc roots -------------------------------------------------------------------
 
     def forget(self, name: str, ids: builtins.set[str]) -> int:
         """Release ``ids`` from the gc roots of ``name`` (kept for compatibility).
@@ -422,9 +868,19 @@ class RefStore:
         """Every value any ref holds or was ever moved to, less released ones: the gc roots.
 
         An entry's ``old`` is the previous entry's ``new``, so it needs no
-        separate look.
+        separate look. The logs are read from one listing, checked against a
+        second one: a compaction in between (whose listing could have missed
+        loose entries it was deleting) makes it read again, so no root is
+        missed.
         """
-        out: builtins.set[ObjectId] = builtins.set()
-        for name in self.names():
-            out |= self.roots_in(self.history(name))
-        return out
+
+        def op() -> builtins.set[ObjectId]:
+            view = self._view()
+            out: builtins.set[ObjectId] = builtins.set()
+            for name in view.names(""):
+                out |= self.roots_in(self._history_in(view, name))
+            if self.packed and max(self._generations(), default=0) != view.generation:
+                raise _Moved("a new generation")
+            return out
+
+        return self._retrying(op)

@@ -189,7 +189,9 @@ class Remote:
             index_cache_dir=os.path.join(self.cache_dir, "packs"),
             max_blob=self.config.max_blob,
         )
-        self.refs = RefStore(self.storage, check_target=ObjectId, entry_cache_dir=os.path.join(self.cache_dir, "refs"))
+        self.refs = RefStore(
+            self.storage, check_target=ObjectId, entry_cache_dir=os.path.join(self.cache_dir, "refs"), packed=self.config.packed_refs
+        )
         self._upload_failed = threading.Event()
 
     def _check_hash(self) -> None:

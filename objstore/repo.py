@@ -5,7 +5,9 @@ A repository is a folder, local or on any fsspec filesystem::
     config              format version, hash algorithm, chunking (JSON)
     packs/<name>.pack   objects, back to back
     packs/<name>.idx    sorted index of one pack
-    refs/<name>/@<seq>  append-only log of one ref
+    refs/<key>@<seq>    one loose entry of a ref's append-only log
+    refs/!packed@<gen>  every ref's log up to a generation (format version 3;
+                        version 2 and older: refs/<name>/@<seq>)
     tmp/                temp files of writers in progress
     cache/              local caches (stat cache), never required
 """
@@ -124,7 +126,10 @@ class Repository:
             max_blob=config.max_blob,
         )
         self.refs = RefStore(
-            storage, self._check_ref_target, entry_cache_dir=os.path.join(self.cache_dir, "refs") if remote else None
+            storage,
+            self._check_ref_target,
+            entry_cache_dir=os.path.join(self.cache_dir, "refs") if remote else None,
+            packed=config.packed_refs,
         )
         salt = f"{config.hash}:{sorted(config.chunking.to_dict().items())}"
         self.statcache = StatCache(os.path.join(self.cache_dir, "stat"), salt)
@@ -633,7 +638,12 @@ class Repository:
     # -- maintenance ----------------------------------------------------------
 
     def repack(self, *, only_smaller_than: int | None = None) -> RepackResult:
-        """Merge packs into one (all of them, or those under a size), atomically."""
+        """Merge packs into one (all of them, or those under a size), atomically.
+
+        The ref logs are compacted too (format version 3): every loose entry
+        goes into a new packed generation.
+        """
+        self.refs.compact()
         return repack(self.odb, only_smaller_than=only_smaller_than)
 
     def fsck(
@@ -654,7 +664,9 @@ class Repository:
 
     def gc(self, grace: timedelta = timedelta(hours=1), *, progress: Progress | None = None) -> GcResult:
         """Remove objects unreachable from every ref and ref history entry
-        (packs younger than ``grace`` are kept whole)."""
+        (packs younger than ``grace`` are kept whole). The ref logs are
+        compacted first (format version 3)."""
+        self.refs.compact()
         return gc(self, grace, progress)
 
     # -- accounting ---------------------------------------------------------

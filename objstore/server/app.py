@@ -40,7 +40,7 @@ CONTROL_BODY = 64 * 1024 * 1024
 """Largest JSON request body (ids of a negotiation), unless ``max_body`` is lower."""
 SERVER_HEADER = "x-objstore-server"
 _BATCH = 4 * 1024 * 1024
-_FILE = re.compile(r"config|packs/[0-9a-f]{32}\.(?:pack|idx)|refs(?:/[A-Za-z0-9._+,=~-]+)+/@\d{16}")
+_FILE = re.compile(r"config|packs/[0-9a-f]{32}\.(?:pack|idx)|refs(?:/[A-Za-z0-9._+,=~-]+)+/@\d{16}|refs/[A-Za-z0-9._+,=~!-]+@\d{16}")
 _DIR = re.compile(r"packs|refs(?:/[A-Za-z0-9._+,=~-]+)*")
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 

@@ -16,7 +16,7 @@ from ..errors import CorruptObject, FormatError, InvalidRefName, ObjectNotFound,
 from ..ids import ObjectId
 from ..objects import BLOB, COMMIT, KIND_NAMES, Commit, decode
 from ..packs import IndexEntry, PackWriter
-from ..refs import ABSENT, REFS_DIR, RefLogEntry, _entry_name, validate_ref_name
+from ..refs import ABSENT, RefLogEntry, validate_ref_name
 from ..repo import Repository
 from ..wire import MAX_OBJECT, StreamReader
 
@@ -275,8 +275,8 @@ class StoreOps:
         """
         refs = self.repo.refs
         entry = refs._append(u.name, u.new, u.old if u.old is not None else ABSENT, message, who, known_head=head)
-        path = f"{REFS_DIR}/{u.name}/{_entry_name(entry.seq)}"
-        stored = self.repo.storage.read(path)
+        path = refs._path(u.name, entry.seq)
+        stored = refs.read_back(u.name, entry.seq)
         if stored != entry.encode():
             refs._cache_entry(path, stored)  # the cache holds what we wrote: put the store's entry there
             raise RefConflict(u.name, u.old, RefLogEntry.decode(stored, path).new)

@@ -252,7 +252,12 @@ def _check_refs(repo: Repository, report: FsckReport) -> None:
     odb = repo.odb
     shallow = {str(c) for c in repo.shallow_commits()}
     good: set[bytes] = set()  # objects whose whole graph checked out
-    for name in repo.refs.names():
+    try:
+        names = repo.refs.names()
+    except FormatError as exc:  # the packed refs (format version 3): no ref can be read
+        report.bad_refs["(packed refs)"] = str(exc)
+        return
+    for name in names:
         report.refs_checked += 1
         try:
             head = repo.refs.head(name)

@@ -38,6 +38,7 @@ from .errors import (
     PathNotFound,
     RefNotFound,
     RepositoryExists,
+    StorageError,
     WrongObjectType,
 )
 from .ids import ObjectId, get_algorithm, is_hex
@@ -666,7 +667,10 @@ class Repository:
         """Remove objects unreachable from every ref and ref history entry
         (packs younger than ``grace`` are kept whole). The ref logs are
         compacted first (format version 3)."""
-        self.refs.compact()
+        try:
+            self.refs.compact()
+        except StorageError:
+            pass  # a read-only store: gc may still have nothing to write
         return gc(self, grace, progress)
 
     # -- accounting ---------------------------------------------------------

@@ -232,7 +232,7 @@ def test_corrupt_config(stored):
 
 def test_corrupt_ref_log_entry(stored):
     path, *_ = stored
-    (entry,) = list((path / "refs" / "main").iterdir())
+    (entry,) = [p for p in (path / "refs").iterdir() if p.name.startswith("main@")]
     entry.write_bytes(b"\xc1garbage")
     repo = Repository.open(path)
     with pytest.raises(FormatError):

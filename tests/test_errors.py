@@ -8,6 +8,7 @@ import pytest
 from helpers import SMALL, listing, write
 
 from objstore import Repository
+from objstore.config import FORMAT_VERSION
 from objstore.errors import (
     NotARepository,
     ObjectNotFound,
@@ -149,7 +150,7 @@ def test_invalid_init_options(tmp_path, kwargs):
 
 def test_newer_format_version_is_refused(populated):
     _, path, *_ = populated
-    cfg = (path / "config").read_text().replace('"version": 2', '"version": 3')
+    cfg = (path / "config").read_text().replace(f'"version": {FORMAT_VERSION}', f'"version": {FORMAT_VERSION + 1}')
     (path / "config").write_text(cfg)
     with pytest.raises(UnsupportedFormat):
         Repository.open(path)

@@ -234,7 +234,7 @@ def test_a_format_1_store_keeps_reading_whole_blobs_written_before_the_bound(tmp
     import json
 
     from objstore import Blob, Repository
-    from objstore.config import CONFIG_PATH
+    from objstore.config import CONFIG_PATH, FORMAT_VERSION
     from objstore.errors import TooLarge
 
     path = tmp_path / "old"
@@ -253,6 +253,6 @@ def test_a_format_1_store_keeps_reading_whole_blobs_written_before_the_bound(tmp
     assert json.loads((path / CONFIG_PATH).read_text())["version"] == 1  # left as it was
 
     new = Repository.init(tmp_path / "new")
-    assert json.loads((tmp_path / "new" / CONFIG_PATH).read_text())["version"] == 2
+    assert json.loads((tmp_path / "new" / CONFIG_PATH).read_text())["version"] == FORMAT_VERSION
     with pytest.raises(TooLarge):
         new.odb.put(Blob(data))

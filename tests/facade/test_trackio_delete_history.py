@@ -104,6 +104,6 @@ def test_history_names_commits_freed_before_history_was_append_only(tmp_path: Pa
     assert head is not None
     freed = "0123456789abcdef" * 2  # a commit no longer stored, as the old forget + gc left it
     old_style = RefLogEntry(ref, head.seq + 1, head.new, freed, head.time + 1, "old@host", "alias prod -> v9")
-    repo.storage.put_if_absent(f"refs/{ref}/@{head.seq + 1:016d}", old_style.encode())
+    repo.storage.put_if_absent(repo.refs._path(ref, head.seq + 1), old_style.encode())
     rows = trackio.Api("p").alias_history("m", "prod")
     assert rows[-1]["previous"] == "v0" and rows[-1]["version"] == freed[:12] and rows[-1]["version_deleted"]

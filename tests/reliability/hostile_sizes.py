@@ -128,11 +128,24 @@ def wide_tree_remote(src: Path, dst: Path, declared: int) -> tuple[str, str]:
 
 def huge_ref_entry(repo_path: Path, ref: str, size: int) -> Path:
     """Append a ref log entry of ``size`` bytes (sparse: a valid entry, then a hole) to ``ref``."""
-    folder = repo_path / REFS_DIR / ref
-    seqs = sorted(int(p.name[1:]) for p in folder.iterdir() if p.name.startswith("@"))
-    path = folder / f"@{seqs[-1] + 1:016d}"
+    with Repository.open(repo_path) as repo:
+        head = repo.refs.head(ref)
+        assert head is not None
+        path = repo_path / repo.refs._path(ref, head.seq + 1)
+        valid = repo.refs.read_back(ref, head.seq)
     with open(path, "wb") as f:
-        f.write((folder / f"@{seqs[-1]:016d}").read_bytes())
+        f.write(valid)
+        f.truncate(size)
+    return path
+
+
+def huge_packed_refs(repo_path: Path, size: int) -> Path:
+    """Pack the ref logs, then make the packed file ``size`` bytes (sparse: its valid bytes, then a hole)."""
+    with Repository.open(repo_path) as repo:
+        done = repo.refs.compact()
+        assert done is not None
+        path = repo_path / repo.refs._packed_path(done.generation)
+    with open(path, "r+b") as f:
         f.truncate(size)
     return path
 

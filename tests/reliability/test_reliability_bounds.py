@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_sizes import bomb_remote, forge, honest_repo, huge_ref_entry, set_index_count, wide_tree_remote, zstd_bomb
+from hostile_sizes import bomb_remote, forge, honest_repo, huge_packed_refs, huge_ref_entry, set_index_count, wide_tree_remote, zstd_bomb
 from reliability_helpers import PYTHON, child_env, store_listing
 
 from objstore import Repository
@@ -231,6 +231,24 @@ def test_ref_log_entry_of_one_gib(tmp_path: Path, scenario: str, transport: str)
         return
     assert_refused(report, "", "TooLarge")
     assert entry.name in report["message"] and "1073741824" in report["message"]
+    if scenario == "fetch":
+        with Repository.open(tmp_path / "local") as local:
+            assert local.refs.list() == {} and local.odb.pack_names == []
+
+
+@pytest.mark.parametrize(("scenario", "transport"), [("open", "path"), ("open", "fsspec"), ("fetch", "fsspec"), ("fsck", "path")])
+def test_packed_refs_file_of_one_gib(tmp_path: Path, scenario: str, transport: str) -> None:
+    """A packed-refs file is read with one ranged request of its bound + 1 bytes, never in full."""
+    honest_repo(tmp_path / "remote")
+    packed = huge_packed_refs(tmp_path / "remote", GiB)
+    url = str(tmp_path / "remote") if transport == "path" else f"local://{tmp_path / 'remote'}"
+    report = run_child(scenario, tmp_path, remote=url)
+    if scenario == "fsck":
+        assert report["error"] is None, report
+        assert any("1073741824 bytes" in why for why in report["result"]["bad_refs"].values()), report
+        return
+    assert_refused(report, "", "TooLarge")
+    assert packed.name in report["message"] and "1073741824" in report["message"]
     if scenario == "fetch":
         with Repository.open(tmp_path / "local") as local:
             assert local.refs.list() == {} and local.odb.pack_names == []

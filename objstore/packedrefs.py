@@ -28,6 +28,7 @@ import bisect
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import xxhash
@@ -78,6 +79,8 @@ class PackedRefs:
         self.generation = generation
         self.logs = dict(logs)
         self.names = sorted(self.logs)
+        self.heads: dict[str, Any] = {}
+        """Decoded head entries, filled by :mod:`objstore.refs` as it reads them (a generation never changes)."""
 
     def __contains__(self, name: str) -> bool:
         return name in self.logs
@@ -196,6 +199,7 @@ class _Empty(PackedRefs):
         self.generation = 0
         self.logs = {}
         self.names = []
+        self.heads = {}
 
 
 _EMPTY = _Empty()

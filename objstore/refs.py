@@ -81,6 +81,8 @@ loose entries and one write of the packed file, about a millisecond per
 thousand refs."""
 _ATTEMPTS = 50
 _COMPONENT = re.compile(r"[A-Za-z0-9._+,=~-]+")
+_VALID_NAME = re.compile(r"(?!\.\.?(?:/|$))[A-Za-z0-9._+,=~-]+(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._+,=~-]+)*")
+"""What :func:`validate_ref_name` accepts, as one regex (for the names of a packed file)."""
 ENTRY_VERSION = 2
 """The newest entry layout; entries that release nothing and carry no meta are
 still written as version 1, so older readers keep reading them."""
@@ -408,10 +410,11 @@ class RefStore:
         if got.generation != generation:
             raise FormatError(f"packed refs {path} claims to be generation {got.generation}")
         for name in got.names:
-            try:
-                validate_ref_name(name)
-            except InvalidRefName as exc:
-                raise FormatError(f"packed refs {path}: {exc}") from None
+            if not _VALID_NAME.fullmatch(name):  # one regex per name; the precise reason only when it fails
+                try:
+                    validate_ref_name(name)
+                except InvalidRefName as exc:
+                    raise FormatError(f"packed refs {path}: {exc}") from None
         if cached is not None:
             self._cache_file(cached, data)
         self._generation = got
@@ -476,6 +479,15 @@ class RefStore:
         except OSError:
             pass  # only a cache
 
+    def _packed_head(self, view: _View, name: str) -> RefLogEntry:
+        assert view.packed is not None
+        cache = view.packed.heads
+        entry = cache.get(name)
+        if entry is None:
+            log = view.packed.logs[name]
+            entry = cache[name] = self._packed_entry(view, name, log.head(), log.count)
+        return entry  # type: ignore[no-any-return]
+
     def _packed_entry(self, view: _View, name: str, data: bytes, seq: int) -> RefLogEntry:
         where = f"{self._packed_path(view.generation)} ({name!r} #{seq})"
         entry = RefLogEntry.decode(data, where)
@@ -488,8 +500,7 @@ class RefStore:
         if seqs:
             return self._read_entry(name, seqs[-1])
         if view.packed is not None and name in view.packed:
-            log = view.packed.logs[name]
-            return self._packed_entry(view, name, log.head(), log.count)
+            return self._packed_head(view, name)
         return None
 
     def _history_in(self, view: _View, name: str) -> builtins.list[RefLogEntry]:

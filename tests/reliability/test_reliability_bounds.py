@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_sizes import bomb_remote, forge, honest_repo, huge_packed_refs, huge_ref_entry, set_index_count, wide_tree_remote, zstd_bomb
+from hostile_sizes import (
+    bomb_remote,
+    forge,
+    honest_repo,
+    huge_packed_refs,
+    huge_ref_entry,
+    set_index_count,
+    wide_tree_remote,
+    zstd_bomb,
+)
 from reliability_helpers import PYTHON, child_env, store_listing
 
 from objstore import Repository

@@ -23,6 +23,7 @@ import pytest
 from reliability_helpers import fsck_problems, start, write_script
 
 from objstore import Repository
+from objstore.refs import COMPACT_AT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -371,5 +372,9 @@ def test_four_processes_push_own_and_shared_refs_to_s3(tmp_path: Path, s3_server
         assert len(history) == len(expected)
         for prev, nxt in itertools.pairwise(history):
             assert list(remote.get_commit(nxt.new).parents) == [prev.new]
+        # The pushers compacted the bucket's ref logs as they went (format version 3).
+        assert remote.refs._generations(), "no packed refs generation on the bucket"
+        loose = [f for f in remote.storage.listdir("refs") if not f.startswith("!packed@")]
+        assert len(loose) < 2 * COMPACT_AT, loose
     finally:
         remote.close()

@@ -746,8 +746,8 @@ class RefStore:
         except _Moved:
             return None  # a concurrent compaction deleted what we listed: it did the work
 
-    def _compact(self) -> CompactResult | None:
-        view = self._view()
+    def _compact(self, view: _View | None = None) -> CompactResult | None:
+        view = view if view is not None else self._view()
         if not view.loose and not view.shadowed and len(view.generations) <= 2:
             return None
         additions: dict[str, builtins.list[bytes]] = {}

@@ -385,3 +385,40 @@ def test_sigkill_during_compactions_leaves_every_acknowledged_entry(repo, commit
     final = Repository.open(tmp_path / "repo")
     final.refs.compact()
     assert final.fsck(full=True).ok
+
+
+def test_a_compaction_from_a_long_superseded_generation_deletes_nothing(repo, commits, tmp_path):
+    """Only the newest two generations are kept: a compaction that listed generation 1 long
+    ago can create "generation 2" again after it was deleted. It must notice the newer ones,
+    remove its file and keep every loose entry."""
+    c = commits
+    repo.refs.compact_at = 0
+    repo.refs.set("main", c[0])
+    repo.refs.compact()  # generation 1
+    repo.refs.set("main", c[1])
+    stale = repo.refs._view()  # generation 1 and entry 2 loose
+    for i in range(3):  # generations 2, 3, 4: 1 and 2 are deleted
+        repo.refs.set("main", c[2 + i])
+        repo.refs.compact()
+    repo.refs.set("main", c[5])  # loose beyond generation 4
+    assert repo.refs._generations() == [3, 4]
+    assert repo.refs._compact(stale) is None
+    assert repo.refs._generations() == [3, 4]
+    again = Repository.open(tmp_path / "repo")
+    assert [e.new for e in again.refs.history("main")] == c
+    assert again.refs.get("main") == c[5]
+
+
+def test_a_remote_on_fsspec_is_compacted_by_its_pushers_and_fetches_the_same(repo, commits, tmp_path):
+    url = f"local://{tmp_path / 'remote'}"
+    for i in range(3 * COMPACT_AT):
+        repo.refs.set(f"runs/r{i % 4}", commits[i % 6], message=str(i))
+        repo.push(url, create=True, refs=[f"runs/r{i % 4}"], force=True)
+    remote_refs = sorted(os.listdir(tmp_path / "remote" / "refs"))
+    assert any(f.startswith(PACKED_KEY) for f in remote_refs) and len(remote_refs) < COMPACT_AT + 2
+    with Repository.open(url) as remote:
+        assert remote.refs.list() == repo.refs.list()
+        assert [len(remote.refs.history(f"runs/r{k}")) for k in range(4)] == [3 * COMPACT_AT // 4] * 4
+    other = Repository.init(tmp_path / "other")
+    other.fetch(url)
+    assert other.refs.list() == repo.refs.list()

@@ -190,7 +190,12 @@ class Remote:
             max_blob=self.config.max_blob,
         )
         self.refs = RefStore(
-            self.storage, check_target=ObjectId, entry_cache_dir=os.path.join(self.cache_dir, "refs"), packed=self.config.packed_refs
+            self.storage,
+            check_target=ObjectId,
+            # By repository id too: a bucket emptied and made again under the same
+            # URL reuses entry and generation numbers for other contents.
+            entry_cache_dir=os.path.join(self.cache_dir, "refs", self.config.repo_id),
+            packed=self.config.packed_refs,
         )
         self._upload_failed = threading.Event()
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,25 @@ _HEADER = struct.Struct("<4sHHQ")
 _CHECKSUM = 8
 LEVEL = 3
 """zstd level of the body: ref logs are small and repetitive, and written far less often than read."""
+
+
+_local = threading.local()
+
+
+def _zstd() -> zstandard.ZstdCompressor:
+    # One context per thread, kept: a fresh one per compaction costs its
+    # tables each time, and glibc keeps the freed megabytes as fragments.
+    c: zstandard.ZstdCompressor | None = getattr(_local, "c", None)
+    if c is None:
+        c = _local.c = zstandard.ZstdCompressor(level=LEVEL, write_content_size=True)
+    return c
+
+
+def _unzstd() -> zstandard.ZstdDecompressor:
+    d: zstandard.ZstdDecompressor | None = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
 
 
 @dataclass(frozen=True)
@@ -126,7 +146,7 @@ class PackedRefs:
         body = msgpack.packb([[n, self.logs[n].count, self.logs[n].head_at, self.logs[n].log] for n in self.names], use_bin_type=True)
         if len(body) > MAX_PACKED_REFS_CONTENT:
             raise TooLarge("the packed refs (uncompressed)", len(body), MAX_PACKED_REFS_CONTENT)
-        frame = zstandard.ZstdCompressor(level=LEVEL, write_content_size=True).compress(body)
+        frame = _zstd().compress(body)
         data = _HEADER.pack(MAGIC, VERSION, 0, self.generation) + frame
         data += xxhash.xxh3_64_digest(data)
         if len(data) > MAX_PACKED_REFS_SIZE:
@@ -162,7 +182,7 @@ class PackedRefs:
         if size > MAX_PACKED_REFS_CONTENT:
             raise TooLarge(f"{where} (uncompressed)", size, MAX_PACKED_REFS_CONTENT)
         try:
-            body = zstandard.ZstdDecompressor().decompress(frame, max_output_size=size)
+            body = _unzstd().decompress(frame, max_output_size=size)
         except zstandard.ZstdError as exc:
             raise FormatError(f"packed refs {where}: the body does not decompress ({exc})") from None
         if len(body) != size:

@@ -19,6 +19,8 @@ from .limits import MAX_ZSTD_WINDOW, MiB, check_frame
 
 RAW = 0
 ZSTD = 1
+GROUPED = 2
+"""Index-only codec: the object is a member of a group record (docs/format.md#groups)."""
 DEFAULT_LEVEL = 1
 
 PROBE_MIN = 32 * 1024  # payloads smaller than this are compressed outright
@@ -63,6 +65,20 @@ def encode_stored(payload: bytes | memoryview, level: int = DEFAULT_LEVEL) -> tu
     if len(packed) >= len(payload):
         return RAW, payload
     return ZSTD, packed
+
+
+def compress_frame(payload: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
+    """One zstd frame of ``payload`` with its content size and a content checksum
+    (XXH64, 4 bytes), whether or not it shrinks: a group's frame, so damage
+    anywhere in it fails the whole group instead of silently altering one
+    member that no reader is looking at."""
+    cache = getattr(_local, "checked", None)
+    if cache is None:
+        cache = _local.checked = {}
+    c = cache.get(level)
+    if c is None:
+        c = cache[level] = zstandard.ZstdCompressor(level=max(level, 1), write_content_size=True, write_checksum=True)
+    return c.compress(payload)
 
 
 def compress_many(payloads: list[bytes], level: int = DEFAULT_LEVEL, threads: int = 2) -> list[tuple[int, bytes]]:

@@ -11,16 +11,19 @@ from . import codec, limits
 from .chunking import ChunkParams
 from .errors import FormatError, UnsupportedFormat
 from .ids import DEFAULT_ALGORITHM, get_algorithm
-from .packs import DEFAULT_PACK_SIZE
+from .packs import DEFAULT_PACK_SIZE, GROUP_SIZE
 
 CONFIG_PATH = "config"
 FORMAT_NAME = "objstore"
 FORMAT_VERSION = 3
 """3: ref logs are a flat folder of loose entries compacted into packed
-generations (docs/format.md#refs). 2: blobs are bounded by the chunking settings (docs/format.md#bounds) and ref
-log entries may release ids. Version 1 repositories are read and written as they
-are (their config keeps saying 1), with the legacy blob bound; version 1 and 2
-refs stay one folder per ref, never packed."""
+generations (docs/format.md#refs), and small objects are stored in group
+records (one zstd frame per ~512 KiB of them, docs/format.md#groups).
+2: blobs are bounded by the chunking settings (docs/format.md#bounds) and ref
+log entries may release ids. Version 1 and 2 repositories are read and written
+as they are (their config keeps its version): refs stay one folder per ref,
+never packed, no group records are written, and version 1 keeps the legacy
+blob bound."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class RepoConfig:
     def packed_refs(self) -> bool:
         """Ref logs in the flat layout with packed generations (format version 3)."""
         return self.version >= 3
+
+    @property
+    def group_size(self) -> int:
+        """Raw bytes per group record writers gather (0: this version writes no groups)."""
+        return GROUP_SIZE if self.version >= 3 else 0
 
     def encode(self) -> bytes:
         data = {

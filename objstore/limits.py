@@ -75,12 +75,27 @@ STREAM_THRESHOLD = 8 * MiB
 before they are decompressed whole: a frame that lies about its content costs its
 pieces, not its claimed size."""
 
+MAX_GROUP_RAW = 4 * MiB
+"""Largest raw size of a group record: the summed typed encodings of its members
+(the one zstd frame decompresses to this, declared in its header)."""
+
+MAX_GROUP_MEMBER = 1 * MiB
+"""Largest typed encoding one group member may have (writers group far smaller ones)."""
+
+MAX_GROUP_MEMBERS = 1 << 16
+"""Most members in one group record."""
+
+def max_group_stored() -> int:
+    """Largest ``stored_length`` of a group record (member table plus zstd's worst case)."""
+    return 4 + 4 * MAX_GROUP_MEMBERS + max_stored_size(_ZSTD, MAX_GROUP_RAW)
+
+
 _INDEX_FIXED = 16 + 1024 + 16 + 8  # header, fanout, pack name, checksum
 _INDEX_ENTRY = 26
 
 _OBJECT_LIMITS = {"chunked": MAX_CHUNKED_SIZE, "tree": MAX_TREE_SIZE, "commit": MAX_COMMIT_SIZE}
 _KIND_NAMES = {1: "blob", 2: "chunked", 3: "tree", 4: "commit"}  # the type tags of docs/format.md
-_RAW, _ZSTD = 0, 1  # the codecs of docs/format.md
+_RAW, _ZSTD, _GROUPED = 0, 1, 2  # the codecs of docs/format.md
 
 
 class Entry(Protocol):
@@ -120,9 +135,12 @@ def max_object_size(type_tag: int, max_blob: int) -> int:
 
 def max_stored_size(codec: int, raw_length: int) -> int:
     """Largest ``stored_length`` for ``raw_length`` bytes: equal when raw, zstd's
-    worst-case bound when compressed (a writer keeps zstd only if it is smaller)."""
+    worst-case bound when compressed (a writer keeps zstd only if it is smaller);
+    for a group member, the bound of a whole group record (its entry points at the group)."""
     if codec == _RAW:
         return raw_length
+    if codec == _GROUPED:
+        return _MAX_GROUP_STORED
     return raw_length + (raw_length >> 8) + 128
 
 
@@ -139,6 +157,7 @@ def check_size(what: str, size: int, limit: int) -> int:
 
 
 _MAX_BY_TAG = {2: MAX_CHUNKED_SIZE, 3: MAX_TREE_SIZE, 4: MAX_COMMIT_SIZE}
+_MAX_GROUP_STORED = max_group_stored()
 
 
 def check_entry(object_id: str | bytes, entry: Entry, max_blob: int, where: str | None = None) -> None:
@@ -153,6 +172,8 @@ def check_entry(object_id: str | bytes, entry: Entry, max_blob: int, where: str 
     limit = max_blob if tag == 1 else _MAX_BY_TAG.get(tag, 0)
     if 1 <= raw <= limit and stored >= 1 and (stored <= raw if codec == _RAW else codec == _ZSTD and stored <= raw + (raw >> 8) + 128):
         return
+    if codec == _GROUPED and 1 <= raw <= min(limit, MAX_GROUP_MEMBER) and 4 < stored <= _MAX_GROUP_STORED:
+        return
     _refuse(object_id if isinstance(object_id, str) else object_id.hex(), entry, max_blob, where)
 
 
@@ -161,8 +182,12 @@ def _refuse(object_id: str, entry: Entry, max_blob: int, where: str | None) -> N
     if limit == 0:
         raise CorruptObject(object_id, f"the index gives it unknown type tag {entry.type_tag}", where)
     kind = _KIND_NAMES[entry.type_tag]
-    if entry.codec not in (_RAW, _ZSTD):
+    if entry.codec not in (_RAW, _ZSTD, _GROUPED):
         raise CorruptObject(object_id, f"the index gives it unknown codec {entry.codec}", where)
+    if entry.codec == _GROUPED and entry.raw_length > MAX_GROUP_MEMBER:
+        raise CorruptObject(
+            object_id, f"the index claims a grouped {kind} of {entry.raw_length} bytes; group members are at most {MAX_GROUP_MEMBER}", where
+        )
     if not 1 <= entry.raw_length <= limit:
         raise CorruptObject(
             object_id, f"the index claims a {kind} of {entry.raw_length} bytes; the format allows 1..{limit}", where
@@ -206,6 +231,9 @@ __all__ = [
     "MAX_CHUNK_SIZE",
     "MAX_COMMIT_SIZE",
     "MAX_CONFIG_SIZE",
+    "MAX_GROUP_MEMBER",
+    "MAX_GROUP_MEMBERS",
+    "MAX_GROUP_RAW",
     "MAX_PACK_OBJECTS",
     "MAX_REF_ENTRY_SIZE",
     "MAX_SMALL_FILE",
@@ -218,6 +246,7 @@ __all__ = [
     "check_frame",
     "check_size",
     "max_blob_size",
+    "max_group_stored",
     "max_index_size",
     "max_object_size",
     "max_stored_size",

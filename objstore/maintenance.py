@@ -3,7 +3,8 @@
 Repacking merges many small packs into one, atomically.
 
 Every object of the packs being merged is copied (verified against its id,
-never recompressed) into a new pack, which is published — pack, then
+never recompressed, except that group members are gathered into new groups)
+into a new pack, which is published — pack, then
 index — before the old indexes and packs are deleted. A reader that still
 holds an old index finds the object again in the new pack (the object
 database retries after a refresh), a writer that skipped an object because
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from . import codec
 from .errors import CorruptObject, FormatError, ObjectNotFound
 from .graph import object_children, reachable
 from .limits import MAX_PACK_OBJECTS
@@ -64,16 +66,15 @@ def repack(odb: ObjectDatabase, *, only_smaller_than: int | None = None, min_pac
     chosen = [n for n in sizes if only_smaller_than is None or sizes[n] < only_smaller_than]
     if len(chosen) < min_packs:
         return RepackResult(len(before), 0, len(before), 0, sum(sizes.values()), sum(sizes.values()), None)
-    writers = _Writers(storage, odb.digest_size)
+    writers = _Writers(odb)
     copied = 0
     try:
         for name in chosen:
             idx = odb.index(name)
-            for oid, entry in idx.items():
+            for oid, entry in _in_pack_order(idx.items()):
                 if oid in writers:
                     continue
-                data = _read_verified(odb, name, oid, entry)
-                writers.add(oid, entry.type_tag, entry.codec, data, entry.raw_length)
+                _copy(odb, writers, name, oid, entry)
                 copied += 1
         new_names = writers.finish()
     except BaseException:
@@ -96,6 +97,20 @@ def repack(odb: ObjectDatabase, *, only_smaller_than: int | None = None, min_pac
     return RepackResult(len(before), len(chosen), len(after), copied, sum(sizes.values()), size_after, new_name)
 
 
+def _in_pack_order(items: Iterable[tuple[bytes, IndexEntry]]) -> list[tuple[bytes, IndexEntry]]:
+    """Entries sorted by where they are stored, so each group is decoded once (from the cache)."""
+    return sorted(items, key=lambda it: it[1].offset)
+
+
+def _copy(odb: ObjectDatabase, writers: _Writers, name: str, oid: bytes, entry: IndexEntry) -> None:
+    """Copy one verified object of pack ``name`` to ``writers``: its stored bytes
+    verbatim, or for a group member its typed encoding (grouped again there)."""
+    if entry.codec == codec.GROUPED:
+        writers.add(oid, entry.type_tag, codec.RAW, odb.get_at(name, oid, entry), entry.raw_length)
+    else:
+        writers.add(oid, entry.type_tag, entry.codec, _read_verified(odb, name, oid, entry), entry.raw_length)
+
+
 def _read_verified(odb: ObjectDatabase, name: str, oid: bytes, entry: IndexEntry) -> bytes | memoryview:
     """The stored bytes of one object of pack ``name``, checked (sizes first) against its id."""
     where = pack_path(name)
@@ -111,9 +126,11 @@ def _read_verified(odb: ObjectDatabase, name: str, oid: bytes, entry: IndexEntry
 class _Writers:
     """New packs for maintenance: a fresh one whenever a pack holds the format's most objects."""
 
-    def __init__(self, storage: Storage, digest_size: int) -> None:
-        self.storage = storage
-        self.digest_size = digest_size
+    def __init__(self, odb: ObjectDatabase) -> None:
+        self.storage = odb.storage
+        self.digest_size = odb.digest_size
+        self.group_size = odb.group_size
+        self.level = odb.level
         self._open: PackWriter | None = None
         self._done: list[str] = []
         self._seen: set[bytes] = set()
@@ -127,7 +144,7 @@ class _Writers:
         if self._open is not None and len(self._open) >= MAX_PACK_OBJECTS:
             self._finish_open()
         if self._open is None:
-            self._open = PackWriter(self.storage, self.digest_size)
+            self._open = PackWriter(self.storage, self.digest_size, group_size=self.group_size, level=self.level)
         self._open.add(oid, type_tag, codec_id, data, raw_length)
         self._seen.add(oid)
 
@@ -183,7 +200,13 @@ def _stored_total(odb: ObjectDatabase, names: list[str]) -> int:
     total = 0
     for name in names:
         try:
-            total += sum(e.stored_length for _, e in odb._load_index(name).items())
+            groups: set[int] = set()
+            for _, e in odb._load_index(name).items():
+                if e.codec == codec.GROUPED:
+                    if e.offset in groups:
+                        continue
+                    groups.add(e.offset)
+                total += e.stored_length
         except (FormatError, FileNotFoundError):
             pass
     return total
@@ -213,9 +236,12 @@ def fsck(repo: Repository, *, full: bool = True, progress: Callable[[int], None]
             for oid in idx.ids():
                 report.bad_objects[oid.hex()] = f"its pack {name} is missing"
             continue
-        for oid, entry in idx.items():
+        groups: set[int] = set()  # a group's bytes count once, for its first member
+        for oid, entry in _in_pack_order(idx.items()):
             report.objects_checked += 1
-            if progress is not None:
+            first_in_group = entry.codec != codec.GROUPED or entry.offset not in groups
+            groups.add(entry.offset)
+            if progress is not None and first_in_group:
                 progress(entry.stored_length)
             try:
                 odb.check_entry(oid, entry, pack_path(name))
@@ -228,12 +254,14 @@ def fsck(repo: Repository, *, full: bool = True, progress: Callable[[int], None]
             if not full:
                 continue
             try:
-                data = storage.read_range(pack_path(name), entry.offset, entry.stored_length)
+                if entry.codec == codec.GROUPED:
+                    odb.get_at(name, oid, entry)  # each group is read once: members come in pack order
+                else:
+                    data = storage.read_range(pack_path(name), entry.offset, entry.stored_length)
+                    odb.decode_verified(oid, entry, data, pack_path(name))
             except EOFError as exc:
                 report.bad_objects[oid.hex()] = f"undecodable in pack {name}: {exc}"
                 continue
-            try:
-                odb.decode_verified(oid, entry, data, pack_path(name))
             except CorruptObject as exc:
                 reason = exc.reason
                 if reason == "content does not hash to its id":
@@ -340,7 +368,7 @@ def gc(repo: Repository, grace: timedelta = timedelta(hours=1), progress: Callab
     cutoff = time.time() - grace.total_seconds()
     live = reachable(repo)
     removed = freed = rewritten = deleted = 0
-    writers = _Writers(storage, odb.digest_size)
+    writers = _Writers(odb)
     doomed: list[str] = []
     try:
         for name in list(odb.pack_names):
@@ -350,17 +378,16 @@ def gc(repo: Repository, grace: timedelta = timedelta(hours=1), progress: Callab
             dead = [(oid, e) for oid, e in idx.items() if oid not in live]
             if not dead:
                 continue
-            keep = [(oid, e) for oid, e in idx.items() if oid in live]
+            keep = _in_pack_order((oid, e) for oid, e in idx.items() if oid in live)
             for oid, e in keep:
                 if progress is not None:
-                    progress(e.stored_length)
+                    progress(odb.stored_share(name, e))
                 try:
-                    data = _read_verified(odb, name, oid, e)
+                    _copy(odb, writers, name, oid, e)
                 except CorruptObject as exc:
                     raise CorruptObject(oid.hex(), f"{exc.reason}; run fsck before gc", exc.where) from None
-                writers.add(oid, e.type_tag, e.codec, data, e.raw_length)
             removed += len(dead)
-            freed += sum(e.stored_length for _, e in dead)
+            freed += sum(odb.stored_share(name, e) for _, e in dead)
             doomed.append(name)
             if keep:
                 rewritten += 1

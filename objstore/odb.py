@@ -21,13 +21,28 @@ from . import codec, limits
 from .errors import AmbiguousId, CorruptObject, FormatError, ObjectNotFound, TooLarge, WrongObjectType
 from .ids import MIN_PREFIX, HashAlgorithm, ObjectId, from_hex, is_hex, to_hex
 from .objects import KIND_NAMES, Blob, ChunkedBlob, StoredObject, Tree, decode
-from .packs import DEFAULT_PACK_SIZE, PACK_DIR, IndexEntry, PackIndex, PackWriter, index_path, pack_path
+from .packs import (
+    DEFAULT_PACK_SIZE,
+    GROUP_MEMBER_SIZE,
+    PACK_DIR,
+    Group,
+    IndexEntry,
+    PackIndex,
+    PackWriter,
+    decode_group,
+    index_path,
+    pack_path,
+)
 from .storage import LocalStorage, Storage
 
 T = TypeVar("T", bound=StoredObject)
 
 _CACHE_SIZE = 4096
-"""Once this many packs under ``pack_size / 16`` exist, a flush merges them."""
+"""Decoded trees, commits and chunk lists kept in memory."""
+
+_GROUP_CACHE = 16
+"""Decoded group records kept in memory (about 8 MiB at the default group size):
+reading the members of a pack in pack order decompresses each group once."""
 
 
 _RUN_GAP = 256 * 1024
@@ -52,12 +67,17 @@ class ObjectDatabase:
         pack_size: int = DEFAULT_PACK_SIZE,
         index_cache_dir: str | None = None,
         max_blob: int = limits.max_blob_size(512 * 1024, 512 * 1024),
+        group_size: int = 0,
     ) -> None:
+        """``group_size`` > 0 (format version 3) stores small objects in group
+        records of about that many raw bytes; 0 gives every object its own record."""
         self.storage = storage
         self.algorithm = algorithm
         self.digest_size = algorithm.digest_size
         self.level = level
         self.pack_size = pack_size
+        self.group_size = group_size if level > 0 else 0
+        self._groups: OrderedDict[tuple[str, int, int], Group] = OrderedDict()  # (pack, offset, stored length)
         # The largest blob this repository's chunking can produce: an index
         # entry claiming more is refused before anything is read.
         self.max_blob = max_blob
@@ -74,7 +94,8 @@ class ObjectDatabase:
         self.added_objects = 0
         """Objects this handle appended to packs (a dedup hit adds none)."""
         self.added_bytes = 0
-        """Their stored (compressed) bytes: what writing cost on storage."""
+        """Their stored (compressed) bytes: what writing cost on storage (group members
+        count as the groups they filled, once sealed)."""
         self._last_hit: str | None = None
         self._absent: _Absent | None = None
         self.refresh()
@@ -257,7 +278,7 @@ class ObjectDatabase:
         for idx in list(self._indexes.values()):
             matches.update(idx.with_prefix(raw, nibble))
         if self._writer is not None:
-            matches.update(o for o in self._writer._entries if o.hex().startswith(prefix))
+            matches.update(o for o in self._writer.ids() if o.hex().startswith(prefix))
         if not matches:
             raise ObjectNotFound(prefix, "no object with id prefix")
         if len(matches) > 1:
@@ -272,7 +293,7 @@ class ObjectDatabase:
             self.flush()
             w = None
         if w is None:
-            w = self._writer = PackWriter(self.storage, self.digest_size)
+            w = self._writer = PackWriter(self.storage, self.digest_size, group_size=self.group_size, level=self.level)
         return w
 
     def add_stored(
@@ -295,19 +316,37 @@ class ObjectDatabase:
         if not checked and self.has_raw(oid):
             return
         size = sum(len(p) for p in stored) if isinstance(stored, (list, tuple)) else len(stored)
-        self._writer_for(size).add(oid, type_tag, codec_id, stored, raw_length)
+        w = self._writer_for(size)
+        sealed = w.group_bytes
+        w.add(oid, type_tag, codec_id, stored, raw_length)
         self.added_objects += 1
-        self.added_bytes += size
+        # A group member costs nothing until its group is sealed, then the group's bytes count.
+        self.added_bytes += w.group_bytes - sealed if self.groups(raw_length) else size
+
+    def groups(self, raw_length: int) -> bool:
+        """True if an object of this typed-encoding size is stored in a group here."""
+        return bool(self.group_size) and raw_length <= GROUP_MEMBER_SIZE
+
+    def encode_stored(self, encoded: bytes | memoryview) -> tuple[int, bytes | memoryview]:
+        """``(codec, stored)`` to hand :meth:`add_stored` for a typed encoding.
+
+        An object this repository groups is passed raw (its group is
+        compressed as a whole when sealed); others are compressed on their own.
+        """
+        if self.groups(len(encoded)):
+            return codec.RAW, encoded
+        return codec.encode_stored(encoded, self.level)
 
     def add_many(self, records: Sequence[tuple[bytes, int, int, bytes | memoryview, int]]) -> None:
         """:meth:`add_stored` with ``checked`` for a batch of small objects
         ``(id, type tag, codec, stored, raw length)``, appended in one write."""
         size = sum(len(r[3]) for r in records)
         w = self._writer_for(size)
-        before = len(w)
+        before, sealed = len(w), w.group_bytes
         w.add_many(records)
         self.added_objects += len(w) - before
-        self.added_bytes += size
+        # In a grouping writer the members cost the groups they sealed (see add_stored).
+        self.added_bytes += w.group_bytes - sealed if w.group_size else size
 
     def put_encoded(self, encoded: bytes | memoryview) -> ObjectId:
         """Store a typed encoding; return its id (``TooLarge`` over the format's bound for its type)."""
@@ -318,7 +357,7 @@ class ObjectDatabase:
             raise TooLarge(f"a {kind}{hint}", len(encoded), limit)
         oid = self.hash(encoded)
         if not self.has_raw(oid):
-            codec_id, stored = codec.encode_stored(encoded, self.level)
+            codec_id, stored = self.encode_stored(encoded)
             self.add_stored(oid, encoded[0], codec_id, stored, len(encoded), checked=True)
         return to_hex(oid)
 
@@ -356,6 +395,13 @@ class ObjectDatabase:
         Safe to call from another thread while this one fills a new pack.
         The caller refreshes (or calls :meth:`flush`) to see it.
         """
+        sealed = writer.group_bytes
+        try:
+            writer.seal_group()
+        except BaseException:
+            writer.abort()
+            raise
+        self.added_bytes += writer.group_bytes - sealed
         name = writer.finish()
         if name is not None and writer.index_data is not None:
             self.remember_index(name, writer.index_data)
@@ -383,8 +429,14 @@ class ObjectDatabase:
     # -- reading ---------------------------------------------------------
 
     def read_stored(self, oid: bytes) -> tuple[IndexEntry, bytes | memoryview, str]:
-        """Stored bytes of an object, unverified: (entry, bytes, where)."""
-        loc = self.locate(oid)
+        """Stored bytes of an object, unverified: (entry, bytes, where).
+
+        For a group member (codec :data:`~objstore.codec.GROUPED`) the bytes
+        are its whole group record's; :meth:`decode_verified` slices it out.
+        """
+        return self._read_stored(oid, self.locate(oid))
+
+    def _read_stored(self, oid: bytes, loc: tuple[str, IndexEntry] | None) -> tuple[IndexEntry, bytes | memoryview, str]:
         if loc is None:
             w = self._writer
             if w is not None:
@@ -428,8 +480,7 @@ class ObjectDatabase:
         """(verified typed encoding, where it was read): for an error about its content
         found later (e.g. a tree that does not decode) to name the pack."""
         oid = object_id if isinstance(object_id, bytes) else self.raw_id(object_id)
-        entry, stored, where = self.read_stored(oid)  # checks the entry
-        return self._decode_checked(oid, entry, stored, where), where
+        return self._get_encoded(oid)
 
     def iter_encoded(self, oids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes | memoryview]]:
         """``(id, verified typed encoding)`` of each object (once per distinct id), in pack order.
@@ -492,6 +543,91 @@ class ObjectDatabase:
         for oid in elsewhere:  # in the open pack, or published since the last refresh
             yield oid, self.get_encoded(oid)
 
+    def _get_encoded(self, oid: bytes) -> tuple[bytes | memoryview, str]:
+        """(verified typed encoding, where it was read); a group member whose group
+        is cached is sliced out without reading its pack."""
+        loc = self.locate(oid)
+        if loc is not None and loc[1].codec == codec.GROUPED:
+            where = pack_path(loc[0])
+            with self._lock:
+                group = self._groups.get((where, loc[1].offset, loc[1].stored_length))
+            if group is not None:
+                self.check_entry(oid, loc[1], where)
+                return self._member_checked(oid, loc[1], group, where), where
+        entry, stored, where = self._read_stored(oid, loc)  # checks the entry
+        return self._decode_checked(oid, entry, stored, where), where
+
+    def get_at(self, name: str, oid: bytes, entry: IndexEntry) -> bytes | memoryview:
+        """The verified typed encoding of ``oid``, stored in pack ``name`` at ``entry``.
+
+        For walks over a pack's entries (fsck, repack, gc): a group read for
+        one member serves the next ones from the group cache, so walking
+        entries in offset order reads and decompresses each group once.
+        ``CorruptObject`` if anything is wrong with it or its pack.
+        """
+        where = pack_path(name)
+        self.check_entry(oid, entry, where)
+        if entry.codec == codec.GROUPED:
+            with self._lock:
+                group = self._groups.get((where, entry.offset, entry.stored_length))
+            if group is not None:
+                return self._member_checked(oid, entry, group, where)
+        try:
+            data = self.storage.read_range(where, entry.offset, entry.stored_length)
+        except (EOFError, FileNotFoundError) as exc:
+            raise CorruptObject(oid.hex(), f"pack is missing or truncated ({exc})", where) from None
+        return self._decode_checked(oid, entry, data, where)
+
+    def export(self, oid: bytes, *, verify: bool = True) -> tuple[int, int, bytes | memoryview, int]:
+        """``(type tag, codec, stored, raw length)`` of an object, as a record of its own.
+
+        What push and the server send: stored bytes verbatim, except that a
+        group member is compressed on its own (a receiver groups it again if
+        its repository groups). ``stored`` is never a codec-2 group. With
+        ``verify`` (push) a corrupt object raises ``CorruptObject``; without
+        (the server, whose client verifies every record) its stored bytes go
+        out as they are, and a member whose group does not decode goes out as
+        an empty record, which every receiver refuses as corrupt, naming it.
+        """
+        entry, stored, where = self.read_stored(oid)
+        if not verify and entry.codec != codec.GROUPED:
+            return entry.type_tag, entry.codec, stored, entry.raw_length
+        try:
+            encoded = self._decode_checked(oid, entry, stored, where)
+        except CorruptObject:
+            if verify:
+                raise
+            return entry.type_tag, codec.RAW, b"", entry.raw_length
+        if entry.codec != codec.GROUPED:
+            return entry.type_tag, entry.codec, stored, entry.raw_length
+        codec_id, packed = codec.encode_stored(encoded, max(self.level, 1))
+        return entry.type_tag, codec_id, packed, entry.raw_length
+
+    def forget_groups(self) -> None:
+        """Drop the decoded groups kept in memory (the next read of a member decodes its group again)."""
+        with self._lock:
+            self._groups.clear()
+
+    def stored_share(self, name: str, entry: IndexEntry) -> int:
+        """Bytes on storage an object takes: its stored length, or for a group
+        member its share of the group's stored bytes by raw size."""
+        if entry.codec != codec.GROUPED:
+            return entry.stored_length
+        key = (pack_path(name), entry.offset, entry.stored_length)
+        with self._lock:
+            group = self._groups.get(key)
+        if group is not None:
+            total = len(group.raw)
+        else:
+            # The group's raw length is the last field of its record header.
+            if entry.offset < 8:
+                return entry.raw_length
+            try:
+                total = int.from_bytes(self.storage.read_range(key[0], entry.offset - 8, 8), "little")
+            except (EOFError, OSError, ValueError):
+                return entry.raw_length
+        return max(1, entry.stored_length * entry.raw_length // total) if total > 0 else entry.raw_length
+
     def check_entry(self, oid: bytes, entry: IndexEntry, where: str | None) -> None:
         """``CorruptObject`` if an index entry claims sizes the format does not allow
         (see :func:`objstore.limits.check_entry`); call it before reading the bytes."""
@@ -511,6 +647,8 @@ class ObjectDatabase:
 
     def _decode_checked(self, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> bytes | memoryview:
         """:meth:`decode_verified` for an entry :meth:`check_entry` already passed."""
+        if entry.codec == codec.GROUPED:
+            return self._member_checked(oid, entry, self._group(oid, entry, stored, where), where)
         try:
             if entry.codec == codec.ZSTD and entry.raw_length > limits.STREAM_THRESHOLD:
                 self._verify_streaming(oid, entry, stored, where)
@@ -521,6 +659,38 @@ class ObjectDatabase:
         if self.hash(encoded) != oid:
             raise CorruptObject(oid.hex(), "content does not hash to its id", where)
         if len(encoded) == 0 or encoded[0] != entry.type_tag:
+            raise CorruptObject(oid.hex(), "type tag disagrees with the pack index", where)
+        return encoded
+
+    def _group(self, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> Group:
+        """The decoded group record in ``stored`` (cached when it comes from a published pack)."""
+        key = (where, entry.offset, entry.stored_length) if where.endswith(".pack") else None  # published packs are immutable
+        if key is not None:
+            with self._lock:
+                hit = self._groups.get(key)
+                if hit is not None:
+                    self._groups.move_to_end(key)
+                    return hit
+        if len(stored) != entry.stored_length:
+            raise CorruptObject(oid.hex(), f"its group is {len(stored)} bytes, the index says {entry.stored_length}", where)
+        try:
+            group = decode_group(stored, self.hash)
+        except FormatError as exc:
+            raise CorruptObject(oid.hex(), f"its group does not decode: {exc}", where) from None
+        if key is not None:
+            with self._lock:
+                self._groups[key] = group
+                while len(self._groups) > _GROUP_CACHE:
+                    self._groups.popitem(last=False)
+        return group
+
+    def _member_checked(self, oid: bytes, entry: IndexEntry, group: Group, where: str) -> bytes | memoryview:
+        encoded = group.member(oid)  # found by the hash of its bytes: verified
+        if encoded is None:
+            raise CorruptObject(oid.hex(), "its group holds no member that hashes to its id", where)
+        if len(encoded) != entry.raw_length:
+            raise CorruptObject(oid.hex(), f"its group holds {len(encoded)} bytes of it, the index says {entry.raw_length}", where)
+        if encoded[0] != entry.type_tag:
             raise CorruptObject(oid.hex(), "type tag disagrees with the pack index", where)
         return encoded
 
@@ -542,8 +712,7 @@ class ObjectDatabase:
         hit = self._cache.get(oid)
         if hit is not None:
             return hit
-        entry, stored, where = self.read_stored(oid)  # checks the entry
-        encoded = self._decode_checked(oid, entry, stored, where)
+        encoded, where = self._get_encoded(oid)
         try:
             obj = decode(encoded, self.digest_size)
         except FormatError as exc:
@@ -576,6 +745,7 @@ class ObjectDatabase:
     def close(self) -> None:
         self.abort()
         self._cache.clear()
+        self._groups.clear()
         self._indexes.clear()
         self.storage.close()
 

@@ -20,18 +20,23 @@ import sys
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import xxhash
 
+from . import codec as codecs
 from .errors import FormatError
-from .limits import MAX_PACK_OBJECTS
+from .limits import MAX_GROUP_MEMBER, MAX_GROUP_MEMBERS, MAX_GROUP_RAW, MAX_PACK_OBJECTS
 from .storage import Storage, storage_errors, temp_name
 
 PACK_MAGIC = b"OSPK"
 INDEX_MAGIC = b"OSIX"
 PACK_VERSION = 1
+GROUPED_PACK_VERSION = 2
+"""Packs that may hold group records (repository format version 3)."""
+PACK_VERSIONS = (PACK_VERSION, GROUPED_PACK_VERSION)
 INDEX_VERSION = 1
 
 _PACK_HEADER = struct.Struct("<4sHBB")  # magic, version, digest size, reserved
@@ -40,6 +45,18 @@ _INDEX_HEADER = struct.Struct("<4sHBBQ")  # magic, version, digest size, reserve
 _INDEX_ENTRY = struct.Struct("<QQQBB")  # offset, stored length, raw length, type tag, codec
 _FANOUT = struct.Struct("<256I")
 _CHECKSUM = struct.Struct("<Q")
+_GROUP_COUNT = struct.Struct("<I")  # members in a group record
+
+GROUP_TAG = 0
+"""Type tag of a group record's header (no object has tag 0)."""
+GROUP_SIZE = 512 * 1024
+"""Raw bytes a writer gathers in one group before sealing it (see docs/format.md#groups)."""
+GROUP_MEMBER_SIZE = 16 * 1024
+"""Typed encodings up to this size are grouped; larger ones get a record of their own."""
+GROUP_MIN_LEVEL = 3
+"""Groups are compressed at the repository's zstd level, but at least this one."""
+GROUP_MAX_MEMBERS = 8192
+"""A writer seals a group at this many members even if it is under :data:`GROUP_SIZE`."""
 
 PACK_DIR = "packs"
 PACK_NAME_SIZE = 16  # packs are named by the xxh3-128 of their bytes, whatever the id hash
@@ -66,6 +83,90 @@ class IndexEntry(NamedTuple):
 
 _new_entry = tuple.__new__
 """``_new_entry(IndexEntry, fields)``: a named tuple without its Python-level ``__new__`` (hot loops)."""
+
+
+def encode_group(encodings: Sequence[bytes | memoryview], level: int) -> tuple[bytes, int]:
+    """The stored bytes of a group record of these typed encodings, and its raw length.
+
+    The member table (count, then each length) is followed by one zstd frame
+    of the encodings back to back, in table order. Ids are not stored: each
+    is the hash of its member, computed when the group is read.
+    """
+    if not 1 <= len(encodings) <= MAX_GROUP_MEMBERS:
+        raise ValueError(f"a group holds 1..{MAX_GROUP_MEMBERS} members, not {len(encodings)}")
+    lengths = array("I", (len(enc) for enc in encodings))
+    if sys.byteorder != "little":
+        lengths.byteswap()
+    raw = b"".join(encodings)
+    if len(raw) > MAX_GROUP_RAW:
+        raise ValueError(f"a group of {len(raw)} raw bytes is over the format's {MAX_GROUP_RAW}")
+    return _GROUP_COUNT.pack(len(encodings)) + lengths.tobytes() + codecs.compress_frame(raw, level), len(raw)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A decoded group record: where each member (by id) lies in ``raw``."""
+
+    members: dict[bytes, tuple[int, int]]
+    """id -> (start, length); every id was computed from the member's bytes."""
+    raw: bytes
+
+    def member(self, oid: bytes) -> memoryview | None:
+        """The typed encoding of a member (it hashes to ``oid``); None if it is not in the group."""
+        hit = self.members.get(oid)
+        if hit is None:
+            return None
+        start, length = hit
+        return memoryview(self.raw)[start : start + length]
+
+
+def group_table(stored: bytes | memoryview) -> tuple[list[int], int, int]:
+    """Parse a group's member table: ``(member lengths, frame offset, raw total)``.
+
+    ``FormatError`` if the table does not fit the stored bytes or breaks a
+    bound (docs/format.md#bounds): member count, a member length, or the
+    sum of the lengths. Nothing is allocated beyond the table.
+    """
+    view = memoryview(stored)
+    if len(view) < _GROUP_COUNT.size:
+        raise FormatError(f"group record of {len(view)} bytes has no member table")
+    (count,) = _GROUP_COUNT.unpack_from(view, 0)
+    if not 1 <= count <= MAX_GROUP_MEMBERS:
+        raise FormatError(f"group claims {count} members; the format allows 1..{MAX_GROUP_MEMBERS}")
+    end = _GROUP_COUNT.size + 4 * count
+    if end > len(view):
+        raise FormatError(f"group claims {count} members, whose table does not fit its {len(view)} stored bytes")
+    lengths = array("I")
+    lengths.frombytes(view[_GROUP_COUNT.size : end])
+    if sys.byteorder != "little":
+        lengths.byteswap()
+    if min(lengths) < 1 or max(lengths) > MAX_GROUP_MEMBER:
+        raise FormatError(f"a group member claims {min(lengths) or max(lengths)} bytes; the format allows 1..{MAX_GROUP_MEMBER}")
+    total = sum(lengths)
+    if total > MAX_GROUP_RAW:
+        raise FormatError(f"group members sum to {total} bytes; the format allows at most {MAX_GROUP_RAW}")
+    return lengths.tolist(), end, total
+
+
+def decode_group(stored: bytes | memoryview, hash: Callable[[bytes | memoryview], bytes]) -> Group:
+    """Decode a group record's stored bytes; ``hash`` gives each member's id.
+
+    The zstd frame must declare exactly the sum of the member lengths
+    (checked before decompressing, so a bomb costs a header parse) and
+    carry a checksum of its content, which must match.
+    """
+    lengths, frame_at, total = group_table(stored)
+    frame = memoryview(stored)[frame_at:]
+    if len(frame) < 6 or not frame[4] & 0x04:  # Frame_Header_Descriptor: Content_Checksum_flag
+        raise FormatError("group frame carries no content checksum")
+    raw = bytes(codecs.decode_stored(codecs.ZSTD, frame, total))
+    view = memoryview(raw)
+    members: dict[bytes, tuple[int, int]] = {}
+    start = 0
+    for length in lengths:
+        members[hash(view[start : start + length])] = (start, length)
+        start += length
+    return Group(members, raw)
 
 
 def encode_index(entries: list[tuple[bytes, IndexEntry]], digest_size: int, pack_name: bytes) -> bytes:
@@ -284,9 +385,18 @@ class _BackgroundSync:
 class PackWriter:
     """Appends objects to a new pack in a local temp file, then publishes it."""
 
-    def __init__(self, storage: Storage, digest_size: int) -> None:
+    def __init__(self, storage: Storage, digest_size: int, *, group_size: int = 0, level: int = codecs.DEFAULT_LEVEL) -> None:
+        """``group_size`` > 0 gathers small objects into group records of about
+        that many raw bytes, compressed at ``level`` (a pack of version 2); 0
+        writes every object as a record of its own (a pack of version 1)."""
         self.storage = storage
         self.digest_size = digest_size
+        self.group_size = group_size
+        self.level = level
+        self._group: dict[bytes, tuple[int, bytes]] = {}  # the open group: id -> (type tag, typed encoding)
+        self._group_raw = 0
+        self.group_bytes = 0
+        """Bytes of the group records sealed so far (headers included)."""
         self._path = os.path.join(storage.local_temp_dir(), temp_name(".pack.tmp"))
         with storage_errors(self._path):
             self._fd: int | None = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -301,7 +411,8 @@ class PackWriter:
         self._buf = bytearray()  # small records not written yet
         self.index_data: bytes | None = None
         try:
-            self._write([_PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, digest_size, 0)])
+            version = GROUPED_PACK_VERSION if group_size else PACK_VERSION
+            self._write([_PACK_HEADER.pack(PACK_MAGIC, version, digest_size, 0)])
         except BaseException:
             self.abort()
             raise
@@ -360,13 +471,19 @@ class PackWriter:
 
     @property
     def size(self) -> int:
-        return self._offset
+        """Bytes written so far, plus the raw bytes of the open group (an upper bound)."""
+        return self._offset + self._group_raw
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._group)
 
     def __contains__(self, oid: bytes) -> bool:
-        return oid in self._entries
+        return oid in self._entries or oid in self._group
+
+    def ids(self) -> Iterator[bytes]:
+        """Ids of every object added so far (the open group's included)."""
+        yield from self._entries
+        yield from self._group
 
     def add(
         self,
@@ -377,9 +494,16 @@ class PackWriter:
         raw_length: int,
     ) -> None:
         """Append one object; ``stored`` may be a list of buffers (written back to back)."""
-        if oid in self._entries:
+        if oid in self._entries or oid in self._group:
             return
         parts: list[bytes | memoryview] = list(stored) if isinstance(stored, (list, tuple)) else [stored]  # type: ignore[list-item]
+        if codec == codecs.GROUPED:
+            raise ValueError("a group member's stored bytes are its group's: add its typed encoding instead")
+        if self.group_size and raw_length <= GROUP_MEMBER_SIZE:
+            joined = parts[0] if len(parts) == 1 else b"".join(parts)
+            encoded = joined if codec == codecs.RAW else codecs.decode_stored(codec, joined, raw_length)
+            self.add_member(oid, type_tag, bytes(encoded))
+            return
         length = sum(len(p) for p in parts)
         header = oid + _RECORD_TAIL.pack(type_tag, codec, length, raw_length)
         self._entries[oid] = IndexEntry(self._offset + len(header), length, raw_length, type_tag, codec)
@@ -391,6 +515,10 @@ class PackWriter:
         What :meth:`add` does for each, without its per-call work: a
         directory's worth of small files costs one append.
         """
+        if self.group_size:  # small objects go to the open group, one by one
+            for record in records:
+                self.add(*record)
+            return
         entries = self._entries
         tail = _RECORD_TAIL.pack
         offset = self._offset
@@ -407,8 +535,39 @@ class PackWriter:
             self._write([b"".join(parts)])
             assert self._offset == offset
 
+    def add_member(self, oid: bytes, type_tag: int, encoded: bytes) -> None:
+        """Put one small typed encoding in the open group (sealed at :data:`GROUP_SIZE`)."""
+        if oid in self._entries or oid in self._group:
+            return
+        self._group[oid] = (type_tag, encoded)
+        self._group_raw += len(encoded)
+        if self._group_raw >= self.group_size or len(self._group) >= GROUP_MAX_MEMBERS:
+            self.seal_group()
+
+    def seal_group(self) -> None:
+        """Compress the open group and append it as one group record."""
+        if not self._group:
+            return
+        members = self._group
+        stored, raw_length = encode_group([enc for _, enc in members.values()], max(self.level, GROUP_MIN_LEVEL))
+        header = bytes(self.digest_size) + _RECORD_TAIL.pack(GROUP_TAG, codecs.GROUPED, len(stored), raw_length)
+        at = self._offset + len(header)
+        for oid, (tag, enc) in members.items():
+            self._entries[oid] = IndexEntry(at, len(stored), len(enc), tag, codecs.GROUPED)
+        self._group = {}
+        self._group_raw = 0
+        self.group_bytes += len(header) + len(stored)
+        self._write([header, stored])
+
     def read_back(self, oid: bytes) -> tuple[IndexEntry, bytes] | None:
-        """Bytes of an object written to this (unpublished) pack."""
+        """Bytes of an object written to this (unpublished) pack.
+
+        A member of the open group comes back as a raw record of its own.
+        """
+        pending = self._group.get(oid)
+        if pending is not None:
+            tag, enc = pending
+            return IndexEntry(0, len(enc), len(enc), tag, codecs.RAW), enc
         entry = self._entries.get(oid)
         if entry is None or self._fd is None:
             return None
@@ -421,6 +580,7 @@ class PackWriter:
         try:
             with storage_errors(self._path):
                 assert self._fd is not None
+                self.seal_group()
                 self._flush_buffer()
                 self._stop_syncer()
                 if self._durable:

@@ -36,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from . import codec
 from .config import CONFIG_PATH, RepoConfig
 from .errors import CorruptObject, FormatError, NotARepository, PushRejected, RefConflict, RefNotFound, RemoteError
 from .graph import children, children_first, is_ancestor, object_children
@@ -188,6 +189,7 @@ class Remote:
             pack_size=self.config.pack_size,
             index_cache_dir=os.path.join(self.cache_dir, "packs"),
             max_blob=self.config.max_blob,
+            group_size=self.config.group_size,
         )
         self.refs = RefStore(
             self.storage,
@@ -257,16 +259,19 @@ class Remote:
             try:
                 for oid in missing:
                     entry, stored, where = local.odb.read_stored(oid)
-                    local.odb.decode_verified(oid, entry, stored, where)
+                    encoded = local.odb.decode_verified(oid, entry, stored, where)
                     self._fits_locally(oid, entry, self.odb.max_blob, f"the remote {self.url}")
+                    codec_id = entry.codec
+                    if codec_id == codec.GROUPED:  # the remote's writer groups it again, or compresses it alone
+                        codec_id, stored = self.odb.encode_stored(encoded)
                     w = self.odb._writer
-                    if w is not None and len(w) and w.size + entry.stored_length > self.odb.pack_size:
+                    if w is not None and len(w) and w.size + len(stored) > self.odb.pack_size:
                         self._ship(uploader, uploads, result, limit=1)
-                    self.odb.add_stored(oid, entry.type_tag, entry.codec, stored, entry.raw_length)
+                    self.odb.add_stored(oid, entry.type_tag, codec_id, stored, entry.raw_length)
                     result.objects += 1
-                    result.bytes += entry.stored_length
+                    result.bytes += len(stored)
                     if self.progress is not None:
-                        self.progress(entry.stored_length)
+                        self.progress(len(stored))
                 self._ship(uploader, uploads, result, limit=0)
             except BaseException:
                 self.odb.abort()
@@ -397,11 +402,11 @@ class Remote:
                     deepened.append(commit_id)
         while frontier:
             found: set[bytes] = set()
-            for oid, entry, stored, obj in self._download(sorted(frontier)):
+            for oid, entry, stored, obj, n in self._download(sorted(frontier)):
                 result.objects += 1
-                result.bytes += entry.stored_length
-                if self.progress is not None:
-                    self.progress(entry.stored_length)
+                result.bytes += n
+                if self.progress is not None and n:
+                    self.progress(n)
                 if entry.type_tag == BLOB:
                     local.add_stored(oid, BLOB, entry.codec, stored, entry.raw_length)
                     continue
@@ -434,8 +439,10 @@ class Remote:
             self.local.unmark_shallow(commit_id)
         return result
 
-    def _download(self, oids: list[bytes]) -> Iterator[tuple[bytes, IndexEntry, bytes | memoryview, Any]]:
-        """Fetch objects with coalesced ranged reads; verify each; yield it decoded."""
+    def _download(self, oids: list[bytes]) -> Iterator[tuple[bytes, IndexEntry, bytes | memoryview, Any, int]]:
+        """Fetch objects with coalesced ranged reads; verify each; yield it decoded,
+        with the bytes it took to download (a group's count once, for its first member
+        read; its members come as raw records of their own)."""
         by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = {}
         for oid in oids:
             loc = self.odb.locate(oid)
@@ -470,17 +477,25 @@ class Remote:
 
         for pack, start, data, group in bounded_map(read, spans, window=4):
             view = memoryview(data)
+            seen_groups: set[int] = set()
             for oid, e in group:
-                stored = view[e.offset - start : e.offset - start + e.stored_length]
+                stored: bytes | memoryview = view[e.offset - start : e.offset - start + e.stored_length]
                 where = f"{self.url}/{pack_path(pack)}"
                 raw = self.odb.decode_verified(oid, e, stored, where)
+                n = e.stored_length
+                if e.codec == codec.GROUPED:
+                    # Handed on as its typed encoding (the local writer groups it again).
+                    n = 0 if e.offset in seen_groups else e.stored_length
+                    seen_groups.add(e.offset)
+                    stored = raw
+                    e = IndexEntry(0, len(raw), len(raw), e.type_tag, codec.RAW)
                 obj = None
                 if e.type_tag != BLOB:
                     try:
                         obj = decode(raw, self.local.odb.digest_size)
                     except FormatError as exc:
                         raise CorruptObject(oid.hex(), str(exc), where) from None
-                yield oid, e, stored, obj
+                yield oid, e, stored, obj, n
 
     def _fits_locally(self, oid: bytes, entry: IndexEntry, max_blob: int, destination: str) -> None:
         """``RemoteError`` if a blob is larger than ``destination``'s chunking allows.

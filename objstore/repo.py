@@ -125,6 +125,7 @@ class Repository:
             pack_size=config.pack_size,
             index_cache_dir=os.path.join(self.cache_dir, "packs") if remote else None,
             max_blob=config.max_blob,
+            group_size=config.group_size,
         )
         self.refs = RefStore(
             storage,

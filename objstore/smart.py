@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import limits
+from . import codec, limits
 from .errors import CorruptObject, FormatError, ObjstoreError, PushRejected, ServerUnreachable
 from .graph import children, children_first, is_ancestor
 from .ids import ObjectId
@@ -182,7 +182,8 @@ class SmartRemote:
         size = 0
         for oid in objects:
             loc = odb.locate(oid)
-            n = (loc[1].stored_length if loc else 0) + _RECORD_OVERHEAD
+            # A group member is sent on its own, at most its raw size (its entry gives the whole group's).
+            n = (0 if loc is None else loc[1].raw_length if loc[1].codec == codec.GROUPED else loc[1].stored_length) + _RECORD_OVERHEAD
             if batches[-1] and size + n > limit - 4096:
                 batches.append([])
                 size = 0
@@ -202,18 +203,16 @@ class SmartRemote:
     def _records(self, batch: list[bytes], result: TransferResult) -> Iterator[tuple[bytes, int, int, bytes | memoryview, int]]:
         odb = self.local.odb
 
-        def read(oid: bytes) -> tuple[bytes, IndexEntry, bytes | memoryview]:
-            entry, stored, where = odb.read_stored(oid)
-            odb.decode_verified(oid, entry, stored, where)  # never send a corrupt object
-            return oid, entry, stored
+        def read(oid: bytes) -> tuple[bytes, tuple[int, int, bytes | memoryview, int]]:
+            return oid, odb.export(oid)  # verified: never send a corrupt object
 
         # Reading and hashing the next objects overlaps sending this one.
-        for oid, entry, stored in bounded_map(read, batch, window=8):
+        for oid, (type_tag, codec_id, stored, raw_length) in bounded_map(read, batch, window=8):
             result.objects += 1
-            result.bytes += entry.stored_length
+            result.bytes += len(stored)
             if self.progress is not None:
-                self.progress(entry.stored_length)
-            yield oid, entry.type_tag, entry.codec, stored, entry.raw_length
+                self.progress(len(stored))
+            yield oid, type_tag, codec_id, stored, raw_length
 
     # -- fetch ----------------------------------------------------------------------
 

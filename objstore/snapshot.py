@@ -141,7 +141,7 @@ class Snapshotter:
         oid = self.odb.hash(encoded)
         if self.odb.has_raw(oid):
             return _Prepared(oid, codec.RAW, None, len(encoded))
-        codec_id, stored = codec.encode_stored(encoded, self.odb.level)
+        codec_id, stored = self.odb.encode_stored(encoded)  # raw when it goes into a group
         return _Prepared(oid, codec_id, stored, len(encoded))
 
     def _store(self, p: _Prepared) -> None:
@@ -286,11 +286,13 @@ class Snapshotter:
         return self.odb.put(ChunkedBlob(tuple(chunks))), after
 
     def _compress_batch(self, batch: list[tuple[bytes, bytes]]) -> list[_Prepared]:
-        encoded = codec.compress_many([payload for _, payload in batch], self.odb.level, workers())
-        return [
-            _Prepared(oid, codec_id, stored, len(payload))
-            for (oid, payload), (codec_id, stored) in zip(batch, encoded, strict=True)
-        ]
+        grouped = [self.odb.groups(len(payload)) for _, payload in batch]  # compressed with their group instead
+        packed = iter(codec.compress_many([p for (_, p), g in zip(batch, grouped) if not g], self.odb.level, workers()))
+        out = []
+        for (oid, payload), g in zip(batch, grouped):
+            codec_id, stored = (codec.RAW, payload) if g else next(packed)
+            out.append(_Prepared(oid, codec_id, stored, len(payload)))
+        return out
 
     def _store_all(self, prepared: list[_Prepared]) -> None:
         for p in prepared:

@@ -17,12 +17,15 @@ from .odb import ObjectDatabase
 
 
 def stored_length(odb: ObjectDatabase, raw: bytes) -> tuple[int, int]:
-    """(bytes on storage, type tag) of one published object; (0, 0) if absent here."""
+    """(bytes on storage, type tag) of one published object; (0, 0) if absent here.
+
+    A group member counts its share of the group's bytes (by raw size).
+    """
     hit = odb.locate(raw)
     if hit is None:
         odb.refresh()
         hit = odb.locate(raw)
-    return (0, 0) if hit is None else (hit[1].stored_length, hit[1].type_tag)
+    return (0, 0) if hit is None else (odb.stored_share(hit[0], hit[1]), hit[1].type_tag)
 
 
 class GrowthCounter:

@@ -14,7 +14,8 @@ byte (even between two records) is told apart from a complete one::
 The payloads are not in the checksum: every object is hashed against its id
 on arrival anyway, which covers them (hashing them twice costs more than the
 network on loopback).
-Records use the pack record layout of ``docs/format.md``. Both sides parse
+Records use the pack record layout of ``docs/format.md``, codecs 0 and 1
+only (a group member is sent as a record of its own; the receiver groups it again). Both sides parse
 incrementally, holding at most one object (bounded by ``max_object``) plus
 one network read in memory.
 """
@@ -37,6 +38,7 @@ CONTENT_TYPE = "application/x-objstore-pack"
 _HEADER = struct.Struct("<4sHBB")
 _TAIL = struct.Struct("<BBQQ")  # type tag, codec, stored length, raw length
 _TRAILER = 16
+_MAX_CODEC = ZSTD  # group records (codec 2) live in packs only: a stream carries members as records of their own
 _BATCH = 1 << 20  # small records are joined into writes of about this size
 
 MAX_OBJECT = limits.max_stored_size(ZSTD, max(limits.MAX_TREE_SIZE, limits.MAX_CHUNKED_SIZE, limits.MAX_SMALL_FILE + 1))
@@ -177,6 +179,11 @@ class StreamReader:
                         pos += self._record_size
                         self._state = "trailer"
                         continue
+                    if codec_id > _MAX_CODEC:
+                        raise StreamError(
+                            f"object {bytes(view[pos : pos + ds]).hex()} has codec {codec_id}; "
+                            "a pack stream carries raw (0) and zstd (1) records only"
+                        )
                     if stored_length > self.max_object or raw_length > self.max_object:
                         raise StreamError(
                             f"object {bytes(view[pos : pos + ds]).hex()} claims {max(stored_length, raw_length)} bytes, "

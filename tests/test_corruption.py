@@ -26,7 +26,7 @@ def stored(tmp_path):
     write(src / "big.bin", BIG)
     write(src / "keep.txt", b"this one stays fine")
     path = tmp_path / "repo"
-    repo = Repository.init(path, chunking=SMALL)
+    repo = Repository.init(path, chunking=SMALL, version=2)  # one record per object (groups: test_groups.py)
     tree = repo.snapshot(src)
     commit = repo.commit(tree)
     repo.refs.set("main", commit)
@@ -72,7 +72,7 @@ def test_any_flipped_payload_byte_is_detected(tmp_path_factory, where, what):
     write(src / "text.txt", SMALL_TEXT)
     write(src / "random.bin", SMALL_RANDOM)
     write(src / "big.bin", BIG[:10_000])
-    repo = Repository.init(tmp / "repo", chunking=SMALL)
+    repo = Repository.init(tmp / "repo", chunking=SMALL, version=2)
     tree = repo.snapshot(src)
     commit = repo.commit(tree, metadata={"k": "v" * 50})
     ids = {p: e.id for p, e in repo.walk(tree)}
@@ -232,7 +232,8 @@ def test_corrupt_config(stored):
 
 def test_corrupt_ref_log_entry(stored):
     path, *_ = stored
-    (entry,) = [p for p in (path / "refs").iterdir() if p.name.startswith("main@")]
+    # this fixture is format version 2: one folder per ref (version 3: refs/main@<seq>)
+    (entry,) = [p for p in (path / "refs" / "main").iterdir() if p.name.startswith("@")]
     entry.write_bytes(b"\xc1garbage")
     repo = Repository.open(path)
     with pytest.raises(FormatError):

@@ -98,7 +98,7 @@ class Ingest:
         if self.writer is not None and len(self.writer) and self.writer.size + len(stored) > self.odb.pack_size:
             self._publish()
         if self.writer is None:
-            self.writer = PackWriter(self.odb.storage, self.odb.digest_size)
+            self.writer = PackWriter(self.odb.storage, self.odb.digest_size, group_size=self.odb.group_size, level=self.odb.level)
         self.writer.add(oid, type_tag, codec_id, stored, raw_length)
         self.stored += 1
         self.bytes_stored += len(stored)
@@ -377,11 +377,16 @@ class StoreOps:
         return excluded
 
     def records(self, order: list[bytes]) -> Iterator[tuple[bytes, int, int, bytes | memoryview, int]]:
-        """Stored records of ``order`` (the client verifies each on arrival)."""
+        """Stored records of ``order`` (the client verifies each on arrival).
+
+        A group member goes out as a record of its own (see :meth:`ObjectDatabase.export`).
+        """
         odb = self.repo.odb
+        # Each fetch reads the packs as they are now: damage since an earlier
+        # request is met (and refused by the client) as it would be without groups.
+        odb.forget_groups()
         for oid in order:
-            entry, stored, _where = odb.read_stored(oid)
-            yield oid, entry.type_tag, entry.codec, stored, entry.raw_length
+            yield (oid, *odb.export(oid, verify=False))
 
 
 __all__ = ["MAX_REF_NAME", "Ingest", "RefUpdate", "Refused", "StoreOps", "check_id", "check_ref_name"]

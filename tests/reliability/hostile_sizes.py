@@ -29,7 +29,7 @@ import msgpack
 import xxhash
 
 from objstore import Commit, Repository
-from objstore.codec import ZSTD
+from objstore.codec import GROUPED, RAW, ZSTD
 from objstore.objects import TREE
 from objstore.packs import PackWriter
 from objstore.refs import REFS_DIR
@@ -82,6 +82,9 @@ def forge(src: Path, dst: Path, victim: str, stored: bytes, raw_length: int, cod
             for oid, e in good.odb.index(name).items():
                 if oid == victim_raw:
                     writer.add(oid, e.type_tag, codec_id, stored, raw_length)
+                    continue
+                if e.codec == GROUPED:  # this writer gives every object a record of its own
+                    writer.add(oid, e.type_tag, RAW, bytes(good.odb.get_encoded(oid)), e.raw_length)
                     continue
                 data = good.storage.read_range(f"packs/{name}.pack", e.offset, e.stored_length)
                 writer.add(oid, e.type_tag, e.codec, data, e.raw_length)

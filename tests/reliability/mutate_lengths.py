@@ -2,7 +2,9 @@
 
 The fields are the ones a reader takes from outside: an index's count, each
 index entry's offset, stored length and raw length, each pack record
-header's lengths, and the content size in each zstd frame header. The new
+header's lengths, the content size in each zstd frame header, and in each
+group record its member count and member lengths. The store is built twice:
+format version 2 (one record per object) and 3 (small objects in groups). The new
 values range from off-by-one to 2^64 - 1. After each rewrite the store is
 read the ways a user reads it (every object by id, fsck, checkout, a fetch
 over fsspec); each read must give the honest bytes or raise an objstore
@@ -32,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from objstore import ChunkParams, Repository
-from objstore.codec import ZSTD
+from objstore.codec import GROUPED, ZSTD
 from objstore.errors import ObjstoreError
 from objstore.packs import PackIndex
 
@@ -62,29 +64,36 @@ def build(root: Path) -> tuple[str, dict[str, bytes], dict[str, bytes]]:
     (src / "deep" / "er" / "small").write_bytes(b"x" * 10)
     for i in range(30):
         (src / "deep" / f"f{i:02d}").write_bytes(f"file {i}\n".encode() * (i + 1))
-    with Repository.init(root / "pristine", chunking=CHUNKING) as repo:
-        commit = repo.commit(repo.snapshot(src), message="pristine", metadata={"k": list(range(50))})
-        repo.refs.set("main", commit)
-        repo.repack()  # one pack, one index
-        objects = {oid: bytes(repo.odb.get_encoded(oid)) for oid in repo.odb.iter_ids()}
+    for version in VERSIONS:
+        with Repository.init(root / "pristine" / version, chunking=CHUNKING, version=int(version[1:])) as repo:
+            commit = repo.commit(repo.snapshot(src), message="pristine", metadata={"k": list(range(50))}, timestamp=1.0)
+            repo.refs.set("main", commit)
+            repo.repack()  # one pack, one index
+            objects = {oid: bytes(repo.odb.get_encoded(oid)) for oid in repo.odb.iter_ids()}
     return commit, objects, files_under(src)
+
+
+VERSIONS = ("v2", "v3")
+"""The stores under ``pristine/``: one record per object, and grouped small objects."""
 
 
 def files_under(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def fields(store: Path, digest_size: int) -> list[Field]:
+def fields(root: Path, digest_size: int) -> list[Field]:
     out: list[Field] = []
-    for idx_path in sorted((store / "packs").glob("*.idx")):
-        rel_idx = f"packs/{idx_path.name}"
-        rel_pack = f"packs/{idx_path.stem}.pack"
+    for idx_path in sorted(root.glob("*/packs/*.idx")):
+        version = idx_path.parent.parent.name
+        rel_idx = f"{version}/packs/{idx_path.name}"
+        rel_pack = f"{version}/packs/{idx_path.stem}.pack"
         data = idx_path.read_bytes()
         idx = PackIndex(idx_path.stem, data, digest_size)
-        pack = (store / rel_pack).read_bytes()
+        pack = (root / rel_pack).read_bytes()
         entries_at = 16 + 1024 + idx.count * digest_size
         for fix in (True, False):
             out.append(Field(rel_idx, 8, 8, "index count", fix))
+        groups: set[int] = set()
         for i in range(idx.count):
             e = idx.entry_at(i)
             at = entries_at + 26 * i
@@ -96,6 +105,21 @@ def fields(store: Path, digest_size: int) -> list[Field]:
                 fcs = _frame_content_size_field(pack, e.offset)
                 if fcs is not None:
                     out.append(Field(rel_pack, fcs[0], fcs[1], f"record {i} zstd content size", False))
+            if e.codec == GROUPED and e.offset not in groups:
+                groups.add(e.offset)
+                out.extend(_group_fields(rel_pack, pack, e.offset))
+    return out
+
+
+def _group_fields(rel_pack: str, pack: bytes, at: int) -> list[Field]:
+    """The member count, every member length and the frame content size of the group at ``at``."""
+    (count,) = struct.unpack_from("<I", pack, at)
+    out = [Field(rel_pack, at, 4, f"group at {at} member count", False)]
+    for j in range(count):
+        out.append(Field(rel_pack, at + 4 + 4 * j, 4, f"group at {at} member {j} length", False))
+    fcs = _frame_content_size_field(pack, at + 4 + 4 * count)
+    if fcs is not None:
+        out.append(Field(rel_pack, fcs[0], fcs[1], f"group at {at} zstd content size", False))
     return out
 
 
@@ -119,8 +143,12 @@ def apply(store: Path, field: Field, value: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def read_everything(store: Path, work: Path, commit: str, honest: dict[str, bytes], files: dict[str, bytes]) -> list[str]:
-    """Read the store every way a user would; return what was refused (any other error propagates)."""
+def read_everything(root: Path, work: Path, commit: str, honest: dict[str, bytes], files: dict[str, bytes]) -> list[str]:
+    """Read both stores every way a user would; return what was refused (any other error propagates)."""
+    return [f"{v}: {r}" for v in VERSIONS for r in read_store(root / v, work, commit, honest, files)]
+
+
+def read_store(store: Path, work: Path, commit: str, honest: dict[str, bytes], files: dict[str, bytes]) -> list[str]:
     refused: list[str] = []
     try:
         repo = Repository.open(store)

@@ -46,13 +46,17 @@ def _location(repo: Repository, oid: str) -> tuple[Path, int, int]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> dict[str, Any]:
-    """``main`` holds every file; ``side`` only ``sub/keep.txt``, so damage elsewhere spares it."""
+    """``main`` holds every file; ``side`` only ``sub/keep.txt``, so damage elsewhere spares it.
+
+    Format version 2: one record per object, so damage to one object's bytes is
+    damage to that object alone. (In version 3 small objects share group
+    records, and damage to a group fails its members: tests/test_groups.py.)"""
     src = tmp_path / "src"
     for rel, data in FILES.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
     path = tmp_path / "repo"
-    repo = Repository.init(path, chunking=CHUNKING)
+    repo = Repository.init(path, chunking=CHUNKING, version=2)
     tree = repo.snapshot(src)
     main = repo.commit(tree, message="all")
     repo.refs.set("main", main)

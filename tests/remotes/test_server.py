@@ -138,8 +138,8 @@ def test_ref_update_needs_a_complete_graph(server: ServerProcess, tmp_path: Path
     )
     assert r.status_code == 400 and "main" in r.json()["error"]
     # Upload the commit alone (not its tree): still refused, naming the missing object.
-    entry, stored, _ = local.odb.read_stored(bytes.fromhex(c))
-    body = b"".join(bytes(p) for p in encode_stream(local.odb.digest_size, [(bytes.fromhex(c), entry.type_tag, entry.codec, stored, entry.raw_length)]))
+    record = (bytes.fromhex(c), *local.odb.export(bytes.fromhex(c)))  # a record of its own, as push sends it
+    body = b"".join(bytes(p) for p in encode_stream(local.odb.digest_size, [record]))
     assert requests.post(server.api("/push/pack"), data=body, headers=server.headers(), timeout=30).status_code == 200
     r = requests.post(
         server.api("/push/refs"), json={"updates": [{"name": "main", "old": None, "new": c}]}, headers=server.headers(), timeout=30

@@ -5,12 +5,21 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
 from helpers import SMALL
 from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
+
+# A shell without job control starts background jobs (`.ci/run &`, nohup) with
+# SIGINT ignored, and that disposition is inherited across exec: the CLIs the
+# Ctrl-C tests start would then never see the signal. A handler (unlike an
+# ignore) is reset to the default on exec, so children get Python's usual
+# KeyboardInterrupt again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Hypothesis keeps caches (constants, unicode tables) in ./.hypothesis by default:
 # keep them in a private temp dir instead, removed at exit.

@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import BinaryIO, TypeVar, cast
@@ -84,7 +84,7 @@ def _read_full(stream: BinaryIO, into: memoryview) -> int:
 
 def map_chunks_ahead(
     stream: BinaryIO, params: ChunkParams, fn: Callable[[memoryview], T], depth: int = 2, *, recycle: bool = False
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """``fn(chunk)`` for each chunk of :func:`iter_chunks`, computed on a background thread.
 
     The caller stores chunk *k* while this thread reads, cuts (FastCDC
@@ -235,7 +235,7 @@ def map_chunks_parallel(
     *,
     segment: int = PARALLEL_SEGMENT,
     window: int | None = None,
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """``fn(chunk)`` for each chunk of the first ``size`` bytes of file ``fd``,
     with the file's segments cut on every core.
 
@@ -341,7 +341,7 @@ def map_chunks_hinted(
     *,
     span: int = HINT_SPAN,
     window: int | None = None,
-) -> Iterator[tuple[memoryview, bytes]]:
+) -> Generator[tuple[memoryview, bytes], None, None]:
     """``(chunk, digest(chunk))`` for each chunk of the first ``size`` bytes of
     ``stream`` (a file), exactly as a sequential pass cuts them, guided by
     the chunks of an earlier version of the file (``previous``: their

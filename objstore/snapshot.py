@@ -21,6 +21,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import closing
 from dataclasses import dataclass
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import Any, BinaryIO
@@ -226,16 +227,21 @@ class Snapshotter:
             # in place on every core, only the edited stretches are cut.
             try:
                 guided = map_chunks_hinted(f, size, self.params, lambda v: odb.hash(tag, v), previous)
-                return self._chunked_from(f, ((v, oid, None) for v, oid in guided))
+                with closing(guided):
+                    return self._chunked_from(f, ((v, oid, None) for v, oid in guided))
             except FileChanged:
                 f.seek(0)
         if size >= 2 * PARALLEL_SEGMENT and (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS:
             try:
-                return self._chunked_from(f, map_chunks_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT))
+                with closing(map_chunks_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT)) as cut:
+                    return self._chunked_from(f, cut)
             except FileChanged:
                 f.seek(0)  # it changed under us: a sequential pass reads what is there now
         # Recycled blocks: the loop below is done with a chunk's view when it asks for the next.
-        return self._chunked_from(f, map_chunks_ahead(f, self.params, hashed, recycle=True))
+        # Closed here, before ``f``: an exception (Ctrl-C) must stop the reading thread while
+        # its file descriptor is still open, not when the traceback is freed.
+        with closing(map_chunks_ahead(f, self.params, hashed, recycle=True)) as ahead:
+            return self._chunked_from(f, ahead)
 
     def _chunked_from(
         self, f: BinaryIO, hashed_chunks: Iterator[tuple[memoryview, bytes, bool | None]]

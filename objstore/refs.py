@@ -225,6 +225,18 @@ def _name_of_key(key: str) -> str | None:
         return None
 
 
+def _read_cached(path: str | None, bound: int) -> bytes | None:
+    """A local cache file's bytes, or None if there is no cache, or it is unreadable or over ``bound``."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            check_size(path, os.fstat(f.fileno()).st_size, bound)
+            return f.read()
+    except (OSError, FormatError):
+        return None
+
+
 class _Moved(Exception):
     """A file a listing showed is gone: a compaction ran meanwhile; list again."""
 
@@ -392,15 +404,14 @@ class RefStore:
         path = self._packed_path(generation)
         data = None
         cached = os.path.join(self.entry_cache_dir, "packed", str(generation)) if self.entry_cache_dir else None
-        if cached is not None:
+        local = _read_cached(cached, MAX_PACKED_REFS_SIZE)
+        if local is not None:
             try:
-                with open(cached, "rb") as f:
-                    check_size(cached, os.fstat(f.fileno()).st_size, MAX_PACKED_REFS_SIZE)
-                    got = PackedRefs.decode(f.read(), cached)
+                got = PackedRefs.decode(local, cached or path)
                 if got.generation == generation:
                     self._generation = got
                     return got
-            except (OSError, FormatError):
+            except FormatError:
                 pass
         try:
             data = self.storage.read_bounded(path, MAX_PACKED_REFS_SIZE)
@@ -443,14 +454,13 @@ class RefStore:
     def _read_entry(self, name: str, seq: int) -> RefLogEntry:
         path = self._path(name, seq)
         cached = os.path.join(self.entry_cache_dir, *path.split("/")) if self.entry_cache_dir else None
-        if cached is not None:
+        local = _read_cached(cached, MAX_REF_ENTRY_SIZE)
+        if local is not None:
             try:
-                with open(cached, "rb") as f:
-                    check_size(cached, os.fstat(f.fileno()).st_size, MAX_REF_ENTRY_SIZE)
-                    entry = RefLogEntry.decode(f.read(), path)
+                entry = RefLogEntry.decode(local, path)
                 if entry.name == name and entry.seq == seq:
                     return entry
-            except (OSError, FormatError):
+            except FormatError:
                 pass
         try:
             data = self.storage.read_bounded(path, MAX_REF_ENTRY_SIZE)

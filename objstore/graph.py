@@ -9,7 +9,7 @@ recursion limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .objects import BLOB, CHUNKED, COMMIT, TREE, ChunkedBlob, Commit, Tree
@@ -54,6 +54,32 @@ def reachable_from(odb: ObjectDatabase, roots: Iterable[bytes]) -> set[bytes]:
             continue  # missing (fsck reports it); nothing below it to keep
         stack.extend(children(odb, oid))
     return seen
+
+
+def children_first_until(odb: ObjectDatabase, roots: Iterable[bytes], stop: Callable[[bytes], bool]) -> list[bytes]:
+    """Objects reachable from ``roots``, children before parents, in depth-first
+    order, neither listing nor descending into an object for which ``stop``
+    is true (``stop`` is asked once per object).
+
+    The order is the one a receiver can store as it goes: everything below
+    an object arrives before it.
+    """
+    order: list[bytes] = []
+    seen: set[bytes] = set()
+    stack: list[tuple[bytes, bool]] = [(r, False) for r in reversed(list(roots))]
+    while stack:
+        oid, expanded = stack.pop()
+        if expanded:
+            order.append(oid)
+            continue
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if stop(oid):
+            continue
+        stack.append((oid, True))
+        stack.extend((c, False) for c in reversed(children(odb, oid)))
+    return order
 
 
 def reachable(repo: Repository) -> set[bytes]:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import codec
 from .config import CONFIG_PATH, RepoConfig
 from .errors import CorruptObject, FormatError, NotARepository, PushRejected, RefConflict, RefNotFound, RemoteError
-from .graph import children, children_first, is_ancestor, object_children
+from .graph import children_first, children_first_until, is_ancestor, object_children
 from .ids import ObjectId
 from .limits import MAX_CONFIG_SIZE
 from .objects import BLOB, Commit, decode
@@ -323,20 +323,7 @@ class Remote:
         leaves first, so having an object means having everything below it.
         """
         odb = self.local.odb
-        order: list[bytes] = []
-        seen: set[bytes] = set()
-        stack: list[tuple[bytes, bool]] = [(odb.raw_id(t), False) for t in reversed(targets)]
-        while stack:
-            oid, expanded = stack.pop()
-            if expanded:
-                order.append(oid)
-                continue
-            if oid in seen or self.odb.has_raw(oid):
-                continue
-            seen.add(oid)
-            stack.append((oid, True))
-            stack.extend((c, False) for c in reversed(children(odb, oid)))
-        return order
+        return children_first_until(odb, [odb.raw_id(t) for t in targets], self.odb.has_raw)
 
     def _push_ref(self, name: str, target: ObjectId, head: RefLogEntry | None, force: bool, result: TransferResult) -> None:
         current = head.new if head else None

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec, limits
 from .errors import CorruptObject, FormatError, ObjstoreError, PushRejected, ServerUnreachable
-from .graph import children, children_first, is_ancestor
+from .graph import children_first, children_first_until, is_ancestor
 from .ids import ObjectId
 from .objects import BLOB, Commit, decode
 from .packs import IndexEntry
@@ -84,26 +84,16 @@ class SmartRemote:
         """(objects reachable from ``targets`` children first, stopping at ``known``; the known ones met)."""
         odb = self.local.odb
         odb.refresh()  # packs another handle on this store published since we last looked
-        order: list[bytes] = []
         met: list[bytes] = []
-        seen: set[bytes] = set()
-        stack: list[tuple[bytes, bool]] = [(odb.raw_id(t), False) for t in reversed(targets)]
-        while stack:
-            oid, expanded = stack.pop()
-            if expanded:
-                order.append(oid)
-                continue
-            if oid in seen:
-                continue
-            seen.add(oid)
+
+        def stop(oid: bytes) -> bool:
             if oid in known:
                 met.append(oid)
-                continue
-            if not odb.has_raw(oid):
-                continue  # history a shallow fetch left on the server: it has it, or refuses the refs
-            stack.append((oid, True))
-            stack.extend((c, False) for c in reversed(children(odb, oid)))
-        return order, met
+                return True
+            # history a shallow fetch left on the server: it has it, or refuses the refs
+            return not odb.has_raw(oid)
+
+        return children_first_until(odb, [odb.raw_id(t) for t in targets], stop), met
 
     def _negotiate(self, wanted: dict[str, ObjectId], ids: list[bytes]) -> tuple[set[bytes], dict[str, str | None]]:
         r = self.client.request(

@@ -28,6 +28,16 @@ def write(path: Path | str, data: bytes, executable: bool = False) -> Path:
     return path
 
 
+def linear_commits(repo, workdir: Path, count: int) -> list[str]:
+    """``count`` commits of one small tree, each the parent of the next (timestamps 0, 1, ...)."""
+    write(Path(workdir) / "d" / "f", b"content")
+    tree = repo.snapshot(Path(workdir) / "d")
+    out: list[str] = []
+    for i in range(count):
+        out.append(repo.commit(tree, out[-1:], message=f"c{i}", timestamp=float(i)))
+    return out
+
+
 def listing(root: Path | str) -> dict[str, tuple[int, str]]:
     """Every file under ``root``: relative path -> (size, sha256). Symlinks are not followed."""
     out: dict[str, tuple[int, str]] = {}

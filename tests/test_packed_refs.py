@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import PROJECT_ROOT, SMALL, write
+from helpers import PROJECT_ROOT, SMALL, linear_commits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,12 +28,7 @@ from objstore.storage import LocalStorage
 
 @pytest.fixture
 def commits(repo, tmp_path):
-    write(tmp_path / "d" / "f", b"content")
-    t = repo.snapshot(tmp_path / "d")
-    out = []
-    for i in range(6):
-        out.append(repo.commit(t, out[-1:], message=f"c{i}", timestamp=float(i)))
-    return out
+    return linear_commits(repo, tmp_path, 6)
 
 
 def ref_files(path: Path) -> list[str]:

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from helpers import PROJECT_ROOT, listing, write
+from helpers import PROJECT_ROOT, linear_commits, listing, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,12 +19,7 @@ from objstore.errors import InvalidRefName, ObjectNotFound, RefConflict, RefNotF
 
 @pytest.fixture
 def commits(repo, tmp_path):
-    write(tmp_path / "d" / "f", b"content")
-    t = repo.snapshot(tmp_path / "d")
-    out = []
-    for i in range(4):
-        out.append(repo.commit(t, out[-1:], message=f"c{i}", timestamp=float(i)))
-    return out
+    return linear_commits(repo, tmp_path, 4)
 
 
 def test_set_get_list_history_delete(repo, commits):

@@ -16,8 +16,9 @@ TEXT = b"".join(b"line %d of a log that compresses well\n" % i for i in range(30
 
 @pytest.fixture
 def many_batches(monkeypatch):
-    """Batches of a few chunks, so even a small file is written by several tasks at once."""
+    """Runs of a few chunks, so even a small file is verified by several tasks at once."""
     monkeypatch.setattr(chunkcopy, "BATCH", 8 * 1024)
+    monkeypatch.setattr(chunkcopy, "FIRST_BATCH", 2 * 1024)
 
 
 def _store(tmp_path, data: bytes, name: str = "big.bin", version: int = 2) -> tuple[Repository, str]:
@@ -42,16 +43,41 @@ def test_raw_and_compressed_chunks_in_many_batches_restore_exactly(tmp_path, man
     assert result.bytes == len(data)
 
 
-def test_without_copy_file_range_raw_chunks_are_written_from_the_map(tmp_path, monkeypatch, many_batches):
-    monkeypatch.setattr(chunkcopy, "_copy_file_range", None)
+def test_runs_longer_than_one_gather_write_restore_exactly(tmp_path, monkeypatch, many_batches):
+    monkeypatch.setattr(chunkcopy, "_IOV_MAX", 2)  # a run of raw chunks takes several pwritev calls
     data = rand_bytes(3, 200_000)
     repo, tree = _store(tmp_path, data)
     repo.checkout(tree, tmp_path / "out")
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
 
 
-def test_checkout_onto_another_filesystem_falls_back_from_the_kernel_copy(tmp_path):
-    """copy_file_range between two filesystems fails with EXDEV: the chunks are written from the map instead."""
+def test_a_short_gather_write_is_continued_where_it_stopped(tmp_path, monkeypatch):
+    real = os.pwritev
+    calls = []
+
+    def at_most_1000_bytes(fd, buffers, offset):  # what a signal or a full pipe can do to a write
+        calls.append(offset)
+        left, some = 1000, []
+        for b in buffers:
+            some.append(b[:left])
+            left -= len(some[-1])
+            if not left:
+                break
+        return real(fd, some, offset)
+
+    monkeypatch.setattr(os, "pwritev", at_most_1000_bytes)
+    parts = [rand_bytes(10 + i, n) for i, n in enumerate((700, 2500, 1, 999, 1000, 3))]
+    fd = os.open(tmp_path / "f.bin", os.O_WRONLY | os.O_CREAT)
+    try:
+        chunkcopy._pwritev_all(fd, [memoryview(p) for p in parts], 5)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f.bin").read_bytes() == bytes(5) + b"".join(parts)
+    assert len(calls) == 6
+
+
+def test_checkout_onto_another_filesystem(tmp_path):
+    """The store on one filesystem, the checkout on another (a kernel copy between files there fails with EXDEV)."""
     shm = "/dev/shm"
     if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev or not os.access(shm, os.W_OK):
         pytest.skip("needs /dev/shm on another filesystem than the temp dir")
@@ -92,6 +118,31 @@ def test_a_corrupt_raw_chunk_stops_every_writer_and_leaves_no_file(tmp_path, man
         repo.checkout(tree, dest)
     assert (dest / "big.bin").read_bytes() == b"the user's copy"
     assert not [p for p in dest.rglob("*") if "objstore-tmp" in p.name]
+
+
+def test_nothing_from_a_corrupt_chunks_run_onwards_is_written(tmp_path, many_batches):
+    """Runs are written only once verified, in file order: the writer stops before the bad one's run."""
+    data = rand_bytes(9, 400_000)
+    repo, tree = _store(tmp_path, data)
+    blob = repo.get(dict((p, e.id) for p, e in repo.walk(tree))["big.bin"])
+    assert isinstance(blob, ChunkedBlob)
+    at = len(blob.chunks) // 2
+    bad = blob.chunks[at][0]
+    pack, offset, length = object_location(repo, bad)
+    repo.close()
+    flip_byte(pack, offset + length - 1)
+    repo = Repository.open(tmp_path / "repo")
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(CorruptObject) as info:
+            chunkcopy.write_chunks(repo.odb, fd, blob.chunks)
+        assert info.value.object_id == bad
+        written = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    bad_at = sum(n for _, n in blob.chunks[:at])
+    assert written <= bad_at
+    assert (tmp_path / "out.bin").read_bytes() == data[:written]  # what was written is right
 
 
 def test_a_chunk_whose_size_disagrees_with_the_chunk_list_is_corrupt(tmp_path):

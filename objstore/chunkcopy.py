@@ -306,38 +306,28 @@ def write_chunks(
     """
     failed = threading.Event()
     packs = _Packs(odb) if isinstance(odb.storage, LocalStorage) else None
-    if sum(size for _, size in chunks) <= FIRST_BATCH:  # one small run: no hand-over to the pool
-        try:
-            for batch in _plan(odb, chunks):
-                raw = _verify_batch(odb, fd, batch, packs, failed)
-                if raw:
-                    assert packs is not None
-                    _write_verified(fd, raw, packs)
-        finally:
-            if packs is not None:
-                packs.close()
-        total = sum(size for _, size in chunks)
-        if progress is not None and total:
-            progress(total)
-        return total
-    ex = pool()
     window = workers() + 1
     inflight: deque[tuple[list[_Piece], Future[list[_Piece] | None]]] = deque()
     total = 0
     try:
         batches = _plan(odb, chunks)
-        more = True
+        first = next(batches, None)
+        more = first is not None
         while True:
             while more and len(inflight) < window:
                 planned: list[_Piece] | None = next(batches, None)
                 if planned is None:
                     more = False
                 else:
-                    inflight.append((planned, ex.submit(_verify_batch, odb, fd, planned, packs, failed)))
-            if not inflight:
+                    inflight.append((planned, pool().submit(_verify_batch, odb, fd, planned, packs, failed)))
+            if first is not None:
+                # Verified here while the pool starts on the next runs: writing starts sooner.
+                batch, raw, first = first, _verify_batch(odb, fd, first, packs, failed), None
+            elif inflight:
+                batch, future = inflight.popleft()
+                raw = future.result()
+            else:
                 break
-            batch, future = inflight.popleft()
-            raw = future.result()
             if raw is None:  # stopped: the run that failed raises when its turn comes
                 continue
             if raw:

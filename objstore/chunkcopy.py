@@ -80,25 +80,13 @@ def _raw_ids(odb: ObjectDatabase, chunks: Sequence[tuple[ObjectId, int]]) -> lis
 
 
 def _plan(odb: ObjectDatabase, chunks: Sequence[tuple[ObjectId, int]]) -> Iterator[list[_Piece]]:
-    """Runs of chunks, each with its raw record's pack and index entry where a local pack has one.
-
-    A generator: the first run goes to the pool before the rest are looked up.
-    """
-    local = isinstance(odb.storage, LocalStorage)
-    locate, check = odb.locate, odb.check_entry
+    """Runs of chunks at their offsets (where each is stored is looked up by the task verifying its run)."""
     batch: list[_Piece] = []
     batch_bytes = 0
     limit = min(FIRST_BATCH, BATCH)
     out = 0
     for oid, (_, size) in zip(_raw_ids(odb, chunks), chunks):
-        pack: str | None = None
-        entry: IndexEntry | None = None
-        if local:
-            loc = locate(oid)
-            if loc is not None and loc[1].codec == codec.RAW:
-                pack, entry = loc
-                check(oid, entry, pack_path(pack))  # sizes the format allows, before any read
-        batch.append(_Piece(oid, out, size, pack, entry))
+        batch.append(_Piece(oid, out, size, None, None))
         out += size
         batch_bytes += size
         if batch_bytes >= limit:
@@ -107,6 +95,16 @@ def _plan(odb: ObjectDatabase, chunks: Sequence[tuple[ObjectId, int]]) -> Iterat
             limit = min(2 * limit, BATCH)
     if batch:
         yield batch
+
+
+def _locate(odb: ObjectDatabase, pieces: list[_Piece]) -> None:
+    """Fill in the local pack and index entry of each piece stored raw in one."""
+    locate, check, raw_codec = odb.locate, odb.check_entry, codec.RAW
+    for p in pieces:
+        loc = locate(p.oid)
+        if loc is not None and loc[1].codec == raw_codec:
+            check(p.oid, loc[1], pack_path(loc[0]))  # sizes the format allows, before any read
+            p.pack, p.entry = loc
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
@@ -258,6 +256,7 @@ def _verify_batch(
     raw: list[_Piece] = []
     try:
         if packs is not None:
+            _locate(odb, pieces)
             packs.drop_written()
             packs.read_ahead(pieces)
         for p in pieces:

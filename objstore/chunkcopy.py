@@ -27,6 +27,7 @@ needed a fallback between two filesystems (EXDEV), ``pwritev`` does not.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import threading
@@ -50,7 +51,17 @@ FIRST_BATCH = 1024 * 1024
 """The first run's bytes; each next run doubles, up to :data:`BATCH` (the writer waits only for a small one)."""
 
 _FAULT_AROUND = 64 * 1024  # Linux's default fault_around_bytes
-_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024)
+
+
+def _iov_max() -> int:
+    try:
+        n = os.sysconf("SC_IOV_MAX")
+    except (AttributeError, ValueError, OSError):
+        return 1024
+    return min(1024, n) if n > 0 else 1024
+
+
+_IOV_MAX = _iov_max()
 _MADV_POPULATE_READ = 22  # Linux 5.14; not in Python 3.11's mmap module
 
 
@@ -111,6 +122,8 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "the file took no more bytes")
         view = view[n:]
         offset += n
 
@@ -119,6 +132,8 @@ def _pwritev_all(fd: int, views: list[memoryview], offset: int) -> None:
     """Write ``views`` back to back from ``offset`` (one gather write, continued after a short one)."""
     while views:
         n = os.pwritev(fd, views, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "the file took no more bytes")
         offset += n
         i = 0
         while i < len(views) and n >= len(views[i]):

@@ -9,14 +9,17 @@ changing them changes every cut point.
 from __future__ import annotations
 
 import bisect
+import mmap
 import os
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
+from contextlib import closing
 from dataclasses import asdict, dataclass
-from typing import BinaryIO, TypeVar, cast
+from typing import BinaryIO, Generic, TypeVar, cast
 
 from pyfastcdc import FastCDC
 
@@ -68,6 +71,16 @@ def iter_chunks(stream: BinaryIO, params: ChunkParams) -> Iterator[memoryview]:
 
 
 _AHEAD_BLOCK = 4 * 1024 * 1024
+
+
+def _fresh_buffer(size: int) -> mmap.mmap:
+    """``size`` zero bytes to read into, from an anonymous mapping.
+
+    Its pages are first touched by the kernel as a read fills them, with the
+    GIL released. A bytearray is zeroed by Python holding the GIL, which
+    stalls the storing thread for milliseconds per fresh 4 MiB buffer.
+    """
+    return mmap.mmap(-1, size)
 _DONE = object()
 
 
@@ -87,15 +100,29 @@ def map_chunks_ahead(
 ) -> Generator[T, None, None]:
     """``fn(chunk)`` for each chunk of :func:`iter_chunks`, computed on a background thread.
 
+    See :func:`map_chunk_runs_ahead`, which this flattens: with ``recycle``
+    the caller must be done with a chunk's view when it asks for the next one.
+    """
+    with closing(map_chunk_runs_ahead(stream, params, fn, depth, recycle=recycle)) as runs:
+        for run in runs:
+            yield from run
+
+
+def map_chunk_runs_ahead(
+    stream: BinaryIO, params: ChunkParams, fn: Callable[[memoryview], T], depth: int = 2, *, recycle: bool = False
+) -> Generator[list[T], None, None]:
+    """``fn(chunk)`` for each chunk of :func:`iter_chunks`, computed on a
+    background thread, in runs (the chunks cut from one block, in order).
+
     The caller stores chunk *k* while this thread reads, cuts (FastCDC
     releases the GIL) and runs ``fn`` (e.g. hashing, which does too) on the
     chunks after it, so two cores work on one large file. Blocks are never
     reused: a chunk's view stays valid for as long as it is held. With
     ``recycle`` they are: a block's buffer is read into again once the
-    caller asks for a chunk two blocks later, which saves the page faults
+    caller asks for the run after next, which saves the page faults
     and zeroing of a fresh buffer per block (a sixth of this thread's work);
-    the caller must then be done with a chunk's view when it asks for the
-    next one. At most ``depth`` blocks (4 MiB, or four times ``max_size``)
+    the caller must then be done with a run's views when it asks for the
+    next run. At most ``depth`` blocks (4 MiB, or four times ``max_size``)
     wait in the queue.
 
     Cut points are identical to a sequential pass: a chunk is taken from a
@@ -107,7 +134,7 @@ def map_chunks_ahead(
     block = max(_AHEAD_BLOCK, 4 * params.max_size)
     out: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
 
     def put(item: object) -> bool:
         while not stop.is_set():
@@ -127,8 +154,8 @@ def map_chunks_ahead(
                 try:
                     buf = free.get_nowait()
                 except queue.Empty:
-                    buf = bytearray(params.max_size + block)
-                buf[: len(carry)] = carry
+                    buf = _fresh_buffer(params.max_size + block)
+                memoryview(buf)[: len(carry)] = carry
                 n = _read_full(stream, memoryview(buf)[len(carry) : len(carry) + block])
                 total = len(carry) + n
                 eof = n < block
@@ -150,7 +177,7 @@ def map_chunks_ahead(
 
     worker = threading.Thread(target=produce, name="objstore-chunker", daemon=True)
     worker.start()
-    held: bytearray | None = None
+    held: mmap.mmap | None = None
     try:
         while True:
             item = out.get()
@@ -158,8 +185,8 @@ def map_chunks_ahead(
                 return
             if isinstance(item, BaseException):
                 raise item
-            taken, used = cast(tuple[list[T], bytearray], item)
-            yield from taken
+            taken, used = cast(tuple[list[T], mmap.mmap], item)
+            yield taken
             if recycle:
                 # The block before: this one's carried-over start was copied from it.
                 if held is not None:
@@ -175,8 +202,19 @@ def map_chunks_ahead(
         worker.join()
 
 
-PARALLEL_SEGMENT = 16 * 1024 * 1024
+PARALLEL_SEGMENT = 4 * 1024 * 1024
 """Bytes of a large file cut by one worker in :func:`map_chunks_parallel`."""
+
+
+@dataclass
+class _Segment(Generic[T]):
+    """What a worker of :func:`map_chunk_runs_parallel` made of one segment."""
+
+    chunks: list[tuple[int, int, T]]  # (file offset, length, fn(chunk)) from the segment's false start
+    starts: dict[int, int]  # file offset of a chunk -> its index in ``chunks``
+    buf: mmap.mmap | None  # the recycled buffer holding ``data``
+    data: memoryview  # the segment's bytes and up to max_size after it
+    eof: bool  # ``data`` reaches the end of the file
 
 
 class FileChanged(Exception):
@@ -210,7 +248,7 @@ def _preadv_full(fd: int, into: memoryview, offset: int) -> int:
 
 
 def _cut_window(
-    cdc: FastCDC, data: bytearray, base: int, limit: int, eof: bool, max_size: int, fn: Callable[[memoryview], T]
+    cdc: FastCDC, data: bytearray | memoryview, base: int, limit: int, eof: bool, max_size: int, fn: Callable[[memoryview], T]
 ) -> list[tuple[int, int, T]]:
     """Chunks of ``data`` (file bytes from ``base``) that start before ``base + limit``.
 
@@ -239,6 +277,28 @@ def map_chunks_parallel(
     """``fn(chunk)`` for each chunk of the first ``size`` bytes of file ``fd``,
     with the file's segments cut on every core.
 
+    :func:`map_chunk_runs_parallel` flattened, without recycled buffers: a
+    chunk's view stays valid for as long as it is held.
+    """
+    with closing(map_chunk_runs_parallel(fd, size, params, fn, segment=segment, window=window)) as runs:
+        for run in runs:
+            yield from run
+
+
+def map_chunk_runs_parallel(
+    fd: int,
+    size: int,
+    params: ChunkParams,
+    fn: Callable[[memoryview], T],
+    *,
+    segment: int = PARALLEL_SEGMENT,
+    window: int | None = None,
+    recycle: bool = False,
+) -> Generator[list[T], None, None]:
+    """``fn(chunk)`` for each chunk of the first ``size`` bytes of file ``fd``,
+    with the file's segments cut on every core, in runs (about a segment's
+    chunks each, in order).
+
     Each worker reads one segment (``segment`` bytes, plus ``max_size``
     for the chunk that crosses its end), cuts it as if the file began there
     and runs ``fn`` on the chunks that start inside it. A segment's first
@@ -250,6 +310,13 @@ def map_chunks_parallel(
     from there. The chunks (and their ids) are therefore exactly those of a
     sequential pass. At most ``window`` segments are in flight.
 
+    With ``recycle`` a segment's buffer is read into again by a later
+    segment once the caller asks for the run after the one that ended with
+    its chunks (it saves the page faults and zeroing of a fresh buffer per
+    segment); the caller must then be done with a run's views when it asks
+    for the next one. Closing the generator waits for the segments being
+    read, so ``fd`` may be closed right after.
+
     Raises :class:`FileChanged` if the file is shorter than ``size`` (a
     caller falls back to a sequential pass).
     """
@@ -257,23 +324,35 @@ def map_chunks_parallel(
     max_size = params.max_size
     bounds = list(range(0, size, segment)) or [0]
     count = len(bounds)
+    free: list[mmap.mmap] = []
+    free_lock = threading.Lock()
+    capacity = segment + max_size
 
-    def work(k: int) -> tuple[list[tuple[int, int, T]], dict[int, int]]:
+    def work(k: int) -> _Segment[T]:
         start = bounds[k]
         end = bounds[k + 1] if k + 1 < count else size
         want = (end - start) + (max_size if k + 1 < count else 0)
-        data = _pread_full(fd, want, start)
-        last = k + 1 == count
+        buf: mmap.mmap | None = None
+        if recycle:
+            with free_lock:
+                buf = free.pop() if free else None
+            if buf is None:
+                buf = _fresh_buffer(capacity)
+            view = memoryview(buf)
+            data = view[: _preadv_full(fd, view[:want], start)]
+        else:
+            data = memoryview(_pread_full(fd, want, start))
         if len(data) < (end - start):
             raise FileChanged(f"read {len(data)} bytes at {start}, expected {end - start}")
-        eof = last or start + len(data) >= size
+        eof = k + 1 == count or start + len(data) >= size
         chunks = _cut_window(cdc, data, start, end - start, eof, max_size, fn)
-        return chunks, {c[0]: i for i, c in enumerate(chunks)}
+        return _Segment(chunks, {c[0]: i for i, c in enumerate(chunks)}, buf, data, eof)
 
     window = window or workers() + 1
     ex = pool()
-    inflight: deque[Future[tuple[list[tuple[int, int, T]], dict[int, int]]]] = deque()
+    inflight: deque[Future[_Segment[T]]] = deque()
     submitted = 0
+    held: list[mmap.mmap] = []  # buffers whose views the caller may still hold
 
     def fill() -> None:
         nonlocal submitted
@@ -281,50 +360,52 @@ def map_chunks_parallel(
             inflight.append(ex.submit(work, submitted))
             submitted += 1
 
+    def release(buf: mmap.mmap | None) -> None:
+        # Called as a run is handed over: the caller has asked for it, so it
+        # is done with the run before and only this run's buffer stays held.
+        if buf is not None:
+            held.append(buf)
+        while len(held) > 1:
+            with free_lock:
+                free.append(held.pop(0))
+
     try:
-        fill()
-        chunks, _ = inflight.popleft().result()
-        fill()
-        pos = 0
-        k = 0
-        while True:
-            for start, length, result in chunks:
-                if start == pos:  # the chunks before a sync point were cut from a false start
-                    yield result
-                    pos += length
-            k += 1
-            if k >= count:
-                break
-            nxt, starts = inflight.popleft().result()
+        pos = 0  # the end of the last chunk handed over: a cut of the sequential pass
+        for k in range(count):
             fill()
-            # Walk on from ``pos`` (a true cut) until it meets a cut of segment k.
+            seg = inflight.popleft().result()
+            fill()
+            run: list[T] = []
+            starts = seg.starts
             seg_end = bounds[k + 1] if k + 1 < count else size
-            while pos not in starts and pos < seg_end:
-                want = min(2 * max_size, size - pos)
-                data = _pread_full(fd, want, pos)
-                if len(data) < want:
-                    raise FileChanged(f"read {len(data)} bytes at {pos}, expected {want}")
-                eof = pos + len(data) >= size
-                walked: list[tuple[int, int, memoryview]] = _cut_window(cdc, data, pos, len(data), eof, max_size, memoryview)
-                for start, length, view in walked:
-                    if start in starts:
+            if pos not in starts and pos < seg_end:
+                # Walk on from ``pos`` (inside this segment's bytes) until a cut
+                # meets one of the segment's own: cut here, from its buffer.
+                base = bounds[k]
+                data = seg.data
+                for chunk in cdc.cut_buf(data[pos - base :]):
+                    if pos in starts or pos >= seg_end:
                         break
-                    yield fn(view)
+                    if not seg.eof and len(data) - (pos - base) < max_size:  # it holds max_size past its end unless the file shrank
+                        raise FileChanged(f"read {len(data)} bytes at {base}, expected {pos + max_size - base}")
+                    run.append(fn(chunk.data))
+                    pos += chunk.length
+            # From a common cut on, the segment's chunks are the sequential pass's
+            # (none if the walk went past the segment without meeting one: rare).
+            at = starts.get(pos)
+            if at is not None:
+                for start, length, result in seg.chunks[at:]:
+                    run.append(result)
                     pos = start + length
-                else:
-                    continue
-                break
-            if pos >= seg_end and pos not in starts:
-                # No common cut inside segment k (rare): its chunks are all
-                # from a false start; the walk above covered it entirely.
-                chunks = []
-                continue
-            chunks = nxt[starts[pos] :] if pos in starts else []
+            release(seg.buf)
+            yield run
         if pos != size:
             raise FileChanged(f"cut {pos} of {size} bytes")
     finally:
         for f in inflight:
             f.cancel()
+        # A segment being read holds ``fd``: wait for it, so the caller may close it.
+        wait_futures([f for f in inflight if not f.cancelled()])
 
 
 HINT_SPAN = 8 * 1024 * 1024

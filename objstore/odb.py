@@ -323,6 +323,27 @@ class ObjectDatabase:
         # A group member costs nothing until its group is sealed, then the group's bytes count.
         self.added_bytes += w.group_bytes - sealed if self.groups(raw_length) else size
 
+    def add_stored_many(self, type_tag: int, records: Sequence[tuple[bytes, int, Sequence[bytes | memoryview], int]]) -> None:
+        """:meth:`add_stored` with ``checked`` for many objects of one type
+        ``(id, codec, stored parts, raw length)``, written with as few
+        syscalls as the pack size allows (a run of large raw chunks: one)."""
+        sizes = [n if c == codec.RAW else sum(len(p) for p in parts) for _, c, parts, n in records]  # raw: stored == typed
+        at = 0
+        while at < len(records):
+            w = self._writer_for(sizes[at])
+            room, slots = self.pack_size - w.size - sizes[at], limits.MAX_PACK_OBJECTS - len(w) - 1
+            end = at + 1
+            while end < len(records) and slots > 0 and sizes[end] <= room:
+                room -= sizes[end]
+                slots -= 1
+                end += 1
+            sealed = w.group_bytes
+            w.add_records(type_tag, records[at:end])
+            self.added_objects += end - at
+            self.added_bytes += sum(n for r, n in zip(records[at:end], sizes[at:end]) if not self.groups(r[3]))
+            self.added_bytes += w.group_bytes - sealed  # a group member counts once its group is sealed
+            at = end
+
     def groups(self, raw_length: int) -> bool:
         """True if an object of this typed-encoding size is stored in a group here."""
         return bool(self.group_size) and raw_length <= GROUP_MEMBER_SIZE

@@ -333,6 +333,12 @@ SYNC_EVERY = 16 * 1024 * 1024
 
 _SMALL_RECORD = 64 * 1024  # records below this are gathered in memory ...
 _BUFFER_LIMIT = 1024 * 1024  # ... and written when this many bytes wait
+_IOV_MAX = 1024  # buffers per writev (Linux's UIO_MAXIOV; POSIX guarantees at least 16)
+if hasattr(os, "sysconf"):
+    try:
+        _IOV_MAX = max(16, min(_IOV_MAX, os.sysconf("SC_IOV_MAX")))
+    except (ValueError, OSError):
+        pass
 
 
 class _BackgroundSync:
@@ -445,16 +451,18 @@ class PackWriter:
     def _write_now(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         assert self._fd is not None
         views = [memoryview(p).cast("B") for p in parts]
+        update = self._hasher.update
         for v in views:
-            self._hasher.update(v)
+            update(v)
         with storage_errors(self._path):
-            while views:
-                n = os.writev(self._fd, views)
-                while views and n >= len(views[0]):
-                    n -= len(views[0])
-                    views.pop(0)
-                if views and n:
-                    views[0] = views[0][n:]
+            at = 0  # views[at:] are still to be written
+            while at < len(views):
+                n = os.writev(self._fd, views[at : at + _IOV_MAX])
+                while at < len(views) and n >= len(views[at]):
+                    n -= len(views[at])
+                    at += 1
+                if n:
+                    views[at] = views[at][n:]
 
     def _maybe_sync(self) -> None:
         if self._durable and self._offset - self._synced_to >= SYNC_EVERY:
@@ -508,6 +516,46 @@ class PackWriter:
         header = oid + _RECORD_TAIL.pack(type_tag, codec, length, raw_length)
         self._entries[oid] = IndexEntry(self._offset + len(header), length, raw_length, type_tag, codec)
         self._write([header, *parts])
+
+    def add_records(self, type_tag: int, records: Sequence[tuple[bytes, int, Sequence[bytes | memoryview], int]]) -> None:
+        """Append large objects ``(id, codec, stored parts, raw length)`` of one type, all with one writev.
+
+        What :meth:`add` does for each (the parts of a record are written back
+        to back, nothing large is joined or copied), in as few syscalls as the
+        kernel allows: a run of big raw chunks costs one write. A record small
+        enough for a group goes through :meth:`add`.
+        """
+        entries = self._entries
+        group = self._group
+        tail = _RECORD_TAIL.pack
+        offset = self._offset
+        iov: list[bytes | memoryview] = []
+        for oid, codec, parts, raw_length in records:
+            if oid in entries or oid in group:
+                continue
+            if codec == codecs.GROUPED or (self.group_size and raw_length <= GROUP_MEMBER_SIZE):
+                if iov:
+                    self._write(iov)
+                    iov = []
+                self.add(oid, type_tag, codec, list(parts), raw_length)
+                offset = self._offset
+                continue
+            length = raw_length if codec == codecs.RAW else sum(len(p) for p in parts)
+            header = oid + tail(type_tag, codec, length, raw_length)
+            offset += len(header)
+            entries[oid] = _new_entry(IndexEntry, (offset, length, raw_length, type_tag, codec))
+            offset += length
+            if len(parts) > 1 and len(parts[0]) < 64:  # a small first part (a type tag) rides with the header
+                iov.append(header + parts[0])
+                iov += parts[1:]
+            else:
+                iov.append(header)
+                iov += parts
+        if iov:
+            self._flush_buffer()
+            self._write_now(iov)
+            self._offset = offset
+            self._maybe_sync()
 
     def add_many(self, records: Sequence[tuple[bytes, int, int, bytes | memoryview, int]]) -> None:
         """Append many small objects ``(id, type tag, codec, stored, raw length)`` with one buffer write.

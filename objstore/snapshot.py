@@ -33,9 +33,9 @@ from .chunking import (
     PARALLEL_SEGMENT,
     ChunkParams,
     FileChanged,
-    map_chunks_ahead,
+    map_chunk_runs_ahead,
+    map_chunk_runs_parallel,
     map_chunks_hinted,
-    map_chunks_parallel,
 )
 from .errors import CorruptObject, ObjectNotFound, PathNotFound, TooLarge, UnsafePath
 from .ids import ObjectId, to_hex
@@ -67,11 +67,9 @@ _FILES_AND_DIRS = frozenset((stat.S_IFREG, stat.S_IFDIR))
 _SMALL_BATCH = 1024 * 1024  # bytes of small files handed to zstd at once
 _COMPRESS_BATCH = 8 * 1024 * 1024  # bytes of compressible chunks handed to zstd at once
 _COMPRESS_WINDOW = 3  # batches in flight
-PARALLEL_MIN_CPUS = 4
-"""Cores from which a large file's segments are cut in parallel. With two, the
-sequential cutter's thread and the writing thread already fill both, and the
-parallel pass only adds work (measured idle, 1 GiB in tmpfs: 0.86 GiB/s
-sequential vs 0.72 GiB/s parallel)."""
+PARALLEL_MIN_CPUS = 2
+"""Cores from which a large file's segments are cut in parallel (on the pool,
+while this thread writes). With one, a single reading thread cuts ahead."""
 
 Progress = Callable[[int], None]
 
@@ -205,19 +203,23 @@ class Snapshotter:
 
         Each chunk is hashed straight from FastCDC's buffer. Chunks already
         stored are skipped; incompressible ones (the cheap probe says so) are
-        written as they are, header and payload in one writev, with no copy.
-        Compressible ones are copied out and gathered into batches that zstd
-        compresses on its own native threads (python-zstandard's one-shot
-        ``compress`` holds the GIL), on the pool while this thread cuts the next
-        ones; at most three batches are in flight.
+        written as they are, a run of them (headers and payloads) in one
+        writev, with no copy. Compressible ones are copied out and gathered
+        into batches that zstd compresses on its own native threads
+        (python-zstandard's one-shot ``compress`` holds the GIL), on the pool
+        while this thread cuts the next ones; at most three batches are in
+        flight.
+
+        With two cores or more the file's segments are read, cut, hashed and
+        probed on the pool while this thread writes; with one, a reading
+        thread does that ahead of this one.
         """
         odb = self.odb
         tag = bytes((BLOB,))
         level = odb.level
 
         def hashed(v: memoryview) -> tuple[memoryview, bytes, bool | None]:
-            # The probe runs here too, on the cutting thread: the storing
-            # thread (pack writes) is the busier one.
+            # The probe runs here too, off the storing thread (pack writes).
             return v, odb.hash(tag, v), level <= 0 or (len(v) >= codec.PROBE_MIN and codec.looks_incompressible(v))
 
         size = os.fstat(f.fileno()).st_size
@@ -228,29 +230,34 @@ class Snapshotter:
             try:
                 guided = map_chunks_hinted(f, size, self.params, lambda v: odb.hash(tag, v), previous)
                 with closing(guided):
-                    return self._chunked_from(f, ((v, oid, None) for v, oid in guided))
+                    return self._chunked_from(f, ([(v, oid, None)] for v, oid in guided))
             except FileChanged:
                 f.seek(0)
-        if size >= 2 * PARALLEL_SEGMENT and (os.cpu_count() or 1) >= PARALLEL_MIN_CPUS:
+        if size >= 2 * PARALLEL_SEGMENT and _usable_cpus() >= PARALLEL_MIN_CPUS:
             try:
-                with closing(map_chunks_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT)) as cut:
+                # Recycled segment buffers: the loop below is done with a run's views when it asks for the next.
+                cut = map_chunk_runs_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT, recycle=True)
+                with closing(cut):
                     return self._chunked_from(f, cut)
             except FileChanged:
                 f.seek(0)  # it changed under us: a sequential pass reads what is there now
-        # Recycled blocks: the loop below is done with a chunk's view when it asks for the next.
+        # Recycled blocks: the loop below is done with a run's views when it asks for the next.
         # Closed here, before ``f``: an exception (Ctrl-C) must stop the reading thread while
         # its file descriptor is still open, not when the traceback is freed.
-        with closing(map_chunks_ahead(f, self.params, hashed, recycle=True)) as ahead:
+        with closing(map_chunk_runs_ahead(f, self.params, hashed, recycle=True)) as ahead:
             return self._chunked_from(f, ahead)
 
     def _chunked_from(
-        self, f: BinaryIO, hashed_chunks: Iterator[tuple[memoryview, bytes, bool | None]]
+        self, f: BinaryIO, runs: Iterator[list[tuple[memoryview, bytes, bool | None]]]
     ) -> tuple[ObjectId, os.stat_result]:
-        """Store the chunks (view, id, stored raw? or None: not probed yet); return the file's id."""
+        """Store runs of chunks (view, id, stored raw? or None: not probed yet); return the file's id.
+
+        A run's views are used only until the next run is asked for.
+        """
         odb = self.odb
         tag = bytes((BLOB,))
         chunks: list[tuple[ObjectId, int]] = []
-        pending: set[bytes] = set()
+        pending: set[bytes] = set()  # queued or written: not looked up again
         batch: list[tuple[bytes, bytes]] = []
         batch_bytes = 0
         inflight: deque[Future[list[_Prepared]]] = deque()
@@ -262,22 +269,32 @@ class Snapshotter:
             while len(inflight) > _COMPRESS_WINDOW:
                 self._store_all(inflight.popleft().result())
 
-        for view, oid, raw in hashed_chunks:
-            n = len(view)
-            self._tick(n)
-            chunks.append((to_hex(oid), n))
-            if oid in pending or odb.has_raw(oid):
-                continue
-            if raw is None:
-                raw = odb.level <= 0 or (n >= codec.PROBE_MIN and codec.looks_incompressible(view))
-            if raw:
-                odb.add_stored(oid, BLOB, codec.RAW, [tag, view], n + 1, checked=True)
-                continue
-            pending.add(oid)
-            batch.append((oid, b"".join((tag, view))))
-            batch_bytes += n
-            if batch_bytes >= _COMPRESS_BATCH:
-                submit()
+        for run in runs:
+            raws: list[tuple[bytes, int, list[bytes | memoryview], int]] = []
+            run_bytes = 0
+            if len(run) > 1:  # one lookup pass per pack for the run
+                fresh = set(odb.missing([oid for _, oid, _ in run if oid not in pending]))
+            else:  # the merged prefix table answers one id fastest
+                fresh = {oid for _, oid, _ in run if oid not in pending and not odb.has_raw(oid)}
+            for view, oid, raw in run:
+                n = len(view)
+                run_bytes += n
+                chunks.append((to_hex(oid), n))
+                if oid not in fresh or oid in pending:
+                    continue
+                pending.add(oid)
+                if raw is None:
+                    raw = odb.level <= 0 or (n >= codec.PROBE_MIN and codec.looks_incompressible(view))
+                if raw:
+                    raws.append((oid, codec.RAW, [tag, view], n + 1))
+                    continue
+                batch.append((oid, b"".join((tag, view))))
+                batch_bytes += n
+                if batch_bytes >= _COMPRESS_BATCH:
+                    submit()
+            if raws:
+                odb.add_stored_many(BLOB, raws)
+            self._tick(run_bytes)
         if batch:
             submit()
         while inflight:
@@ -693,6 +710,14 @@ class Snapshotter:
                 entries.append(child)
         tree = Tree.from_entries(entries)
         return self.odb.put(tree), tree.size
+
+
+def _usable_cpus() -> int:
+    """The cores this process may run on (a pinned process gets fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _lstat_each(dfd: int, names: list[str]) -> tuple[list[str], list[os.stat_result]]:

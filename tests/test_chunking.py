@@ -223,13 +223,13 @@ def test_a_large_file_snapshot_cut_in_parallel_has_the_sequential_ids(tmp_path, 
     write(tmp_path / "big.bin", data)
     ids = []
     segments_cut: list[int] = []
-    real = chunking.map_chunks_parallel
+    real = chunking.map_chunk_runs_parallel
 
     def counting(*args, **kwargs):
         segments_cut.append(-(-args[1] // kwargs["segment"]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(snapshot, "map_chunks_parallel", counting)
+    monkeypatch.setattr(snapshot, "map_chunk_runs_parallel", counting)
     monkeypatch.setattr(snapshot, "PARALLEL_MIN_CPUS", 1)
     for segment in (10**9, 64 * 1024):  # one segment (sequential path) vs many
         monkeypatch.setattr(snapshot, "PARALLEL_SEGMENT", segment)

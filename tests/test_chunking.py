@@ -398,3 +398,94 @@ def test_cutting_ahead_with_recycled_blocks_gives_the_same_chunks(data, depth):
     finally:
         chunking._AHEAD_BLOCK = old
     assert got == chunks_of(data, params)
+
+
+def _parallel_runs(tmp_path, data: bytes, params: ChunkParams, segment: int, window: int | None) -> list[list[bytes]]:
+    """Runs of :func:`map_chunk_runs_parallel` with recycled buffers, each
+    run's views copied before the next is asked for (as a caller must)."""
+    import os
+
+    from objstore.chunking import map_chunk_runs_parallel
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        runs = map_chunk_runs_parallel(fd, len(data), params, lambda v: v, segment=segment, window=window, recycle=True)
+        return [[bytes(v) for v in run] for run in runs]
+    finally:
+        os.close(fd)
+
+
+@given(
+    payloads(max_size=60_000),
+    st.sampled_from([SMALL, ChunkParams(min_size=64, avg_size=256, max_size=1024, small_file=0)]),
+    st.integers(1, 40),
+    st.integers(1, 4),
+)
+@settings(max_examples=150, deadline=None)
+def test_cutting_segments_in_parallel_into_recycled_buffers_gives_exactly_the_sequential_chunks(
+    tmp_path_factory, data, params, pages, window
+):
+    """Recycled segment buffers (each read into again by a later segment) and the
+    re-synchronising walk cut from the next segment's buffer: the sequential cuts."""
+    segment = pages * 512
+    runs = _parallel_runs(tmp_path_factory.mktemp("r"), data, params, segment, window)
+    assert [c for run in runs for c in run] == chunks_of(data, params)
+    assert len(runs) == max(1, -(-len(data) // segment))  # one run per segment
+
+
+def test_recycled_parallel_cutting_with_no_common_cut_point(tmp_path):
+    params = ChunkParams(min_size=64, avg_size=256, max_size=1024, small_file=0)
+    data = bytes(50_000)  # cuts every max_size bytes: segments off that grid never meet them
+    runs = _parallel_runs(tmp_path, data, params, segment=1000, window=2)
+    assert [c for run in runs for c in run] == chunks_of(data, params)
+
+
+def test_closing_parallel_cutting_waits_for_the_segments_being_read(tmp_path):
+    """Ctrl-C in the caller closes the generator; the file may be closed right
+    after, so no worker may still be reading or cutting it."""
+    import os
+    import threading
+    import time
+
+    from objstore.chunking import map_chunk_runs_parallel
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(rand_bytes(3, 400_000))
+    active = 0
+    lock = threading.Lock()
+
+    def slow(view):
+        nonlocal active
+        with lock:
+            active += 1
+        time.sleep(0.002)
+        with lock:
+            active -= 1
+        return bytes(view)
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        runs = map_chunk_runs_parallel(fd, 400_000, SMALL, slow, segment=16_384, window=4, recycle=True)
+        next(runs)
+        runs.close()
+        assert active == 0
+    finally:
+        os.close(fd)
+
+
+def test_cutting_ahead_in_runs_with_recycled_blocks_gives_the_same_chunks():
+    from objstore import chunking
+    from objstore.chunking import map_chunk_runs_ahead
+
+    params = ChunkParams(min_size=64, avg_size=256, max_size=1024, small_file=0)
+    data = rand_bytes(5, 30_000) + bytes(20_000) + rand_bytes(6, 30_000)
+    old = chunking._AHEAD_BLOCK
+    chunking._AHEAD_BLOCK = 4096
+    try:
+        runs = [[bytes(v) for v in run] for run in map_chunk_runs_ahead(io.BytesIO(data), params, lambda v: v, recycle=True)]
+    finally:
+        chunking._AHEAD_BLOCK = old
+    assert len(runs) > 10
+    assert [c for run in runs for c in run] == chunks_of(data, params)

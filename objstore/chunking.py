@@ -265,6 +265,21 @@ def _cut_window(
     return out
 
 
+def segment_bounds(size: int, segment: int) -> list[int]:
+    """Where the segments of a ``size``-byte file start in :func:`map_chunk_runs_parallel`.
+
+    The first ones are smaller (a quarter, then half of ``segment``): the
+    storing thread waits for the first segment before it writes anything.
+    """
+    bounds = [0]
+    step = max(1, segment // 4)
+    while step < segment and bounds[-1] + step < size:
+        bounds.append(bounds[-1] + step)
+        step *= 2
+    bounds.extend(range(bounds[-1] + segment, size, segment))
+    return bounds
+
+
 def map_chunks_parallel(
     fd: int,
     size: int,
@@ -299,8 +314,9 @@ def map_chunk_runs_parallel(
     with the file's segments cut on every core, in runs (about a segment's
     chunks each, in order).
 
-    Each worker reads one segment (``segment`` bytes, plus ``max_size``
-    for the chunk that crosses its end), cuts it as if the file began there
+    Each worker reads one segment (``segment`` bytes, the first ones
+    fewer: see :func:`segment_bounds`; plus ``max_size`` for the chunk that
+    crosses its end), cuts it as if the file began there
     and runs ``fn`` on the chunks that start inside it. A segment's first
     cut is usually not a cut of the sequential pass, so the consumer
     re-synchronises: after the last chunk of segment *k* it cuts on from the
@@ -322,7 +338,7 @@ def map_chunk_runs_parallel(
     """
     cdc = params.chunker()
     max_size = params.max_size
-    bounds = list(range(0, size, segment)) or [0]
+    bounds = segment_bounds(size, segment)
     count = len(bounds)
     free: list[mmap.mmap] = []
     free_lock = threading.Lock()

@@ -429,10 +429,24 @@ def test_cutting_segments_in_parallel_into_recycled_buffers_gives_exactly_the_se
 ):
     """Recycled segment buffers (each read into again by a later segment) and the
     re-synchronising walk cut from the next segment's buffer: the sequential cuts."""
+    from objstore.chunking import segment_bounds
+
     segment = pages * 512
     runs = _parallel_runs(tmp_path_factory.mktemp("r"), data, params, segment, window)
     assert [c for run in runs for c in run] == chunks_of(data, params)
-    assert len(runs) == max(1, -(-len(data) // segment))  # one run per segment
+    assert len(runs) == len(segment_bounds(len(data), segment))  # one run per segment
+
+
+@given(st.integers(0, 2 * 10**6), st.integers(64, 10**6))
+def test_segments_cover_the_file_in_order_the_first_ones_smaller(size, segment):
+    from objstore.chunking import segment_bounds
+
+    bounds = segment_bounds(size, segment)
+    assert bounds[0] == 0
+    assert all(a < b < size for a, b in itertools.pairwise(bounds))
+    ends = [*bounds[1:], size]
+    assert all(0 < e - b <= segment for b, e in zip(bounds, ends)) or size == 0
+    assert len(bounds) <= 2 + -(-size // segment)
 
 
 def test_recycled_parallel_cutting_with_no_common_cut_point(tmp_path):

@@ -71,6 +71,7 @@ def iter_chunks(stream: BinaryIO, params: ChunkParams) -> Iterator[memoryview]:
 
 
 _AHEAD_BLOCK = 4 * 1024 * 1024
+_DONE = object()
 
 
 def _fresh_buffer(size: int) -> mmap.mmap:
@@ -81,7 +82,6 @@ def _fresh_buffer(size: int) -> mmap.mmap:
     stalls the storing thread for milliseconds per fresh 4 MiB buffer.
     """
     return mmap.mmap(-1, size)
-_DONE = object()
 
 
 def _read_full(stream: BinaryIO, into: memoryview) -> int:
@@ -203,7 +203,9 @@ def map_chunk_runs_ahead(
 
 
 PARALLEL_SEGMENT = 4 * 1024 * 1024
-"""Bytes of a large file cut by one worker in :func:`map_chunks_parallel`."""
+"""Bytes of a large file cut by one worker in :func:`map_chunk_runs_parallel`
+(larger segments re-cut less at their starts but keep the storing thread
+waiting longer for the first one, and more memory is faulted in)."""
 
 
 @dataclass

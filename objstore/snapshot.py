@@ -68,8 +68,11 @@ _SMALL_BATCH = 1024 * 1024  # bytes of small files handed to zstd at once
 _COMPRESS_BATCH = 8 * 1024 * 1024  # bytes of compressible chunks handed to zstd at once
 _COMPRESS_WINDOW = 3  # batches in flight
 PARALLEL_MIN_CPUS = 2
-"""Cores from which a large file's segments are cut in parallel (on the pool,
-while this thread writes). With one, a single reading thread cuts ahead."""
+"""Cores (this process may use) from which a large file's segments are read,
+cut and hashed on the pool while the snapshotting thread writes: three
+threads' work spread over both cores (256 MiB in tmpfs, idle: 0.29 -> 0.25 s;
+64 MiB log 0.091 -> 0.077 s). With one core a single reading thread cuts
+ahead of the writing one."""
 
 Progress = Callable[[int], None]
 
@@ -230,7 +233,7 @@ class Snapshotter:
             try:
                 guided = map_chunks_hinted(f, size, self.params, lambda v: odb.hash(tag, v), previous)
                 with closing(guided):
-                    return self._chunked_from(f, ([(v, oid, None)] for v, oid in guided))
+                    return self._chunked_from(f, ((v, oid, None) for v, oid in guided))
             except FileChanged:
                 f.seek(0)
         if size >= 2 * PARALLEL_SEGMENT and _usable_cpus() >= PARALLEL_MIN_CPUS:
@@ -238,22 +241,30 @@ class Snapshotter:
                 # Recycled segment buffers: the loop below is done with a run's views when it asks for the next.
                 cut = map_chunk_runs_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT, recycle=True)
                 with closing(cut):
-                    return self._chunked_from(f, cut)
+                    return self._chunked_runs(f, cut)
             except FileChanged:
                 f.seek(0)  # it changed under us: a sequential pass reads what is there now
         # Recycled blocks: the loop below is done with a run's views when it asks for the next.
         # Closed here, before ``f``: an exception (Ctrl-C) must stop the reading thread while
         # its file descriptor is still open, not when the traceback is freed.
         with closing(map_chunk_runs_ahead(f, self.params, hashed, recycle=True)) as ahead:
-            return self._chunked_from(f, ahead)
+            return self._chunked_runs(f, ahead)
 
     def _chunked_from(
+        self, f: BinaryIO, hashed_chunks: Iterator[tuple[memoryview, bytes, bool | None]]
+    ) -> tuple[ObjectId, os.stat_result]:
+        """Store the chunks (view, id, stored raw? or None: not probed yet); return the file's id.
+
+        A chunk's view is used only until the next chunk is asked for.
+        """
+        return self._chunked_runs(f, ([chunk] for chunk in hashed_chunks))
+
+    def _chunked_runs(
         self, f: BinaryIO, runs: Iterator[list[tuple[memoryview, bytes, bool | None]]]
     ) -> tuple[ObjectId, os.stat_result]:
-        """Store runs of chunks (view, id, stored raw? or None: not probed yet); return the file's id.
-
-        A run's views are used only until the next run is asked for.
-        """
+        """:meth:`_chunked_from` for runs of chunks, each run's new raw chunks
+        written with one writev; a run's views are used only until the next
+        run is asked for."""
         odb = self.odb
         tag = bytes((BLOB,))
         chunks: list[tuple[ObjectId, int]] = []
@@ -272,15 +283,11 @@ class Snapshotter:
         for run in runs:
             raws: list[tuple[bytes, int, list[bytes | memoryview], int]] = []
             run_bytes = 0
-            if len(run) > 1:  # one lookup pass per pack for the run
-                fresh = set(odb.missing([oid for _, oid, _ in run if oid not in pending]))
-            else:  # the merged prefix table answers one id fastest
-                fresh = {oid for _, oid, _ in run if oid not in pending and not odb.has_raw(oid)}
             for view, oid, raw in run:
                 n = len(view)
                 run_bytes += n
                 chunks.append((to_hex(oid), n))
-                if oid not in fresh or oid in pending:
+                if oid in pending or odb.has_raw(oid):
                     continue
                 pending.add(oid)
                 if raw is None:

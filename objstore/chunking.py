@@ -74,14 +74,17 @@ _AHEAD_BLOCK = 4 * 1024 * 1024
 _DONE = object()
 
 
-def _fresh_buffer(size: int) -> mmap.mmap:
-    """``size`` zero bytes to read into, from an anonymous mapping.
+def _fresh_buffer(size: int, recycled: bool) -> mmap.mmap | bytearray:
+    """``size`` zero bytes to read into.
 
-    Its pages are first touched by the kernel as a read fills them, with the
-    GIL released. A bytearray is zeroed by Python holding the GIL, which
-    stalls the storing thread for milliseconds per fresh 4 MiB buffer.
+    One that will be recycled comes from an anonymous mapping: its pages
+    are first touched by the kernel as a read fills them, with the GIL
+    released, while a bytearray is zeroed by Python holding the GIL, which
+    stalls the storing thread for milliseconds per fresh 4 MiB buffer. One
+    used once is a bytearray: the allocator hands back memory already
+    mapped, where a fresh mapping would fault in every page again.
     """
-    return mmap.mmap(-1, size)
+    return mmap.mmap(-1, size) if recycled else bytearray(size)
 
 
 def _read_full(stream: BinaryIO, into: memoryview) -> int:
@@ -134,7 +137,7 @@ def map_chunk_runs_ahead(
     block = max(_AHEAD_BLOCK, 4 * params.max_size)
     out: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+    free: queue.SimpleQueue[mmap.mmap | bytearray] = queue.SimpleQueue()
 
     def put(item: object) -> bool:
         while not stop.is_set():
@@ -154,7 +157,7 @@ def map_chunk_runs_ahead(
                 try:
                     buf = free.get_nowait()
                 except queue.Empty:
-                    buf = _fresh_buffer(params.max_size + block)
+                    buf = _fresh_buffer(params.max_size + block, recycle)
                 memoryview(buf)[: len(carry)] = carry
                 n = _read_full(stream, memoryview(buf)[len(carry) : len(carry) + block])
                 total = len(carry) + n
@@ -177,7 +180,7 @@ def map_chunk_runs_ahead(
 
     worker = threading.Thread(target=produce, name="objstore-chunker", daemon=True)
     worker.start()
-    held: mmap.mmap | None = None
+    held: mmap.mmap | bytearray | None = None
     try:
         while True:
             item = out.get()
@@ -185,7 +188,7 @@ def map_chunk_runs_ahead(
                 return
             if isinstance(item, BaseException):
                 raise item
-            taken, used = cast(tuple[list[T], mmap.mmap], item)
+            taken, used = cast(tuple[list[T], mmap.mmap | bytearray], item)
             yield taken
             if recycle:
                 # The block before: this one's carried-over start was copied from it.
@@ -355,7 +358,7 @@ def map_chunk_runs_parallel(
             with free_lock:
                 buf = free.pop() if free else None
             if buf is None:
-                buf = _fresh_buffer(capacity)
+                buf = mmap.mmap(-1, capacity)  # recycled: see _fresh_buffer
             view = memoryview(buf)
             data = view[: _preadv_full(fd, view[:want], start)]
         else:

@@ -70,9 +70,10 @@ _COMPRESS_WINDOW = 3  # batches in flight
 PARALLEL_MIN_CPUS = 2
 """Cores (this process may use) from which a large file's segments are read,
 cut and hashed on the pool while the snapshotting thread writes: three
-threads' work spread over both cores (256 MiB in tmpfs, idle: 0.29 -> 0.25 s;
-64 MiB log 0.091 -> 0.077 s). With one core a single reading thread cuts
-ahead of the writing one."""
+threads' work spread over both cores (fresh process, tmpfs, medians, the
+machine's other load kept off with SCHED_FIFO: 256 MiB 0.266 -> 0.225 s,
+a 64 MiB log 0.075 -> 0.063 s, CPU unchanged). With one core a single
+reading thread cuts ahead of the writing one."""
 
 Progress = Callable[[int], None]
 

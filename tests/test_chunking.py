@@ -503,3 +503,37 @@ def test_cutting_ahead_in_runs_with_recycled_blocks_gives_the_same_chunks():
         chunking._AHEAD_BLOCK = old
     assert len(runs) > 10
     assert [c for run in runs for c in run] == chunks_of(data, params)
+
+
+def test_a_large_file_that_shrinks_while_cut_in_parallel_is_stored_as_it_ends_up(tmp_path, monkeypatch):
+    """The parallel pass meets the shorter file (FileChanged), the snapshot falls
+    back to a sequential pass of what the file holds now: that is what is stored."""
+    import os
+
+    from objstore import chunking, snapshot
+
+    data = rand_bytes(11, 900_000)
+    path = write(tmp_path / "big.bin", data)
+    real = chunking.map_chunk_runs_parallel
+    cut_short = []
+
+    def shrinking(fd, size, *args, **kwargs):
+        runs = real(fd, size, *args, **kwargs)
+        yield next(runs)
+        os.truncate(path, 500_000)  # the segments still to come are past the new end
+        cut_short.append(True)
+        yield from runs
+
+    monkeypatch.setattr(snapshot, "map_chunk_runs_parallel", shrinking)
+    monkeypatch.setattr(snapshot, "PARALLEL_MIN_CPUS", 1)
+    monkeypatch.setattr(snapshot, "PARALLEL_SEGMENT", 64 * 1024)
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    tree = repo.snapshot(path)
+    assert cut_short
+    assert repo.read_file(tree, "big.bin") == data[:500_000]
+    fresh = Repository.init(tmp_path / "fresh", chunking=SMALL)
+    # The same content id as a pass over the shorter file (the tree entry's
+    # size is the one stat gave before the file was read).
+    assert fresh.get(fresh.snapshot(path)).entries[0].id == repo.get(tree).entries[0].id
+    fresh.close()
+    repo.close()

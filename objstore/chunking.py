@@ -9,12 +9,14 @@ changing them changes every cut point.
 from __future__ import annotations
 
 import bisect
+import itertools
 import mmap
 import os
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent import futures
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from contextlib import closing
@@ -430,8 +432,179 @@ def map_chunk_runs_parallel(
 
 
 HINT_SPAN = 8 * 1024 * 1024
-"""Bytes of an earlier version's chunks one worker reads and hashes in :func:`map_chunks_hinted`."""
+"""Bytes of an earlier version's chunks one worker reads and hashes in :func:`hinted_runs`."""
 _GIVE_UP = 4  # spans walked without meeting an earlier chunk: the file is new, cut the rest as usual
+
+
+def hinted_runs(
+    stream: BinaryIO,
+    size: int,
+    params: ChunkParams,
+    digest: Callable[[memoryview], bytes],
+    previous_ids: bytes,
+    lengths: Sequence[int],
+    *,
+    span: int = HINT_SPAN,
+    window: int | None = None,
+) -> Generator[range | tuple[memoryview, bytes], None, None]:
+    """The chunks of the first ``size`` bytes of ``stream`` (a file), exactly
+    as a sequential pass cuts them, guided by the chunks of an earlier
+    version of the file: ``previous_ids`` (their digests, concatenated) and
+    ``lengths``.
+
+    Yields, in file order, a ``range`` of indices into the earlier chunks
+    for each run of them that is still the file's next chunks (their bytes
+    hash to their digests: the caller knows them already and gets no
+    bytes), and ``(chunk, digest(chunk))`` for each chunk cut anew.
+
+    The bytes where the earlier chunks were are read and hashed in spans of
+    ``span`` bytes on every core, ahead of this thread, into buffers the
+    workers recycle; nothing is cut there. Walking from a true cut point
+    ``p``, an earlier chunk that starts at ``p`` is taken as it is when
+    FastCDC would cut it there again: its bytes hash to its digest, and the
+    byte that decided its end is unchanged (the next earlier chunk hashes to
+    its digest too) unless it ended at ``max_size`` or at the end of the
+    file. So in a run of unchanged chunks all but the last are taken at
+    once. Anywhere else (an edited stretch) the file is cut as usual, on this
+    thread, until a cut lands on an earlier chunk's start. After ``4 *
+    span`` bytes cut without meeting one the file is taken as new and the
+    rest is cut by :func:`map_chunks_ahead`.
+
+    Raises :class:`FileChanged` if the file is shorter than ``size``.
+    """
+    fd = stream.fileno()
+    cdc = params.chunker()
+    max_size = params.max_size
+    count = len(lengths)
+    ds = len(previous_ids) // count if count else 0
+    starts = [0, *itertools.accumulate(lengths)]
+    index_of = {s: k for k, s in enumerate(starts[:-1])}
+    spans: list[tuple[int, int]] = []
+    k = 0
+    while k < count:
+        j = k + 1
+        while j < count and starts[j + 1] - starts[k] <= span:
+            j += 1
+        spans.append((k, j))
+        k = j
+    span_firsts = [i for i, _ in spans]
+
+    # A buffer per running worker, recycled: a fresh 8 MiB buffer costs page
+    # faults and zeroing, a fifth of the work. Nothing outside ``check``
+    # sees one, so it goes back as soon as its span is hashed.
+    free: list[bytearray] = []
+    free_lock = threading.Lock()
+    capacity = max(span, max(lengths, default=0))
+
+    def check(si: int) -> list[int]:
+        """The earlier chunks of span ``si`` whose bytes are not there any more (sorted)."""
+        i, j = spans[si]
+        a = starts[i]
+        with free_lock:
+            buf = free.pop() if free else bytearray(capacity)
+        try:
+            whole = memoryview(buf)
+            got = _preadv_full(fd, whole[: max(0, min(starts[j], size) - a)], a)
+            digests = []
+            for m in range(i, j):
+                if starts[m + 1] - a > got:
+                    break
+                digests.append(digest(whole[starts[m] - a : starts[m + 1] - a]))
+            whole.release()
+        finally:
+            with free_lock:
+                free.append(buf)
+        ok = i + len(digests)
+        if b"".join(digests) == previous_ids[i * ds : ok * ds]:
+            return list(range(ok, j))
+        bad = [m for m, d in enumerate(digests, i) if d != previous_ids[m * ds : (m + 1) * ds]]
+        return bad + list(range(ok, j))
+
+    window = window or 2 * workers()
+    ex = pool()
+    inflight: deque[Future[list[int]]] = deque()
+    done: dict[int, list[int]] = {}
+    submitted = 0
+    taken = 0  # spans moved from inflight to done
+
+    def changed(si: int) -> list[int]:
+        nonlocal submitted, taken
+        while si not in done:
+            while submitted < len(spans) and len(inflight) < window:
+                inflight.append(ex.submit(check, submitted))
+                submitted += 1
+            done[taken] = inflight.popleft().result()
+            done.pop(taken - 2, None)  # the walk only goes forward (a span back at most, for a chunk's successor)
+            taken += 1
+        return done[si]
+
+    def same(m: int) -> bool:
+        si = bisect.bisect_right(span_firsts, m) - 1
+        return m not in changed(si)
+
+    def run_from(m: int) -> int:
+        """The end of the run of earlier chunks taken as they are from chunk ``m`` on (``m``: none)."""
+        si = bisect.bisect_right(span_firsts, m) - 1
+        bad = changed(si)
+        j = spans[si][1]
+        at = bisect.bisect_left(bad, m)
+        e = bad[at] if at < len(bad) else j  # chunks m..e-1 hash to their digests
+        if e == m:
+            return m
+        # Each of them but the last is followed by one that hashes the same:
+        # its end is where it was. The last one needs its own reason.
+        last = e - 1
+        if lengths[last] == max_size or starts[e] == size or (e == j and e < count and same(e)):
+            return e
+        return last
+
+    pos = 0
+    walked = 0
+    try:
+        while pos < size:
+            m = index_of.get(pos)
+            if m is not None:
+                stop = run_from(m)
+                if stop > m:
+                    yield range(m, stop)
+                    pos = starts[stop]
+                    walked = 0
+                    continue
+            if walked >= _GIVE_UP * span:
+                _stop(inflight)
+                done.clear()
+                stream.seek(pos)
+                for view, oid in map_chunks_ahead(stream, params, lambda v: (v, digest(v))):
+                    pos += len(view)
+                    yield view, oid
+                break
+            want = min(2 * max_size, size - pos)
+            data = _pread_full(fd, want, pos)
+            if len(data) < want:
+                raise FileChanged(f"read {len(data)} bytes at {pos}, expected {want}")
+            # Cut lazily: the walk usually meets an earlier chunk again a chunk or two after the edit.
+            eof = pos + want >= size
+            for chunk in cdc.cut_buf(data):
+                if not eof and want - chunk.offset < max_size:
+                    break  # FastCDC may not have seen all the bytes that decide this cut: read on from here
+                view = chunk.data
+                yield view, digest(view)
+                pos += chunk.length
+                walked += chunk.length
+                if pos in index_of:
+                    break
+        if pos < size:
+            raise FileChanged(f"cut {pos} of {size} bytes")
+    finally:
+        _stop(inflight)
+
+
+def _stop(inflight: deque[Future[list[int]]]) -> None:
+    """Cancel what has not started; wait for what has (it reads the caller's file, which is closed next)."""
+    for f in inflight:
+        f.cancel()
+    futures.wait(inflight)
+    inflight.clear()
 
 
 def map_chunks_hinted(
@@ -444,139 +617,29 @@ def map_chunks_hinted(
     span: int = HINT_SPAN,
     window: int | None = None,
 ) -> Generator[tuple[memoryview, bytes], None, None]:
-    """``(chunk, digest(chunk))`` for each chunk of the first ``size`` bytes of
-    ``stream`` (a file), exactly as a sequential pass cuts them, guided by
-    the chunks of an earlier version of the file (``previous``: their
-    digests and lengths, in order).
+    """``(chunk, digest(chunk))`` for each chunk of :func:`hinted_runs`, the
+    earlier chunks (``previous``: their digests and lengths, in order)
+    included: their bytes are read again and checked against their digests
+    (:class:`FileChanged` if they changed since).
 
-    The bytes where the earlier chunks were are read and hashed in spans on
-    every core, ahead of the consumer; nothing is cut there. Walking from a
-    true cut point ``p``, an earlier chunk that starts at ``p`` is taken as
-    it is when FastCDC would cut it there again: its bytes hash to its
-    digest, and the byte that decided its end is unchanged (the next earlier
-    chunk hashes to its digest too) unless it ended at ``max_size`` or at
-    the end of the file. Anywhere else (an edited stretch) the file is cut as usual, on this
-    thread, until a cut lands on an earlier chunk's start. After
-    ``4 * span`` bytes cut without meeting one the file is taken as new
-    and the rest is cut by :func:`map_chunks_ahead`.
-
-    Raises :class:`FileChanged` if the file is shorter than ``size``.
+    For callers that want every chunk's bytes; a snapshot, which has the
+    earlier chunks stored, takes the runs of :func:`hinted_runs` instead.
     """
     fd = stream.fileno()
-    cdc = params.chunker()
-    max_size = params.max_size
-    starts = [0]
-    for _, n in previous:
-        starts.append(starts[-1] + n)
-    count = len(previous)
-    index_of = {s: k for k, s in enumerate(starts[:-1])}
-    spans: list[tuple[int, int]] = []
-    k = 0
-    while k < count:
-        j = k + 1
-        while j < count and starts[j + 1] - starts[k] <= span:
-            j += 1
-        spans.append((k, j))
-        k = j
-    span_firsts = [i for i, _ in spans]
-
-    # Span buffers are recycled (a fresh 8 MiB buffer costs page faults and
-    # zeroing, a fifth of the work): one goes back once the walk has passed
-    # its span, when the consumer is done with the views it was handed.
-    free: list[bytearray] = []
-    free_lock = threading.Lock()
-    capacity = max(span, max((n for _, n in previous), default=0))
-
-    def check(si: int) -> tuple[memoryview, list[bool], bytearray]:
-        i, j = spans[si]
-        a = starts[i]
-        b = max(a, min(starts[j], size))
-        with free_lock:
-            buf = free.pop() if free else bytearray(capacity)
-        view = memoryview(buf)[: _preadv_full(fd, memoryview(buf)[: b - a], a)]
-        same = []
-        for m in range(i, j):
-            s, e = starts[m] - a, starts[m + 1] - a
-            same.append(e <= len(view) and digest(view[s:e]) == previous[m][0])
-        return view, same, buf
-
-    window = window or workers() + 1
-    ex = pool()
-    inflight: deque[Future[tuple[memoryview, list[bool], bytearray]]] = deque()
-    done: dict[int, tuple[memoryview, list[bool], bytearray]] = {}
-    submitted = 0
-    taken = 0  # spans moved from inflight to done
-
-    def span_result(si: int) -> tuple[memoryview, list[bool], bytearray]:
-        nonlocal submitted, taken
-        while si not in done:
-            while submitted < len(spans) and len(inflight) < window:
-                inflight.append(ex.submit(check, submitted))
-                submitted += 1
-            done[taken] = inflight.popleft().result()
-            taken += 1
-        return done[si]
-
-    def forget_before(p: int) -> None:
-        for si in [si for si in done if starts[spans[si][1]] <= p]:  # the walk only goes forward
-            view, _, buf = done.pop(si)
-            view.release()
-            with free_lock:
-                free.append(buf)
-
-    def same(m: int) -> bool:
-        si = bisect.bisect_right(span_firsts, m) - 1
-        return span_result(si)[1][m - spans[si][0]]
-
-    def reusable(m: int) -> bool:
-        # FastCDC decides a cut from the chunk's bytes and the one after it
-        # (or it stops at max_size, or at the end of the file). The distance
-        # to the end also shapes a cut within avg_size of it, but only where
-        # the whole rest of the file lies inside the chunk and the next one,
-        # which are both checked here.
-        s, n = starts[m], previous[m][1]
-        if s + n > size or not same(m):
-            return False
-        return n == max_size or s + n == size or (m + 1 < count and same(m + 1))
-
-    pos = 0
-    walked = 0
-    try:
-        while pos < size:
-            m = index_of.get(pos)
-            if m is not None and reusable(m):
-                si = bisect.bisect_right(span_firsts, m) - 1
-                view = span_result(si)[0]
-                off = starts[m] - starts[spans[si][0]]
-                yield view[off : off + previous[m][1]], previous[m][0]
-                pos += previous[m][1]
-                walked = 0
-                forget_before(pos)
+    lengths = [n for _, n in previous]
+    starts = [0, *itertools.accumulate(lengths)]
+    runs = hinted_runs(
+        stream, size, params, digest, b"".join(d for d, _ in previous), lengths, span=span, window=window
+    )
+    with closing(runs):
+        for item in runs:
+            if not isinstance(item, range):
+                yield item
                 continue
-            if walked >= _GIVE_UP * span:
-                for f in inflight:
-                    f.cancel()
-                inflight.clear()
-                done.clear()
-                stream.seek(pos)
-                for view, oid in map_chunks_ahead(stream, params, lambda v: (v, digest(v))):
-                    pos += len(view)
-                    yield view, oid
-                break
-            want = min(2 * max_size, size - pos)
-            data = _pread_full(fd, want, pos)
-            if len(data) < want:
-                raise FileChanged(f"read {len(data)} bytes at {pos}, expected {want}")
-            walk: list[tuple[int, int, memoryview]] = _cut_window(cdc, data, pos, want, pos + want >= size, max_size, memoryview)
-            for start, length, view in walk:
-                yield view, digest(view)
-                pos = start + length
-                walked += length
-                if pos in index_of:
-                    break
-            forget_before(pos)
-        if pos < size:
-            raise FileChanged(f"cut {pos} of {size} bytes")
-    finally:
-        for f in inflight:
-            f.cancel()
+            a = starts[item.start]
+            data = memoryview(_pread_full(fd, starts[item.stop] - a, a))
+            for m in item:
+                view = data[starts[m] - a : starts[m + 1] - a]
+                if len(view) != lengths[m] or digest(view) != previous[m][0]:
+                    raise FileChanged(f"chunk at {starts[m]} changed while it was read")
+                yield view, previous[m][0]

@@ -33,9 +33,9 @@ from .chunking import (
     PARALLEL_SEGMENT,
     ChunkParams,
     FileChanged,
+    hinted_runs,
     map_chunk_runs_ahead,
     map_chunk_runs_parallel,
-    map_chunks_hinted,
 )
 from .errors import CorruptObject, ObjectNotFound, PathNotFound, TooLarge, UnsafePath
 from .ids import ObjectId, to_hex
@@ -190,17 +190,50 @@ class Snapshotter:
             self.statcache.record(path, before, after, object_id)
         return object_id
 
-    def _previous_chunks(self, hint: ObjectId | None) -> list[tuple[bytes, int]] | None:
-        """The chunks of the file's last snapshot (from the stat cache), if it is still stored."""
+    def _previous_chunks(self, hint: ObjectId | None) -> tuple[tuple[ObjectId, int], ...] | None:
+        """The chunks of the file's last snapshot (from the stat cache), if it is still stored.
+
+        Its chunks are then stored too (an object is only ever stored after
+        the objects it names), so the ones found unchanged are reused as
+        they are; the lookup also marks its pack as in use against a
+        concurrent gc, as a stat-cache hit does.
+        """
         if hint is None:
             return None
         try:
             obj = self.odb.get(hint)
         except (ObjectNotFound, CorruptObject):
             return None
-        if not isinstance(obj, ChunkedBlob):
+        if not isinstance(obj, ChunkedBlob) or not self.odb.has_raw(self.odb.raw_id(hint)):
             return None
-        return [(self.odb.raw_id(c), n) for c, n in obj.chunks]
+        return obj.chunks
+
+    def _rechunked(
+        self, f: BinaryIO, size: int, previous: tuple[tuple[ObjectId, int], ...]
+    ) -> tuple[ObjectId, os.stat_result]:
+        """Store a large file guided by the chunks of its last snapshot (see :func:`hinted_runs`).
+
+        Runs of earlier chunks whose bytes are unchanged go straight into
+        the new chunk list (they are stored); only the chunks cut anew in
+        edited stretches pass through :meth:`_chunked_from`.
+        """
+        odb = self.odb
+        tag = bytes((BLOB,))
+        chunks: list[tuple[ObjectId, int]] = []
+        ids = bytes.fromhex("".join(c for c, _ in previous))
+        runs = hinted_runs(f, size, self.params, lambda v: odb.hash(tag, v), ids, [n for _, n in previous])
+
+        def cut() -> Iterator[tuple[memoryview, bytes, bool | None]]:
+            for item in runs:
+                if isinstance(item, range):
+                    run = previous[item.start : item.stop]
+                    chunks.extend(run)  # in order: the chunks cut before it are in the list already
+                    self._tick(sum(n for _, n in run))
+                else:
+                    yield item[0], item[1], None
+
+        with closing(runs):
+            return self._chunked_from(f, cut(), chunks)
 
     def _chunked(self, f: BinaryIO, hint: ObjectId | None = None) -> tuple[ObjectId, os.stat_result]:
         """Store a large file chunk by chunk.
@@ -232,9 +265,7 @@ class Snapshotter:
             # Re-snapshot of an edited file: its earlier chunks are checked
             # in place on every core, only the edited stretches are cut.
             try:
-                guided = map_chunks_hinted(f, size, self.params, lambda v: odb.hash(tag, v), previous)
-                with closing(guided):
-                    return self._chunked_from(f, ((v, oid, None) for v, oid in guided))
+                return self._rechunked(f, size, previous)
             except FileChanged:
                 f.seek(0)
         if size >= 2 * PARALLEL_SEGMENT and _usable_cpus() >= PARALLEL_MIN_CPUS:
@@ -252,23 +283,31 @@ class Snapshotter:
             return self._chunked_runs(f, ahead)
 
     def _chunked_from(
-        self, f: BinaryIO, hashed_chunks: Iterator[tuple[memoryview, bytes, bool | None]]
+        self,
+        f: BinaryIO,
+        hashed_chunks: Iterator[tuple[memoryview, bytes, bool | None]],
+        chunks: list[tuple[ObjectId, int]] | None = None,
     ) -> tuple[ObjectId, os.stat_result]:
         """Store the chunks (view, id, stored raw? or None: not probed yet); return the file's id.
 
-        A chunk's view is used only until the next chunk is asked for.
+        ``chunks``: the file's chunk list, to append to (the iterator may add
+        stored chunks to it between the ones it yields). A chunk's view is used
+        only until the next chunk is asked for.
         """
-        return self._chunked_runs(f, ([chunk] for chunk in hashed_chunks))
+        return self._chunked_runs(f, ([chunk] for chunk in hashed_chunks), chunks)
 
     def _chunked_runs(
-        self, f: BinaryIO, runs: Iterator[list[tuple[memoryview, bytes, bool | None]]]
+        self,
+        f: BinaryIO,
+        runs: Iterator[list[tuple[memoryview, bytes, bool | None]]],
+        chunks: list[tuple[ObjectId, int]] | None = None,
     ) -> tuple[ObjectId, os.stat_result]:
         """:meth:`_chunked_from` for runs of chunks, each run's new raw chunks
         written with one writev; a run's views are used only until the next
         run is asked for."""
         odb = self.odb
         tag = bytes((BLOB,))
-        chunks: list[tuple[ObjectId, int]] = []
+        chunks = [] if chunks is None else chunks
         pending: set[bytes] = set()  # queued or written: not looked up again
         batch: list[tuple[bytes, bytes]] = []
         batch_bytes = 0

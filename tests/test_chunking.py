@@ -363,13 +363,13 @@ def test_re_snapshot_after_an_edit_reads_the_earlier_chunks_in_place(tmp_path, m
     data[10:20] = b"0123456789"
     write(path, bytes(data))
     guided: list[int] = []
-    real = chunking.map_chunks_hinted
+    real = chunking.hinted_runs
 
     def counting(*args, **kwargs):
-        guided.append(len(args[4]))
+        guided.append(len(args[5]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(snapshot, "map_chunks_hinted", counting)
+    monkeypatch.setattr(snapshot, "hinted_runs", counting)
     repo = Repository.open(tmp_path / "store")
     before = repo.odb.added_bytes
     tree = repo.snapshot(path)

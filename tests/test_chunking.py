@@ -248,14 +248,17 @@ def _digest(view) -> bytes:
     return xxhash.xxh3_128_digest(view)
 
 
-def _hinted_chunks(tmp_path, old: bytes, new: bytes, params: ChunkParams, span: int) -> list[tuple[bytes, bytes]]:
+def _hinted_chunks(
+    tmp_path, old: bytes, new: bytes, params: ChunkParams, span: int, read: int = 1 << 20
+) -> list[tuple[bytes, bytes]]:
     from objstore.chunking import map_chunks_hinted
 
     previous = [(_digest(c), len(c)) for c in chunks_of(old, params)]
     path = tmp_path / "f.bin"
     path.write_bytes(new)
     with open(path, "rb", buffering=0) as f:
-        return [(bytes(v), d) for v, d in map_chunks_hinted(f, len(new), params, _digest, previous, span=span, window=2)]
+        hinted = map_chunks_hinted(f, len(new), params, _digest, previous, span=span, read=read, window=2)
+        return [(bytes(v), d) for v, d in hinted]
 
 
 _TINY = ChunkParams(min_size=64, avg_size=256, max_size=1024, small_file=0)
@@ -292,15 +295,61 @@ def edited(draw):
     return params, old, bytes(new)
 
 
-@given(edited(), st.integers(1, 40))
+@given(edited(), st.integers(1, 40), st.integers(1, 40))
 @settings(max_examples=300, deadline=None)
-def test_cutting_guided_by_the_previous_version_gives_exactly_the_sequential_chunks(tmp_path_factory, case, pages):
+def test_cutting_guided_by_the_previous_version_gives_exactly_the_sequential_chunks(tmp_path_factory, case, pages, reads):
     """Earlier chunks taken where they still fit, the rest cut: the same chunks (and digests) as a fresh pass."""
     params, old, new = case
-    got = _hinted_chunks(tmp_path_factory.mktemp("h"), old, new, params, span=pages * 512)
+    got = _hinted_chunks(tmp_path_factory.mktemp("h"), old, new, params, span=pages * 512, read=reads * 256)
     expected = chunks_of(new, params)
     assert [c for c, _ in got] == expected
     assert [d for _, d in got] == [_digest(c) for c in expected]
+
+
+@given(edited(), st.integers(1, 40), st.integers(1, 40), st.integers(1, 4))
+@settings(max_examples=300, deadline=None)
+def test_runs_of_earlier_chunks_and_the_chunks_cut_anew_are_the_sequential_chunks(
+    tmp_path_factory, case, pages, reads, window
+):
+    """What a snapshot takes: runs of earlier chunks (no bytes) and new chunks, together exactly a fresh pass."""
+    from objstore.chunking import hinted_runs
+
+    params, old, new = case
+    earlier = chunks_of(old, params)
+    path = tmp_path_factory.mktemp("r") / "f.bin"
+    path.write_bytes(new)
+    got: list[bytes] = []
+    digests: list[bytes] = []
+    with open(path, "rb", buffering=0) as f:
+        ids = b"".join(_digest(c) for c in earlier)
+        for item in hinted_runs(
+            f, len(new), params, _digest, ids, [len(c) for c in earlier], span=pages * 512, read=reads * 256, window=window
+        ):
+            if isinstance(item, range):
+                assert len(item) > 0
+                got.extend(earlier[m] for m in item)
+                digests.extend(ids[m * 16 : (m + 1) * 16] for m in item)
+            else:
+                got.append(bytes(item[0]))
+                digests.append(item[1])
+    expected = chunks_of(new, params)
+    assert got == expected
+    assert digests == [_digest(c) for c in expected]
+
+
+def test_an_unedited_file_is_one_run_per_span_and_nothing_cut(tmp_path):
+    """Nothing changed: every chunk comes back as an earlier one, none is cut or handed over."""
+    from objstore.chunking import hinted_runs
+
+    data = rand_bytes(11, 300_000)
+    earlier = chunks_of(data, SMALL)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    with open(path, "rb", buffering=0) as f:
+        ids = b"".join(_digest(c) for c in earlier)
+        items = list(hinted_runs(f, len(data), SMALL, _digest, ids, [len(c) for c in earlier], span=64 * 1024, read=4096))
+    assert all(isinstance(i, range) for i in items)
+    assert [m for r in items for m in r] == list(range(len(earlier)))
 
 
 @pytest.mark.parametrize("params", [SMALL, _TINY])
@@ -381,6 +430,46 @@ def test_re_snapshot_after_an_edit_reads_the_earlier_chunks_in_place(tmp_path, m
 
     fresh = Repository.init(tmp_path / "fresh", chunking=SMALL)
     assert fresh.snapshot(path) == tree
+    fresh.close()
+
+
+def test_a_file_cut_short_during_a_guided_re_snapshot_is_stored_as_it_is_then(tmp_path, monkeypatch):
+    """The file shrinks after its size was taken: the guided pass notices and a plain pass stores what is there."""
+    import os
+    import time
+
+    from objstore import chunking, snapshot
+
+    data = rand_bytes(12, 1_200_000)
+    path = tmp_path / "big.bin"
+    write(path, data)
+    old = time.time() - 10
+    os.utime(path, (old, old))
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    repo.snapshot(path)
+    repo.close()
+
+    edited = bytearray(data)
+    edited[400_000:400_050] = rand_bytes(13, 50)
+    write(path, bytes(edited))
+    real = chunking.hinted_runs
+    calls: list[int] = []
+
+    def shrinking(stream, size, *args, **kwargs):
+        calls.append(size)
+        os.truncate(path, 700_000)  # after _chunked took the size
+        return real(stream, size, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "hinted_runs", shrinking)
+    repo = Repository.open(tmp_path / "store")
+    tree = repo.snapshot(path)
+    assert calls == [len(edited)]
+    assert repo.read_file(tree, "big.bin") == bytes(edited[:700_000])
+    (entry,) = repo.odb.get(tree).entries  # its size is the one listed before the file shrank
+    repo.close()
+    fresh = Repository.init(tmp_path / "fresh", chunking=SMALL)
+    (again,) = fresh.odb.get(fresh.snapshot(path)).entries
+    assert entry.id == again.id
     fresh.close()
 
 

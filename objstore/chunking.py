@@ -435,6 +435,7 @@ HINT_SPAN = 8 * 1024 * 1024
 """Bytes of an earlier version's chunks one worker reads and hashes in :func:`hinted_runs`."""
 HINT_READ = 1024 * 1024
 """Bytes of a span read at a time (a few chunks): hashed while they are still in the CPU's cache."""
+_WALK_READ = 4  # times max_size read at a time in an edited stretch (an edit of ~1 MiB is then one read)
 _GIVE_UP = 4  # spans walked without meeting an earlier chunk: the file is new, cut the rest as usual
 
 
@@ -458,7 +459,8 @@ def hinted_runs(
     Yields, in file order, a ``range`` of indices into the earlier chunks
     for each run of them that is still the file's next chunks (their bytes
     hash to their digests: the caller knows them already and gets no
-    bytes), and ``(chunk, digest(chunk))`` for each chunk cut anew.
+    bytes), and ``(chunk, digest(chunk))`` for each chunk cut anew (its
+    view is valid until the caller asks for the next item).
 
     The bytes where the earlier chunks were are read and hashed in spans of
     ``span`` bytes on every core, ahead of this thread, into buffers the
@@ -570,6 +572,7 @@ def hinted_runs(
 
     pos = 0
     walked = 0
+    walk_buf = bytearray(_WALK_READ * max_size)  # what an edited stretch is cut from, ``max_size`` short of its end
     try:
         while pos < size:
             m = index_of.get(pos)
@@ -588,10 +591,12 @@ def hinted_runs(
                     pos += len(view)
                     yield view, oid
                 break
-            want = min(2 * max_size, size - pos)
-            data = _pread_full(fd, want, pos)
-            if len(data) < want:
-                raise FileChanged(f"read {len(data)} bytes at {pos}, expected {want}")
+            # One buffer, read into again: the caller is done with a chunk when it asks for the next.
+            want = min(len(walk_buf), size - pos)
+            data = memoryview(walk_buf)[:want]
+            got = _preadv_full(fd, data, pos)
+            if got < want:
+                raise FileChanged(f"read {got} bytes at {pos}, expected {want}")
             # Cut lazily: the walk usually meets an earlier chunk again a chunk or two after the edit.
             eof = pos + want >= size
             for chunk in cdc.cut_buf(data):
@@ -635,6 +640,7 @@ def map_chunks_hinted(
 
     For callers that want every chunk's bytes; a snapshot, which has the
     earlier chunks stored, takes the runs of :func:`hinted_runs` instead.
+    A chunk's view is valid until the next one is asked for.
     """
     fd = stream.fileno()
     lengths = [n for _, n in previous]

@@ -227,6 +227,34 @@ class ObjectDatabase:
             out = left
         return out
 
+    def has_run(self, oids: list[bytes], near: list[str]) -> bool:
+        """True if every one of ``oids`` is stored: :meth:`has_raw` for a run of
+        objects stored together (a file's chunks), their packs marked as in use.
+
+        ``near`` (kept by the caller from run to run) names the pack that held
+        most of the last run: it is asked for all of them at once, and only
+        the others are looked up one by one.
+        """
+        left = oids
+        idx = self._indexes.get(near[0]) if near else None
+        if idx is not None:
+            left = [o for o, i in zip(oids, idx.find_many(oids)) if i < 0]
+        found: dict[str, int] = {}
+        w = self._writer
+        for oid in left:
+            if w is not None and oid in w:
+                continue
+            loc = self.locate(oid)
+            if loc is None:
+                return False
+            self._freshen(loc[0])
+            found[loc[0]] = found.get(loc[0], 0) + 1
+        if found:
+            best = max(found, key=found.__getitem__)
+            if idx is None or found[best] > len(oids) - len(left):
+                near[:] = [best]
+        return True
+
     def _search_order(self) -> list[tuple[str, PackIndex]]:
         """The indexes, the one the last batch found something in first
         (objects stored together are looked up together)."""

@@ -114,6 +114,10 @@ Source = str | os.PathLike[str] | TreeEntry | FilesUnder
 """What :meth:`Snapshotter.tree_from_files` takes for one logical path."""
 
 
+class _EarlierChunkGone(FileChanged):
+    """A chunk of a file's earlier version is not stored (any more): the file goes through a plain pass."""
+
+
 class Snapshotter:
     """Stores the files under a path and returns the ids of their trees."""
 
@@ -191,22 +195,14 @@ class Snapshotter:
         return object_id
 
     def _previous_chunks(self, hint: ObjectId | None) -> tuple[tuple[ObjectId, int], ...] | None:
-        """The chunks of the file's last snapshot (from the stat cache), if it is still stored.
-
-        Its chunks are then stored too (an object is only ever stored after
-        the objects it names), so the ones found unchanged are reused as
-        they are; the lookup also marks its pack as in use against a
-        concurrent gc, as a stat-cache hit does.
-        """
+        """The chunks of the file's last snapshot (from the stat cache), if it is still stored."""
         if hint is None:
             return None
         try:
             obj = self.odb.get(hint)
         except (ObjectNotFound, CorruptObject):
             return None
-        if not isinstance(obj, ChunkedBlob) or not self.odb.has_raw(self.odb.raw_id(hint)):
-            return None
-        return obj.chunks
+        return obj.chunks if isinstance(obj, ChunkedBlob) else None
 
     def _rechunked(
         self, f: BinaryIO, size: int, previous: tuple[tuple[ObjectId, int], ...]
@@ -214,18 +210,25 @@ class Snapshotter:
         """Store a large file guided by the chunks of its last snapshot (see :func:`hinted_runs`).
 
         Runs of earlier chunks whose bytes are unchanged go straight into
-        the new chunk list (they are stored); only the chunks cut anew in
-        edited stretches pass through :meth:`_chunked_from`.
+        the new chunk list; only the chunks cut anew in edited stretches
+        pass through :meth:`_chunked_from`. Each earlier chunk is still
+        looked up (on this thread, while the workers hash the next spans),
+        which also marks its pack as in use against a concurrent gc; one
+        that is gone sends the file through a plain pass, which stores it.
         """
         odb = self.odb
         tag = bytes((BLOB,))
         chunks: list[tuple[ObjectId, int]] = []
         ids = bytes.fromhex("".join(c for c, _ in previous))
+        ds = odb.digest_size
         runs = hinted_runs(f, size, self.params, lambda v: odb.hash(tag, v), ids, [n for _, n in previous])
+        near: list[str] = []
 
         def cut() -> Iterator[tuple[memoryview, bytes, bool | None]]:
             for item in runs:
                 if isinstance(item, range):
+                    if not odb.has_run([ids[m * ds : (m + 1) * ds] for m in item], near):
+                        raise _EarlierChunkGone(f"a chunk of the earlier version {item.start}..{item.stop} is not stored")
                     run = previous[item.start : item.stop]
                     chunks.extend(run)  # in order: the chunks cut before it are in the list already
                     self._tick(sum(n for _, n in run))

@@ -473,6 +473,33 @@ def test_a_file_cut_short_during_a_guided_re_snapshot_is_stored_as_it_is_then(tm
     fresh.close()
 
 
+def test_a_re_snapshot_stores_again_the_unchanged_chunks_that_are_gone(tmp_path, monkeypatch):
+    """The earlier chunk list is stored but its chunks are not (a store it was copied into): they are stored again."""
+    import os
+    import time
+
+    from objstore.statcache import StatCache
+
+    data = bytearray(rand_bytes(14, 1_200_000))
+    path = tmp_path / "big.bin"
+    write(path, bytes(data))
+    old = time.time() - 10
+    os.utime(path, (old, old))
+    first = Repository.init(tmp_path / "first", chunking=SMALL)
+    (entry,) = first.odb.get(first.snapshot(path)).entries
+    earlier = first.odb.get(entry.id)
+    first.close()
+
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    repo.odb.put(earlier)  # the chunk list alone
+    data[500_000:500_100] = rand_bytes(15, 100)
+    write(path, bytes(data))
+    monkeypatch.setattr(StatCache, "previous", lambda self, p: entry.id)
+    tree = repo.snapshot(path)
+    assert repo.read_file(tree, "big.bin") == bytes(data)
+    repo.close()
+
+
 @given(payloads(max_size=60_000), st.integers(1, 3))
 @settings(max_examples=50, deadline=None)
 def test_cutting_ahead_with_recycled_blocks_gives_the_same_chunks(data, depth):

@@ -54,3 +54,19 @@ def test_a_new_id_is_answered_without_searching_every_merged_index(tmp_path, mon
     assert len(searched) <= 1 + _Absent.MERGE_AFTER  # the last hit's pack and the unmerged ones, not all 12
     assert repo.odb.locate(ids[0]) is not None
     repo.close()
+
+
+def test_a_run_of_objects_is_found_across_packs_and_one_missing_is_told(tmp_path):
+    """has_run: a run spread over packs (and the pack being written) is stored; one id more is not."""
+    repo = Repository.init(tmp_path / "repo")
+    first = [bytes.fromhex(repo.store_bytes(rand_bytes(seed, 300))) for seed in range(40)]
+    repo.odb.flush()  # one pack with 40 objects
+    scattered = _one_pack_per_blob(repo, range(40, 50))
+    open_pack = bytes.fromhex(repo.store_bytes(rand_bytes(50, 300)))  # not flushed: in the pack being written
+    near: list[str] = []
+    run = first[:20] + scattered[:3] + first[20:] + [open_pack]
+    assert repo.odb.has_run(run, near)
+    assert near == [repo.odb.locate(first[0])[0]]  # the pack that held most of the run is asked first next time
+    assert repo.odb.has_run(first[::-1] + scattered, near)
+    assert not repo.odb.has_run([*first, os.urandom(16)], near)
+    repo.close()

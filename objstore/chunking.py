@@ -572,7 +572,7 @@ def hinted_runs(
 
     pos = 0
     walked = 0
-    walk_buf = bytearray(_WALK_READ * max_size)  # what an edited stretch is cut from, ``max_size`` short of its end
+    walk_buf = bytearray()  # what an edited stretch is cut from (made at the first one)
     try:
         while pos < size:
             m = index_of.get(pos)
@@ -592,6 +592,8 @@ def hinted_runs(
                     yield view, oid
                 break
             # One buffer, read into again: the caller is done with a chunk when it asks for the next.
+            if not walk_buf:
+                walk_buf = bytearray(_WALK_READ * max_size)
             want = min(len(walk_buf), size - pos)
             data = memoryview(walk_buf)[:want]
             got = _preadv_full(fd, data, pos)

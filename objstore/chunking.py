@@ -469,8 +469,8 @@ def hinted_runs(
     FastCDC would cut it there again: its bytes hash to its digest, and the
     byte that decided its end is unchanged (the next earlier chunk hashes to
     its digest too) unless it ended at ``max_size`` or at the end of the
-    file. So in a run of unchanged chunks all but the last are taken at
-    once. Anywhere else (an edited stretch) the file is cut as usual, on this
+    file. So a run of unchanged chunks is taken at once, all of it but a
+    last one followed by a changed chunk. Anywhere else (an edited stretch) the file is cut as usual, on this
     thread, until a cut lands on an earlier chunk's start. After ``4 *
     span`` bytes cut without meeting one the file is taken as new and the
     rest is cut by :func:`map_chunks_ahead`.

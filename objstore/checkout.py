@@ -11,9 +11,12 @@ present with the right content are left alone.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import stat
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +93,174 @@ def _umask() -> int:
     return mask
 
 
+def _writer_threads(files: int) -> int:
+    """Threads creating files for a bulk write of ``files`` small files (0: on the calling thread)."""
+    if files < _THREADED_FILES:
+        return 0
+    return max(1, min(_MAX_WRITERS, os.cpu_count() or 1))
+
+
+_FLUSH_FILES = 4096
+"""Small files collected before they are written (their groups are still among the decoded ones)."""
+_THREADED_FILES = 256
+"""Fewer small files than this are created on the calling thread (a thread costs more than it saves)."""
+_MAX_WRITERS = 2
+"""Threads creating small files: each waits in the kernel most of the time, two keep 2 cores busy
+beside the thread decoding objects; more would fight over the GIL and the directories' locks."""
+_QUEUED = 4
+"""Batches (one group record's files each) waiting for a writer thread: memory stays a few groups."""
+
+
+class _DirFds:
+    """One writer thread's open directories by number (``Materializer._dirs``), at most ``budget`` open.
+
+    A directory is opened relative to its parent's descriptor with
+    ``O_NOFOLLOW``, down from the destination's, so a directory swapped for
+    a symlink since it was created fails the open instead of being followed.
+    """
+
+    def __init__(self, root_fd: int, dirs: list[tuple[int, str, str]], budget: int) -> None:
+        self.root_fd = root_fd
+        self.dirs = dirs
+        self.budget = budget
+        self.fds: OrderedDict[int, int] = OrderedDict()
+
+    def get(self, number: int) -> int:
+        if number == 0:
+            return self.root_fd
+        fd = self.fds.get(number)
+        if fd is not None:
+            self.fds.move_to_end(number)
+            return fd
+        parent, name, _ = self.dirs[number]
+        fd = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=self.get(parent))
+        self.fds[number] = fd
+        if len(self.fds) > self.budget:
+            os.close(self.fds.popitem(last=False)[1])
+        return fd
+
+    def close(self) -> None:
+        while self.fds:
+            os.close(self.fds.popitem()[1])
+
+
+def _fd_budget() -> int:
+    """Directories one writer keeps open: a few hundred, well inside the process's limit."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 32
+    if soft == resource.RLIM_INFINITY:
+        return 256
+    return max(4, min(256, soft // 8))
+
+
+class _Writers:
+    """Create small files from batches of ``(directory number, tree row, content)``,
+    on ``threads`` threads (on the caller's with 0). The first error stops them
+    all; :meth:`finish` raises it."""
+
+    def __init__(self, owner: Materializer, root_fd: int, odd: list[tuple[int, list[Any]]], threads: int) -> None:
+        self.owner = owner
+        self.root_fd = root_fd
+        self.odd = odd
+        self.files = 0
+        self.bytes = 0
+        self.done: list[str] = []
+        self.errors: list[BaseException] = []
+        self.stop = False
+        self.queue: queue.Queue[list[tuple[int, list[Any], memoryview]] | None] = queue.Queue(_QUEUED)
+        budget = _fd_budget()
+        self.inline = _DirFds(root_fd, owner._dirs, budget) if threads == 0 else None
+        self.threads = [threading.Thread(target=self._work, args=(budget,), daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def put(self, jobs: list[tuple[int, list[Any], memoryview]]) -> None:
+        if self.inline is not None:
+            self._create(self.inline, jobs)
+            return
+        if self.errors:
+            raise self.errors[0]
+        self.queue.put(jobs)
+
+    def finish(self, failed: bool = False) -> None:
+        """Wait for the writers; raise the first error one of them met (unless the caller ``failed``:
+        then they only stop, and the caller's error is the one reported)."""
+        if self.inline is not None:
+            self.inline.close()
+        else:
+            self.stop = failed
+            for _ in self.threads:
+                self.queue.put(None)
+            for t in self.threads:
+                t.join()
+        if self.errors and not failed:
+            raise self.errors[0]
+
+    def _work(self, budget: int) -> None:
+        fds = _DirFds(self.root_fd, self.owner._dirs, budget)
+        try:
+            while True:
+                jobs = self.queue.get()
+                if jobs is None:
+                    return
+                if self.stop or self.errors:
+                    continue  # drain
+                try:
+                    self._create(fds, jobs)
+                except BaseException as exc:
+                    self.errors.append(exc)
+        finally:
+            try:
+                fds.close()
+            except OSError as exc:
+                self.errors.append(exc)
+
+    def _create(self, fds: _DirFds, jobs: list[tuple[int, list[Any], memoryview]]) -> None:
+        placed, dirs, odd = self.owner.placed, self.owner._dirs, self.odd
+        os_open, os_write, os_close, os_fstat = os.open, os.write, os.close, os.fstat
+        done: list[str] = []
+        files = written = 0
+        current, dfd, prefix = -1, -1, ""
+        try:
+            for number, row, view in jobs:
+                if number != current:
+                    dfd, prefix, current = fds.get(number), dirs[number][2], number
+                name, size = row[0], row[3]
+                try:
+                    fd = os_open(name, _CREATE_FLAGS, 0o777 if row[4] == MODE_EXEC else 0o666, dir_fd=dfd)
+                except FileExistsError:  # someone else is writing here too: the general path
+                    odd.append((number, row))
+                    continue
+                try:
+                    n = os_write(fd, view)
+                    while n < size:
+                        n += os_write(fd, view[n:])
+                    if placed is not None:
+                        st = os_fstat(fd)
+                        placed[prefix + name] = (PLACED_FILE, st.st_size, st.st_mtime_ns, row[2].hex())
+                except BaseException:
+                    os_close(fd)
+                    os.unlink(name, dir_fd=dfd)
+                    raise
+                os_close(fd)
+                if placed is not None:
+                    done.append(prefix + name)
+                files += 1
+                written += size
+        finally:
+            with _COUNT_LOCK:
+                self.files += files
+                self.bytes += written
+                self.done.extend(done)
+
+
+_COUNT_LOCK = threading.Lock()
+
+
 class Materializer:
     """Writes trees from an object database into a destination directory."""
 
@@ -104,6 +275,12 @@ class Materializer:
         self._tag = ""
         self.placed: dict[str, Placed] | None = None  # set to a dict to learn what was placed where
         self.selected: set[str] = set()
+        self._dirs: list[tuple[int, str, str]] = []  # (parent's number, name, path from dest + "/"); 0 is dest
+        self._bulk: list[tuple[int, list[list[Any]]]] = []  # small files for _write_bulk, by directory number
+        self._bulk_files = 0
+        self._root_fd = -1  # the destination's, while a whole tree is written
+        self._writers: _Writers | None = None
+        self._odd: list[tuple[int, list[Any]]] = []  # small files the writers left to the general path
 
     def _tree(self, tree_id: ObjectId) -> Tree:
         return self.odb.get_as(tree_id, Tree)
@@ -281,8 +458,18 @@ class Materializer:
                     announce_total(self.progress, self._file_bytes(self.odb.raw_id(tree_id)))
                 dfd = os.open(dest, _DIR_FLAGS)
                 try:
-                    self._fill_tree(self.odb.raw_id(tree_id), dfd, dest, "", dest in self._fresh, skip_existing)
+                    self._dirs, self._root_fd = [(-1, "", "")], dfd
+                    self._bulk, self._bulk_files, self._writers, self._odd = [], 0, None, []
+                    try:
+                        self._fill_tree(self.odb.raw_id(tree_id), dfd, dest, "", dest in self._fresh, skip_existing, 0)
+                        self._write_bulk()
+                    except BaseException:
+                        if self._writers is not None:
+                            self._writers.finish(failed=True)
+                        raise
+                    self._finish_bulk(dest)
                 finally:
+                    self._bulk, self._writers = [], None
                     os.close(dfd)
                 return self.result
             # One pass, in tree order: every directory is made (or checked to
@@ -322,15 +509,14 @@ class Materializer:
                 total += self._file_bytes(row[2])
         return total
 
-    def _fill_tree(self, tree_id: bytes, dfd: int, dirpath: str, rel: str, fresh: bool, skip_existing: bool) -> None:
-        """Place one tree's entries into the open directory ``dfd`` (``dirpath``), then its subtrees.
+    def _fill_tree(self, tree_id: bytes, dfd: int, dirpath: str, rel: str, fresh: bool, skip_existing: bool, number: int) -> None:
+        """Place one tree's entries into the open directory ``dfd`` (``dirpath``, directory
+        ``number`` of ``self._dirs``), then its subtrees.
 
-        In a directory this checkout created, small files are written in
-        bulk: their objects read in pack order (:meth:`ObjectDatabase.iter_encoded`,
-        every one verified), each file created under its own name relative
-        to the directory with ``os.open``/``os.write``. Everything else goes
-        through :meth:`_apply`. A subdirectory is opened with ``O_NOFOLLOW``,
-        so nothing is written through a symlink.
+        In a directory this checkout created, small files are only collected
+        (``self._bulk``): :meth:`_write_bulk` writes them a few thousand at a time.
+        Everything else goes through :meth:`_apply`. A subdirectory is
+        opened with ``O_NOFOLLOW``, so nothing is written through a symlink.
         """
         placed = self.placed
         small = self.params.small_file
@@ -345,9 +531,16 @@ class Materializer:
             else:
                 self._place(dirpath, rel, _entry_of(row), skip_existing)
         if bulk:
-            self._write_bulk(dfd, dirpath, rel, bulk)
+            self._bulk.append((number, bulk))
+            self._bulk_files += len(bulk)
+            if self._bulk_files >= _FLUSH_FILES:
+                # Written while the groups the walk just read for their trees are still decoded.
+                self._write_bulk()
+        dirs = self._dirs
         for row in subdirs:
             name = row[0]
+            dirs.append((number, name, f"{rel}{name}/"))
+            sub_number = len(dirs) - 1
             path = os.path.join(dirpath, name)
             sub_fresh = False
             if fresh:
@@ -366,7 +559,7 @@ class Materializer:
             try:
                 if sub_fresh:
                     self._fresh.add(path)
-                self._fill_tree(row[2], sub, path, f"{rel}{name}/", sub_fresh, skip_existing)
+                self._fill_tree(row[2], sub, path, f"{rel}{name}/", sub_fresh, skip_existing, sub_number)
             finally:
                 os.close(sub)
 
@@ -377,52 +570,69 @@ class Materializer:
             if st is not None:
                 self.placed[rel + entry.name] = placed_from(st, entry)
 
-    def _write_bulk(self, dfd: int, dirpath: str, rel: str, rows: list[list[Any]]) -> None:
-        """Write small files into a directory this checkout created."""
-        by_id: dict[bytes, list[list[Any]]] = {}
-        for row in rows:
-            by_id.setdefault(row[2], []).append(row)
-        placed, progress = self.placed, self.progress
-        os_open, os_write, os_close, os_fstat = os.open, os.write, os.close, os.fstat
-        done: list[str] = []
-        written_bytes = 0
-        try:
-            for oid, encoded in self.odb.iter_encoded(by_id):
+    def _write_bulk(self) -> None:
+        """Write the small files :meth:`_fill_tree` collected (all in directories this checkout created).
+
+        Their objects are read in pack order (:meth:`ObjectDatabase.iter_encoded_batches`:
+        each group record decoded once, every member verified against its id
+        before it is handed on) on this thread, while writer threads create
+        the files (:class:`_Writers`): ``os.open`` relative to the directory,
+        one ``os.write``, ``os.close``; the creating syscalls release the GIL,
+        so they run on every core. A file that is not what the tree says is
+        left to :meth:`_finish_bulk`, whose general path reports it.
+        """
+        by_id: dict[bytes, tuple[int, list[Any]]] = {}
+        twins: dict[bytes, list[tuple[int, list[Any]]]] = {}  # the same content at more places
+        for number, rows in self._bulk:
+            for row in rows:
+                oid = row[2]
+                if oid in by_id:
+                    twins.setdefault(oid, []).append((number, row))
+                else:
+                    by_id[oid] = (number, row)
+        files = self._bulk_files
+        self._bulk, self._bulk_files = [], 0
+        if not files:
+            return
+        writers = self._writers
+        if writers is None:
+            writers = self._writers = _Writers(self, self._root_fd, self._odd, threads=_writer_threads(files))
+        odd = self._odd
+        progress = self.progress
+        for batch in self.odb.iter_encoded_batches(by_id):
+            jobs: list[tuple[int, list[Any], memoryview]] = []
+            size = 0
+            for oid, encoded in batch:
+                number, row = by_id[oid]
+                if encoded[0] != BLOB or len(encoded) != row[3] + 1:
+                    odd.append((number, row))
+                    odd.extend(twins.get(oid, ()))
+                    continue
                 view = memoryview(encoded)[1:]
-                blob = encoded[0] == BLOB
-                hex_id = oid.hex() if placed is not None else ""
-                for row in by_id[oid]:
-                    name, size = row[0], row[3]
-                    if len(view) != size or not blob:
-                        # Not the small blob the tree says: the general path reports it.
-                        self._place(dirpath, rel, _entry_of(row), False)
-                        continue
-                    try:
-                        fd = os_open(name, _CREATE_FLAGS, 0o777 if row[4] == MODE_EXEC else 0o666, dir_fd=dfd)
-                    except FileExistsError:  # someone else is writing here too
-                        self._place(dirpath, rel, _entry_of(row), True)
-                        continue
-                    try:
-                        n = os_write(fd, view)
-                        while n < size:
-                            n += os_write(fd, view[n:])
-                        if placed is not None:
-                            st = os_fstat(fd)
-                            placed[rel + name] = (PLACED_FILE, st.st_size, st.st_mtime_ns, hex_id)
-                    except BaseException:
-                        os_close(fd)
-                        os.unlink(name, dir_fd=dfd)
-                        raise
-                    os_close(fd)
-                    done.append(name)
-                    written_bytes += size
-                    if progress is not None:
-                        progress(size)
-        finally:
-            self.result.files += len(done)
-            self.result.bytes += written_bytes
-            if placed is not None:
-                self.selected.update([rel + name for name in done])
+                jobs.append((number, row, view))
+                size += row[3]
+                if twins and oid in twins:
+                    for number, row in twins[oid]:
+                        jobs.append((number, row, view))
+                        size += row[3]
+            writers.put(jobs)
+            if progress is not None and size:
+                progress(size)
+
+    def _finish_bulk(self, dest: str) -> None:
+        """Wait for the writers, count what they wrote, then place what they could not."""
+        writers = self._writers
+        if writers is None:
+            return
+        self._writers = None
+        writers.finish()
+        self.result.files += writers.files
+        self.result.bytes += writers.bytes
+        if self.placed is not None:
+            self.selected.update(writers.done)
+        for number, row in self._odd:
+            rel = self._dirs[number][2]
+            self._place(os.path.join(dest, *self._parts(rel[:-1])) if rel else dest, rel, _entry_of(row), True)
 
     @staticmethod
     def _parts(rel: str) -> list[str]:

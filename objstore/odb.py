@@ -49,6 +49,8 @@ _RUN_GAP = 256 * 1024
 """Bytes of other records :meth:`ObjectDatabase.iter_encoded` reads over rather than start a new read."""
 _RUN_SPAN = 8 * 1024 * 1024
 """The most one of its reads covers."""
+_BATCH = 1024
+"""Records of a run (not grouped) :meth:`ObjectDatabase.iter_encoded_batches` yields at once."""
 
 
 def _pack_order(item: tuple[str, int, bytes, IndexEntry]) -> tuple[str, int]:
@@ -538,8 +540,19 @@ class ObjectDatabase:
         close together in a pack are read with one ranged read (runs of up to
         :data:`_RUN_SPAN` bytes with gaps under :data:`_RUN_GAP`), then each is
         checked against its index entry, decoded and hashed as
-        :meth:`get_encoded` does. An encoding may be a view of the run's
-        buffer, valid until the next one is yielded.
+        :meth:`get_encoded` does; a group record is decoded once for all its
+        members asked for. An encoding may be a view of a buffer read for it.
+        """
+        for batch in self.iter_encoded_batches(oids):
+            yield from batch
+
+    def iter_encoded_batches(self, oids: Iterable[bytes]) -> Iterator[list[tuple[bytes, bytes | memoryview]]]:
+        """:meth:`iter_encoded` a batch at a time: one list per group record read
+        (the members asked for), else per at most :data:`_BATCH` records of a run.
+
+        Every encoding is verified before its batch is yielded, so a consumer
+        may hand a batch to another thread (the views stay valid as long as
+        they are referenced).
         """
         located: list[tuple[str, int, bytes, IndexEntry]] = []
         todo = list(dict.fromkeys(oids))
@@ -547,11 +560,12 @@ class ObjectDatabase:
             if not todo:
                 break
             left = []
+            entry_at = idx.entry_at
             for oid, i in zip(todo, idx.find_many(todo)):
                 if i < 0:
                     left.append(oid)
                 else:
-                    e = idx.entry_at(i)
+                    e = entry_at(i)
                     located.append((name, e.offset, oid, e))
             if len(left) < len(todo):
                 self._last_hit = name
@@ -576,21 +590,58 @@ class ObjectDatabase:
                 run = memoryview(self.storage.read_range(where, start, end - start))
             except (FileNotFoundError, EOFError):
                 # Repacked meanwhile, or truncated: one by one, as get_encoded copes.
-                for _, _, oid, _ in located[i:j]:
-                    yield oid, self.get_encoded(oid)
+                yield [(oid, self.get_encoded(oid)) for _, _, oid, _ in located[i:j]]
                 i = j
                 continue
-            digest = self.algorithm.oneshot
-            for _, offset, oid, e in located[i:j]:
-                at = offset - start
-                stored = run[at : at + e.stored_length]
-                if e.codec == codec.RAW and e.stored_length == e.raw_length and e.raw_length and stored[0] == e.type_tag and digest(stored) == oid:
-                    yield oid, stored  # what _decode_checked checks of a raw record, inline
-                else:
-                    yield oid, self._decode_checked(oid, e, stored, where)
+            yield from self._run_batches(located, i, j, start, run, where)
             i = j
         for oid in elsewhere:  # in the open pack, or published since the last refresh
-            yield oid, self.get_encoded(oid)
+            yield [(oid, self.get_encoded(oid))]
+
+    def _run_batches(
+        self, located: list[tuple[str, int, bytes, IndexEntry]], i: int, j: int, start: int, run: memoryview, where: str
+    ) -> Iterator[list[tuple[bytes, bytes | memoryview]]]:
+        """The verified encodings of ``located[i:j]``, whose records lie in ``run`` (read from ``where`` at ``start``)."""
+        digest = self.algorithm.oneshot
+        batch: list[tuple[bytes, bytes | memoryview]] = []
+        k = i
+        while k < j:
+            _, offset, oid, e = located[k]
+            at = offset - start
+            if e.codec == codec.GROUPED:
+                # Members of one group lie together in pack order: the group is decoded
+                # once (its members found by the hash of their bytes: verified), then
+                # each is looked up by id.
+                length = e.stored_length
+                m = k + 1
+                while m < j and located[m][1] == offset and located[m][3].stored_length == length and located[m][3].codec == codec.GROUPED:
+                    m += 1
+                if batch:
+                    yield batch
+                    batch = []
+                group = self._group(oid, e, run[at : at + length], where)
+                members, raw = group.members, memoryview(group.raw)
+                out: list[tuple[bytes, bytes | memoryview]] = []
+                for _, _, oid, e in located[k:m]:
+                    hit = members.get(oid)
+                    if hit is not None and hit[1] == e.raw_length and raw[hit[0]] == e.type_tag:
+                        out.append((oid, raw[hit[0] : hit[0] + hit[1]]))
+                    else:
+                        out.append((oid, self._member_checked(oid, e, group, where)))  # raises, naming what is wrong
+                yield out
+                k = m
+                continue
+            stored = run[at : at + e.stored_length]
+            if e.codec == codec.RAW and e.stored_length == e.raw_length and e.raw_length and stored[0] == e.type_tag and digest(stored) == oid:
+                batch.append((oid, stored))  # what _decode_checked checks of a raw record, inline
+            else:
+                batch.append((oid, self._decode_checked(oid, e, stored, where)))
+            if len(batch) >= _BATCH:
+                yield batch
+                batch = []
+            k += 1
+        if batch:
+            yield batch
 
     def _get_encoded(self, oid: bytes) -> tuple[bytes | memoryview, str]:
         """(verified typed encoding, where it was read); a group member whose group

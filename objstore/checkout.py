@@ -11,12 +11,9 @@ present with the right content are left alone.
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import stat
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,26 +90,13 @@ def _umask() -> int:
     return mask
 
 
-def _writer_threads(files: int) -> int:
-    """Threads creating files for a bulk write of ``files`` small files (0: on the calling thread)."""
-    if files < _THREADED_FILES:
-        return 0
-    return max(1, min(_MAX_WRITERS, os.cpu_count() or 1))
-
-
 _FLUSH_FILES = 4096
 """Small files collected before they are written (their groups are still among the decoded ones)."""
-_THREADED_FILES = 256
-"""Fewer small files than this are created on the calling thread (a thread costs more than it saves)."""
-_MAX_WRITERS = 2
-"""Threads creating small files: each waits in the kernel most of the time, two keep 2 cores busy
-beside the thread decoding objects; more would fight over the GIL and the directories' locks."""
-_QUEUED = 4
-"""Batches (one group record's files each) waiting for a writer thread: memory stays a few groups."""
 
 
 class _DirFds:
-    """One writer thread's open directories by number (``Materializer._dirs``), at most ``budget`` open.
+    """Open directories by number (``Materializer._dirs``), at most ``budget`` at once (the
+    first opened is closed first: files come in directory order, mostly).
 
     A directory is opened relative to its parent's descriptor with
     ``O_NOFOLLOW``, down from the destination's, so a directory swapped for
@@ -123,20 +107,19 @@ class _DirFds:
         self.root_fd = root_fd
         self.dirs = dirs
         self.budget = budget
-        self.fds: OrderedDict[int, int] = OrderedDict()
+        self.fds: dict[int, int] = {}
 
     def get(self, number: int) -> int:
         if number == 0:
             return self.root_fd
         fd = self.fds.get(number)
         if fd is not None:
-            self.fds.move_to_end(number)
             return fd
         parent, name, _ = self.dirs[number]
         fd = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=self.get(parent))
         self.fds[number] = fd
         if len(self.fds) > self.budget:
-            os.close(self.fds.popitem(last=False)[1])
+            os.close(self.fds.pop(next(iter(self.fds))))
         return fd
 
     def close(self) -> None:
@@ -157,108 +140,77 @@ def _fd_budget() -> int:
     return max(4, min(256, soft // 8))
 
 
-class _Writers:
-    """Create small files from batches of ``(directory number, tree row, content)``,
-    on ``threads`` threads (on the caller's with 0). The first error stops them
-    all; :meth:`finish` raises it."""
+class _SmallFiles:
+    """Creates small files in directories this checkout created, from verified
+    encodings, and counts what it wrote."""
 
-    def __init__(self, owner: Materializer, root_fd: int, odd: list[tuple[int, list[Any]]], threads: int) -> None:
+    def __init__(self, owner: Materializer, root_fd: int) -> None:
         self.owner = owner
-        self.root_fd = root_fd
-        self.odd = odd
+        self.fds = _DirFds(root_fd, owner._dirs, _fd_budget())
         self.files = 0
         self.bytes = 0
         self.done: list[str] = []
-        self.errors: list[BaseException] = []
-        self.stop = False
-        self.queue: queue.Queue[list[tuple[int, list[Any], memoryview]] | None] = queue.Queue(_QUEUED)
-        budget = _fd_budget()
-        self.inline = _DirFds(root_fd, owner._dirs, budget) if threads == 0 else None
-        self.threads = [threading.Thread(target=self._work, args=(budget,), daemon=True) for _ in range(threads)]
-        for t in self.threads:
-            t.start()
 
-    def put(self, jobs: list[tuple[int, list[Any], memoryview]]) -> None:
-        if self.inline is not None:
-            self._create(self.inline, jobs)
-            return
-        if self.errors:
-            raise self.errors[0]
-        self.queue.put(jobs)
-
-    def finish(self, failed: bool = False) -> None:
-        """Wait for the writers; raise the first error one of them met (unless the caller ``failed``:
-        then they only stop, and the caller's error is the one reported)."""
-        if self.inline is not None:
-            self.inline.close()
-        else:
-            self.stop = failed
-            for _ in self.threads:
-                self.queue.put(None)
-            for t in self.threads:
-                t.join()
-        if self.errors and not failed:
-            raise self.errors[0]
-
-    def _work(self, budget: int) -> None:
-        fds = _DirFds(self.root_fd, self.owner._dirs, budget)
-        try:
-            while True:
-                jobs = self.queue.get()
-                if jobs is None:
-                    return
-                if self.stop or self.errors:
-                    continue  # drain
-                try:
-                    self._create(fds, jobs)
-                except BaseException as exc:
-                    self.errors.append(exc)
-        finally:
-            try:
-                fds.close()
-            except OSError as exc:
-                self.errors.append(exc)
-
-    def _create(self, fds: _DirFds, jobs: list[tuple[int, list[Any], memoryview]]) -> None:
-        placed, dirs, odd = self.owner.placed, self.owner._dirs, self.odd
+    def create(
+        self,
+        batch: list[tuple[bytes, bytes | memoryview]],
+        by_id: dict[bytes, tuple[int, list[Any]]],
+        twins: dict[bytes, list[tuple[int, list[Any]]]],
+    ) -> None:
+        """Create the files of a batch of verified encodings (``by_id``: where the tree has each
+        id; ``twins``: further places of an id), each under its own name (``O_EXCL``, the mode
+        given to ``open``: no chmod) relative to its directory. One that is not the small blob
+        the tree says, or that the walk did not expect there, is left to the general path."""
+        owner = self.owner
+        placed, dirs, odd, fds = owner.placed, owner._dirs, owner._odd, self.fds
+        open_fds = fds.fds
         os_open, os_write, os_close, os_fstat = os.open, os.write, os.close, os.fstat
-        done: list[str] = []
+        done = self.done
         files = written = 0
         current, dfd, prefix = -1, -1, ""
         try:
-            for number, row, view in jobs:
-                if number != current:
-                    dfd, prefix, current = fds.get(number), dirs[number][2], number
-                name, size = row[0], row[3]
-                try:
-                    fd = os_open(name, _CREATE_FLAGS, 0o777 if row[4] == MODE_EXEC else 0o666, dir_fd=dfd)
-                except FileExistsError:  # someone else is writing here too: the general path
-                    odd.append((number, row))
+            for oid, encoded in batch:
+                first = by_id[oid]
+                places = (first, *twins[oid]) if twins and oid in twins else (first,)
+                size = len(encoded) - 1
+                if encoded[0] != BLOB:
+                    odd.extend(places)
                     continue
-                try:
-                    n = os_write(fd, view)
-                    while n < size:
-                        n += os_write(fd, view[n:])
-                    if placed is not None:
-                        st = os_fstat(fd)
-                        placed[prefix + name] = (PLACED_FILE, st.st_size, st.st_mtime_ns, row[2].hex())
-                except BaseException:
+                view = encoded[1:]
+                for number, row in places:
+                    if row[3] != size:
+                        odd.append((number, row))
+                        continue
+                    if number != current:
+                        dfd = open_fds.get(number) or fds.get(number)
+                        prefix, current = dirs[number][2], number
+                    name = row[0]
+                    try:
+                        fd = os_open(name, _CREATE_FLAGS, 0o777 if row[4] == MODE_EXEC else 0o666, dir_fd=dfd)
+                    except FileExistsError:  # someone else is writing here too
+                        odd.append((number, row))
+                        continue
+                    try:
+                        n = os_write(fd, view)
+                        while n < size:
+                            n += os_write(fd, view[n:])
+                        if placed is not None:
+                            st = os_fstat(fd)  # the size and mtime the next checkout's tidy-up compares
+                            placed[prefix + name] = (PLACED_FILE, st.st_size, st.st_mtime_ns, oid.hex())
+                    except BaseException:
+                        os_close(fd)
+                        os.unlink(name, dir_fd=dfd)
+                        raise
                     os_close(fd)
-                    os.unlink(name, dir_fd=dfd)
-                    raise
-                os_close(fd)
-                if placed is not None:
-                    done.append(prefix + name)
-                files += 1
-                written += size
+                    if placed is not None:
+                        done.append(prefix + name)
+                    files += 1
+                    written += size
         finally:
-            with _COUNT_LOCK:
-                self.files += files
-                self.bytes += written
-                self.done.extend(done)
-
-
-_COUNT_LOCK = threading.Lock()
+            self.files += files
+            self.bytes += written
+            if owner.progress is not None and written:
+                owner.progress(written)
 
 
 class Materializer:
@@ -279,7 +231,7 @@ class Materializer:
         self._bulk: list[tuple[int, list[list[Any]]]] = []  # small files for _write_bulk, by directory number
         self._bulk_files = 0
         self._root_fd = -1  # the destination's, while a whole tree is written
-        self._writers: _Writers | None = None
+        self._small: _SmallFiles | None = None
         self._odd: list[tuple[int, list[Any]]] = []  # small files the writers left to the general path
 
     def _tree(self, tree_id: ObjectId) -> Tree:
@@ -459,17 +411,16 @@ class Materializer:
                 dfd = os.open(dest, _DIR_FLAGS)
                 try:
                     self._dirs, self._root_fd = [(-1, "", "")], dfd
-                    self._bulk, self._bulk_files, self._writers, self._odd = [], 0, None, []
+                    self._bulk, self._bulk_files, self._small, self._odd = [], 0, None, []
                     try:
                         self._fill_tree(self.odb.raw_id(tree_id), dfd, dest, "", dest in self._fresh, skip_existing, 0)
                         self._write_bulk()
-                    except BaseException:
-                        if self._writers is not None:
-                            self._writers.finish(failed=True)
-                        raise
+                    finally:
+                        if self._small is not None:
+                            self._small.fds.close()
                     self._finish_bulk(dest)
                 finally:
-                    self._bulk, self._writers = [], None
+                    self._bulk, self._small = [], None
                     os.close(dfd)
                 return self.result
             # One pass, in tree order: every directory is made (or checked to
@@ -575,11 +526,15 @@ class Materializer:
 
         Their objects are read in pack order (:meth:`ObjectDatabase.iter_encoded_batches`:
         each group record decoded once, every member verified against its id
-        before it is handed on) on this thread, while writer threads create
-        the files (:class:`_Writers`): ``os.open`` relative to the directory,
-        one ``os.write``, ``os.close``; the creating syscalls release the GIL,
-        so they run on every core. A file that is not what the tree says is
-        left to :meth:`_finish_bulk`, whose general path reports it.
+        before its file is created), each file created relative to its
+        directory (opened with ``O_NOFOLLOW`` from the destination down) with
+        ``os.open``, one ``os.write`` and ``os.close``. A file that is not
+        what the tree says is left to :meth:`_finish_bulk`, whose general
+        path reports it.
+
+        All on this thread: writer threads were tried, and with the GIL taken
+        back by the decoding thread at every return from a syscall they made
+        the checkout slower, not faster (see docs/format.md, small files).
         """
         by_id: dict[bytes, tuple[int, list[Any]]] = {}
         twins: dict[bytes, list[tuple[int, list[Any]]]] = {}  # the same content at more places
@@ -594,45 +549,24 @@ class Materializer:
         self._bulk, self._bulk_files = [], 0
         if not files:
             return
-        writers = self._writers
-        if writers is None:
-            writers = self._writers = _Writers(self, self._root_fd, self._odd, threads=_writer_threads(files))
-        odd = self._odd
-        progress = self.progress
-        for batch in self.odb.iter_encoded_batches(by_id):
-            jobs: list[tuple[int, list[Any], memoryview]] = []
-            size = 0
-            for oid, encoded in batch:
-                number, row = by_id[oid]
-                if encoded[0] != BLOB or len(encoded) != row[3] + 1:
-                    odd.append((number, row))
-                    odd.extend(twins.get(oid, ()))
-                    continue
-                view = memoryview(encoded)[1:]
-                jobs.append((number, row, view))
-                size += row[3]
-                if twins and oid in twins:
-                    for number, row in twins[oid]:
-                        jobs.append((number, row, view))
-                        size += row[3]
-            writers.put(jobs)
-            if progress is not None and size:
-                progress(size)
+        small = self._small
+        if small is None:
+            small = self._small = _SmallFiles(self, self._root_fd)
+        for batch in self.odb.iter_by_group(by_id):
+            small.create(batch, by_id, twins)
 
     def _finish_bulk(self, dest: str) -> None:
-        """Wait for the writers, count what they wrote, then place what they could not."""
-        writers = self._writers
-        if writers is None:
-            return
-        self._writers = None
-        writers.finish()
-        self.result.files += writers.files
-        self.result.bytes += writers.bytes
-        if self.placed is not None:
-            self.selected.update(writers.done)
+        """Count what the bulk writes wrote, then place what they could not."""
+        small = self._small
+        if small is not None:
+            self.result.files += small.files
+            self.result.bytes += small.bytes
+            if self.placed is not None:
+                self.selected.update(small.done)
         for number, row in self._odd:
             rel = self._dirs[number][2]
             self._place(os.path.join(dest, *self._parts(rel[:-1])) if rel else dest, rel, _entry_of(row), True)
+        self._odd = []
 
     @staticmethod
     def _parts(rel: str) -> list[str]:

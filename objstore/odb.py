@@ -571,7 +571,8 @@ class ObjectDatabase:
                 self._last_hit = name
             todo = left
         elsewhere = todo
-        located.sort(key=_pack_order)
+        located.sort()  # pack order: by pack, offset, then id (unique), never comparing entries
+        check, max_blob = limits.check_entry, self.max_blob
         i, n = 0, len(located)
         while i < n:
             name, start, _, first = located[i]
@@ -581,11 +582,12 @@ class ObjectDatabase:
                 pack, offset, _, e = located[j]
                 if pack != name or offset - end > _RUN_GAP or offset + e.stored_length - start > _RUN_SPAN:
                     break
-                end = max(end, offset + e.stored_length)
+                if offset + e.stored_length > end:
+                    end = offset + e.stored_length
                 j += 1
             where = pack_path(name)
             for _, _, oid, e in located[i:j]:
-                self.check_entry(oid, e, where)  # before reading what it claims
+                check(oid, e, max_blob, where)  # before reading what it claims (as self.check_entry)
             try:
                 run = memoryview(self.storage.read_range(where, start, end - start))
             except (FileNotFoundError, EOFError):
@@ -597,6 +599,53 @@ class ObjectDatabase:
             i = j
         for oid in elsewhere:  # in the open pack, or published since the last refresh
             yield [(oid, self.get_encoded(oid))]
+
+    def iter_by_group(self, oids: Iterable[bytes]) -> Iterator[list[tuple[bytes, bytes | memoryview]]]:
+        """:meth:`iter_encoded_batches` for objects that mostly share group records (a
+        checkout's small files): a batch per group, in the order of ``oids``.
+
+        The first id not yet given is looked up, its group record decoded
+        (once: decoded groups are kept) and every other id asked for that the
+        group holds is taken from it at once, by a set intersection with the
+        group's members, with no index lookup per object. Each member is
+        known by the hash of its bytes, so every encoding given is what its
+        id says; the index entries of the others are not read, so a caller
+        checks the type tag and length it expects. Ids not stored in groups
+        come last, from :meth:`iter_encoded_batches`.
+        """
+        order = list(dict.fromkeys(oids))
+        left = set(order)
+        rest: list[bytes] = []
+        for oid in order:
+            if oid not in left:
+                continue
+            loc = self.locate(oid)
+            group = None
+            if loc is not None and loc[1].codec == codec.GROUPED:
+                name, entry = loc
+                where = pack_path(name)
+                self.check_entry(oid, entry, where)
+                with self._lock:
+                    group = self._groups.get((where, entry.offset, entry.stored_length))
+                if group is None:
+                    entry, stored, where = self._read_stored(oid, loc)  # copes with a repack meanwhile
+                    group = self._group(oid, entry, stored, where) if entry.codec == codec.GROUPED else None
+            if group is None:
+                rest.append(oid)
+                left.discard(oid)
+                continue
+            self._member_checked(oid, entry, group, where)  # the one looked up agrees with its index entry
+            members = group.members
+            hits = members.keys() & left
+            left -= hits
+            raw = memoryview(group.raw)
+            batch: list[tuple[bytes, bytes | memoryview]] = []
+            for hit in sorted(hits, key=members.__getitem__):
+                start, length = members[hit]
+                batch.append((hit, raw[start : start + length]))
+            yield batch
+        if rest:
+            yield from self.iter_encoded_batches(rest)
 
     def _run_batches(
         self, located: list[tuple[str, int, bytes, IndexEntry]], i: int, j: int, start: int, run: memoryview, where: str
@@ -774,7 +823,7 @@ class ObjectDatabase:
         if len(stored) != entry.stored_length:
             raise CorruptObject(oid.hex(), f"its group is {len(stored)} bytes, the index says {entry.stored_length}", where)
         try:
-            group = decode_group(stored, self.hash)
+            group = decode_group(stored, self.algorithm.oneshot)
         except FormatError as exc:
             raise CorruptObject(oid.hex(), f"its group does not decode: {exc}", where) from None
         if key is not None:

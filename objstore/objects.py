@@ -397,7 +397,7 @@ def tree_rows(encoded: bytes | memoryview, digest_size: int) -> list[list[Any]]:
     keys = [n.encode("utf-8") for n in names]
     if keys != sorted(set(keys)):
         raise FormatError("tree entries are not strictly sorted (duplicate or out of order)")
-    if _pack(rows) != body:
+    if _pack(rows) != body.tobytes():  # bytes to bytes: one memcmp (a memoryview compares item by item)
         raise FormatError("tree encoding is not canonical")
     return rows
 

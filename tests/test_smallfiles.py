@@ -324,3 +324,69 @@ def test_a_failed_snapshot_leaves_no_directory_answer_without_its_files(tmp_path
     dest = tmp_path / "out"
     repo.checkout(tree, dest)
     assert dir_state(dest) == dir_state(src)
+
+
+# -- checkout of many small files: groups decoded once, directories opened from the destination down
+
+
+def _many_dirs(root: Path) -> Path:
+    """24 directories (3 levels) of text files, some with the same content in several places."""
+    for top in range(3):
+        for sub in range(8):
+            for i in range(5):
+                write(root / f"t{top}" / f"s{sub}" / f"f{i}.txt", f"{top}/{sub}/{i} ".encode() * (5 + i), executable=i == 4)
+            write(root / f"t{top}" / f"s{sub}" / "same.txt", b"the same in every directory\n")
+    return root
+
+
+def test_a_checkout_keeps_a_bounded_number_of_directories_open(repo, tmp_path, monkeypatch):
+    src = _many_dirs(tmp_path / "src")
+    tree = repo.snapshot(src)
+    monkeypatch.setattr("objstore.checkout._fd_budget", lambda: 4)  # far fewer than the 27 directories
+    result = repo.checkout(tree, tmp_path / "out")
+    assert dir_state(tmp_path / "out") == dir_state(src)
+    assert result.files == 3 * 8 * 6
+    if os.path.isdir("/proc/self/fd"):  # no directory of the checkout is left open
+        targets = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass  # the listing's own descriptor, closed by now
+        assert not [t for t in targets if t.startswith(str(tmp_path / "out"))]
+    assert repo.checkout(tree, tmp_path / "out").skipped == result.files  # every file remembered
+
+
+def test_a_damaged_group_fails_the_checkout_and_no_file_holds_other_bytes(tmp_path):
+    src = _many_dirs(tmp_path / "src")
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)  # format version 3: small files in groups
+    tree = repo.snapshot(src)
+    ids = {p: e.id for p, e in repo.walk(tree) if e.kind == "file"}
+    members = {e.id for _, e in repo.walk(tree)} | {tree}  # trees share the groups too
+    pack, offset, length = object_location(repo, ids["t1/s3/f2.txt"])
+    repo.close()
+    flip_byte(pack, offset + length // 2)
+    repo = Repository.open(tmp_path / "store")
+    dest = tmp_path / "out"
+    with pytest.raises(CorruptObject) as info:
+        repo.checkout(tree, dest)
+    assert info.value.object_id in members
+    for path in ids:
+        placed = dest / path
+        if placed.exists():
+            assert placed.read_bytes() == (src / path).read_bytes()
+
+
+def test_members_are_taken_by_group_each_once_and_verified(tmp_path):
+    src = _many_dirs(tmp_path / "src")
+    write(src / "big.bin", rand_bytes(3, 40_000))  # chunks of their own records, not grouped
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    tree = repo.snapshot(src)
+    wanted = [bytes.fromhex(e.id) for _, e in repo.walk(tree) if e.kind in ("file", "dir")]
+    chunk_ids = [bytes.fromhex(c[0]) for c in repo.get(next(e.id for p, e in repo.walk(tree) if p == "big.bin")).chunks]
+    wanted += chunk_ids + wanted[:5]  # and some asked for twice
+    got = [item for batch in repo.odb.iter_by_group(wanted) for item in batch]
+    assert sorted(oid for oid, _ in got) == sorted(set(wanted))
+    for oid, encoded in got:
+        assert bytes(encoded) == bytes(repo.odb.get_encoded(oid))
+        assert repo.algorithm.digest(bytes(encoded)) == oid

@@ -524,7 +524,7 @@ class Materializer:
     def _write_bulk(self) -> None:
         """Write the small files :meth:`_fill_tree` collected (all in directories this checkout created).
 
-        Their objects are read in pack order (:meth:`ObjectDatabase.iter_encoded_batches`:
+        Their objects are read a group at a time (:meth:`ObjectDatabase.iter_by_group`:
         each group record decoded once, every member verified against its id
         before its file is created), each file created relative to its
         directory (opened with ``O_NOFOLLOW`` from the destination down) with
@@ -534,7 +534,7 @@ class Materializer:
 
         All on this thread: writer threads were tried, and with the GIL taken
         back by the decoding thread at every return from a syscall they made
-        the checkout slower, not faster (see docs/format.md, small files).
+        the checkout slower, not faster (docs/format.md, "Groups").
         """
         by_id: dict[bytes, tuple[int, list[Any]]] = {}
         twins: dict[bytes, list[tuple[int, list[Any]]]] = {}  # the same content at more places

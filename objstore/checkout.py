@@ -91,7 +91,8 @@ def _umask() -> int:
 
 
 _FLUSH_FILES = 4096
-"""Small files collected before they are written (their groups are still among the decoded ones)."""
+"""Small files collected before they are written: few rows held at once, and a group whose files
+are written in two goes is still among the decoded ones the second time."""
 
 
 class _DirFds:
@@ -128,7 +129,7 @@ class _DirFds:
 
 
 def _fd_budget() -> int:
-    """Directories one writer keeps open: a few hundred, well inside the process's limit."""
+    """Directories a checkout keeps open at once: at most 256, an eighth of the process's limit."""
     try:
         import resource
 
@@ -232,7 +233,7 @@ class Materializer:
         self._bulk_files = 0
         self._root_fd = -1  # the destination's, while a whole tree is written
         self._small: _SmallFiles | None = None
-        self._odd: list[tuple[int, list[Any]]] = []  # small files the writers left to the general path
+        self._odd: list[tuple[int, list[Any]]] = []  # small files the bulk writes left to the general path
 
     def _tree(self, tree_id: ObjectId) -> Tree:
         return self.odb.get_as(tree_id, Tree)
@@ -485,7 +486,6 @@ class Materializer:
             self._bulk.append((number, bulk))
             self._bulk_files += len(bulk)
             if self._bulk_files >= _FLUSH_FILES:
-                # Written while the groups the walk just read for their trees are still decoded.
                 self._write_bulk()
         dirs = self._dirs
         for row in subdirs:

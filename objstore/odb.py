@@ -51,10 +51,8 @@ _RUN_SPAN = 8 * 1024 * 1024
 """The most one of its reads covers."""
 _BATCH = 1024
 """Records of a run (not grouped) :meth:`ObjectDatabase.iter_encoded_batches` yields at once."""
-
-
-def _pack_order(item: tuple[str, int, bytes, IndexEntry]) -> tuple[str, int]:
-    return item[0], item[1]
+_UNGROUPED = 64
+"""Ids :meth:`ObjectDatabase.iter_by_group` looks up one by one before it takes the rest as not grouped."""
 
 
 class ObjectDatabase:
@@ -611,14 +609,19 @@ class ObjectDatabase:
         known by the hash of its bytes, so every encoding given is what its
         id says; the index entries of the others are not read, so a caller
         checks the type tag and length it expects. Ids not stored in groups
-        come last, from :meth:`iter_encoded_batches`.
+        come last, from :meth:`iter_encoded_batches` (all of them once the
+        first :data:`_UNGROUPED` looked up were in none: a version 2 store).
         """
         order = list(dict.fromkeys(oids))
         left = set(order)
         rest: list[bytes] = []
-        for oid in order:
+        grouped = False
+        for at, oid in enumerate(order):
             if oid not in left:
                 continue
+            if not grouped and len(rest) >= _UNGROUPED:
+                rest.extend(o for o in order[at:] if o in left)
+                break
             loc = self.locate(oid)
             group = None
             if loc is not None and loc[1].codec == codec.GROUPED:
@@ -635,6 +638,7 @@ class ObjectDatabase:
                 left.discard(oid)
                 continue
             self._member_checked(oid, entry, group, where)  # the one looked up agrees with its index entry
+            grouped = True
             members = group.members
             hits = members.keys() & left
             left -= hits

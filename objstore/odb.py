@@ -30,6 +30,7 @@ from .packs import (
     PackIndex,
     PackWriter,
     decode_group,
+    encode_groups,
     index_path,
     pack_path,
 )
@@ -216,7 +217,7 @@ class ObjectDatabase:
     def missing(self, oids: Iterable[bytes]) -> list[bytes]:
         """The ids of ``oids`` not stored (in order): :meth:`has_raw` for a batch, one pass per pack."""
         w = self._writer
-        out = [o for o in oids if o not in w] if w is not None else list(oids)
+        out = w.missing(oids) if w is not None else list(oids)
         for name, idx in self._search_order():
             if not out:
                 break
@@ -396,6 +397,21 @@ class ObjectDatabase:
         self.added_objects += len(w) - before
         # In a grouping writer the members cost the groups they sealed (see add_stored).
         self.added_bytes += w.group_bytes - sealed if w.group_size else size
+
+    def encode_groups(self, encodings: Sequence[tuple[bytes, bytes]]) -> list[tuple[list[tuple[bytes, int, int]], bytes, int]]:
+        """Small typed encodings ``(id, encoding)``, each one :meth:`groups` takes, compressed into
+        group records for :meth:`add_groups` (thread-safe: meant for a pool thread)."""
+        return encode_groups(encodings, self.group_size, self.level)
+
+    def add_groups(self, groups: Sequence[tuple[list[tuple[bytes, int, int]], bytes, int]]) -> None:
+        """Append group records made by :meth:`encode_groups` (the caller checked their members
+        are not stored, as :meth:`add_stored` with ``checked``)."""
+        for members, stored, raw_length in groups:
+            w = self._writer_for(len(stored))
+            before, sealed = len(w), w.group_bytes
+            w.add_group(members, stored, raw_length)
+            self.added_objects += len(w) - before
+            self.added_bytes += w.group_bytes - sealed
 
     def put_encoded(self, encoded: bytes | memoryview) -> ObjectId:
         """Store a typed encoding; return its id (``TooLarge`` over the format's bound for its type)."""

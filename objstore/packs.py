@@ -20,7 +20,7 @@ import sys
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -101,6 +101,29 @@ def encode_group(encodings: Sequence[bytes | memoryview], level: int) -> tuple[b
     if len(raw) > MAX_GROUP_RAW:
         raise ValueError(f"a group of {len(raw)} raw bytes is over the format's {MAX_GROUP_RAW}")
     return _GROUP_COUNT.pack(len(encodings)) + lengths.tobytes() + codecs.compress_frame(raw, level), len(raw)
+
+
+def encode_groups(
+    encodings: Sequence[tuple[bytes, bytes]], group_size: int, level: int
+) -> list[tuple[list[tuple[bytes, int, int]], bytes, int]]:
+    """Typed encodings ``(id, encoding)`` of at most :data:`GROUP_MEMBER_SIZE` bytes cut into
+    groups of about ``group_size`` raw bytes (a rest under a quarter of that joins the last
+    group; :data:`GROUP_MAX_MEMBERS` members at most) and compressed as a writer seals its
+    open group: ``(members, stored, raw length)`` for :meth:`PackWriter.add_group` each."""
+    out: list[tuple[list[tuple[bytes, int, int]], bytes, int]] = []
+    level = max(level, GROUP_MIN_LEVEL)
+    lengths = [len(enc) for _, enc in encodings]
+    left = sum(lengths)
+    start = raw = 0
+    for i, n in enumerate(lengths):
+        raw += n
+        left -= n
+        if i + 1 == len(lengths) or i + 1 - start >= GROUP_MAX_MEMBERS or (raw >= group_size and left >= group_size // 4):
+            part = encodings[start : i + 1]
+            stored, raw_length = encode_group([enc for _, enc in part], level)
+            out.append(([(oid, enc[0], len(enc)) for oid, enc in part], stored, raw_length))
+            start, raw = i + 1, 0
+    return out
 
 
 @dataclass(frozen=True)
@@ -591,6 +614,28 @@ class PackWriter:
         self._group_raw += len(encoded)
         if self._group_raw >= self.group_size or len(self._group) >= GROUP_MAX_MEMBERS:
             self.seal_group()
+
+    def missing(self, oids: Iterable[bytes]) -> list[bytes]:
+        """The ids of ``oids`` not in this pack (nor its open group), in order."""
+        out = list(itertools.filterfalse(self._entries.__contains__, oids))
+        return list(itertools.filterfalse(self._group.__contains__, out)) if self._group else out
+
+    def add_group(self, members: Sequence[tuple[bytes, int, int]], stored: bytes, raw_length: int) -> None:
+        """Append a group record made elsewhere by :func:`encode_group` (on a pool thread, while
+        the caller reads on); ``members`` are ``(id, type tag, typed-encoding length)`` in the
+        group's table order. Ids already in this pack keep their first record."""
+        if not self.group_size:
+            raise ValueError("a pack of version 1 holds no group records")
+        if sum(n for _, _, n in members) != raw_length:
+            raise ValueError("the group's member lengths do not add up to its raw length")
+        header = bytes(self.digest_size) + _RECORD_TAIL.pack(GROUP_TAG, codecs.GROUPED, len(stored), raw_length)
+        at = self._offset + len(header)
+        entries, group, size = self._entries, self._group, len(stored)
+        for oid, tag, n in members:
+            if oid not in entries and oid not in group:
+                entries[oid] = _new_entry(IndexEntry, (at, size, n, tag, codecs.GROUPED))
+        self.group_bytes += len(header) + size
+        self._write([header, stored])
 
     def seal_group(self) -> None:
         """Compress the open group and append it as one group record."""

@@ -62,7 +62,11 @@ _DIR_FLAGS = _READ_FLAGS | getattr(os, "O_DIRECTORY", 0)
 _BLOB_TAG = bytes((BLOB,))
 _TREE_TAG = bytes((TREE,))
 _FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
 _MODE = operator.attrgetter("st_mode")
+_SIZE = operator.attrgetter("st_size")
+_FILE_MODES = (MODE_FILE, MODE_EXEC)  # by "has an execute bit"
+_OPEN_AT_ONCE = 256  # descriptors a directory's small files are opened with at a time
 _FILES_AND_DIRS = frozenset((stat.S_IFREG, stat.S_IFDIR))
 _SMALL_BATCH = 1024 * 1024  # bytes of small files handed to zstd at once
 _COMPRESS_BATCH = 8 * 1024 * 1024  # bytes of compressible chunks handed to zstd at once
@@ -85,6 +89,13 @@ class _Prepared:
     stored: bytes | memoryview | None  # None: already stored, nothing to write
     raw_length: int
 
+
+_Compressed = tuple[
+    list[tuple[bytes, int, int, bytes | memoryview, int]],  # records for ObjectDatabase.add_many
+    list[tuple[list[tuple[bytes, int, int]], bytes, int]],  # group records for ObjectDatabase.add_groups
+    list[bytes],  # every id of the batch
+]
+"""A batch of small objects compressed on the pool (see :meth:`Snapshotter._compress_small`)."""
 
 _SmallResult = tuple[os.stat_result, os.stat_result, "_Prepared | ObjectId | None"]
 
@@ -139,7 +150,7 @@ class Snapshotter:
         self._batch: list[tuple[bytes, bytes]] = []
         self._batch_bytes = 0
         self._pending: set[bytes] = set()  # queued for storing, not yet in the pack
-        self._inflight: deque[Future[list[_Prepared]]] = deque()
+        self._inflight: deque[Future[_Compressed]] = deque()
         self._dir_records: list[tuple[str, DirSignature, int, ObjectId, int, int]] = []
 
     # -- one encoded object ------------------------------------------------
@@ -478,19 +489,22 @@ class Snapshotter:
         to_read: list[tuple[str, os.stat_result]] = []
         slow: list[tuple[str, os.stat_result]] = []
         has_raw = self.odb.has_raw
-        for name, st in zip(names, stats):
-            mode = st.st_mode
-            if S_ISREG(mode) and st.st_size <= small:
-                if known:
-                    rec = known.get(name)
-                    if rec is not None and rec[0] == stat_fields(st) and has_raw(rec[1]):
-                        table[name] = rec
-                        rows.append([name, FILE, rec[1], st.st_size, MODE_EXEC if mode & 0o111 else MODE_FILE])
-                        total += st.st_size
-                        continue
-                to_read.append((name, st))
-            elif not S_ISDIR(mode):
-                slow.append((name, st))
+        if not known and not any(is_dir) and all(map(S_ISREG, map(_MODE, stats))) and max(map(_SIZE, stats), default=0) <= small:
+            to_read = list(zip(names, stats))  # the usual first snapshot of a directory of small files
+        else:
+            for name, st in zip(names, stats):
+                mode = st.st_mode
+                if S_ISREG(mode) and st.st_size <= small:
+                    if known:
+                        rec = known.get(name)
+                        if rec is not None and rec[0] == stat_fields(st) and has_raw(rec[1]):
+                            table[name] = rec
+                            rows.append([name, FILE, rec[1], st.st_size, MODE_EXEC if mode & 0o111 else MODE_FILE])
+                            total += st.st_size
+                            continue
+                    to_read.append((name, st))
+                elif not S_ISDIR(mode):
+                    slow.append((name, st))
         self.files += sum(1 for r in rows if r[1] == FILE)
         if to_read:
             total += self._read_small_files(dfd, follow, started, to_read, rows, table, slow)
@@ -510,7 +524,13 @@ class Snapshotter:
         if len(rows) > limits.MAX_TREE_ENTRIES:
             raise TooLarge("a directory", len(rows), limits.MAX_TREE_ENTRIES, "entries")
         rows.sort(key=_FIRST)  # names are unique: the listing's order (code points = UTF-8 bytes)
-        tree_id = self.odb.put_encoded(_TREE_TAG + msgpack.packb(rows, use_bin_type=True))
+        tree = _TREE_TAG + msgpack.packb(rows, use_bin_type=True)
+        if self.odb.groups(len(tree)):  # queued with the files: grouped on the pool
+            oid = self._digest(tree)
+            self._queue_small({oid: tree})
+            tree_id = to_hex(oid)
+        else:
+            tree_id = self.odb.put_encoded(tree)
         if cache is not None and sig is not None:
             self._dir_records.append((dirpath, sig, started, tree_id, total, self.files - files_before))
         return tree_id, total
@@ -521,49 +541,43 @@ class Snapshotter:
         follow: bool,
         started: int,
         todo: list[tuple[str, os.stat_result]],
-        rows: list[list[Any]],
+        rows: list[Any],
         table: dict[str, tuple[StatKey, bytes]],
         slow: list[tuple[str, os.stat_result]],
     ) -> int:
         """Read, hash and queue ``todo``'s small files; add their rows (and trusted stats);
-        return their bytes. One that vanished, changed type or grew goes to ``slow``."""
+        return their bytes. One that vanished, changed type or grew goes to ``slow``.
+
+        Everything per file runs in C (``map`` over the descriptors and the
+        contents): three syscalls and one hash each, no Python bytecode."""
         small = self.params.small_file
-        limit = small + 1
         flags = _READ_FLAGS if follow else _READ_FLAGS | _NOFOLLOW
-        os_open, os_read, os_close = os.open, os.read, os.close
+        names = list(map(_FIRST, todo))
         datas: list[bytes | None] = []
-        put = datas.append
-        for name, _ in todo:
-            try:
-                fd = os_open(name, flags, dir_fd=dfd)
-            except OSError:
-                put(None)
-                continue
-            try:
-                put(os_read(fd, limit))
-            except OSError:
-                put(None)
-            finally:
-                os_close(fd)
+        for at in range(0, len(names), _OPEN_AT_ONCE):
+            datas += _read_all(dfd, names[at : at + _OPEN_AT_ONCE], flags, small + 1)
         if None in datas or max(map(len, datas)) > small:  # type: ignore[arg-type]
             kept = [i for i, d in enumerate(datas) if d is not None and len(d) <= small]
             keep = set(kept)
             slow += [todo[i] for i in range(len(todo)) if i not in keep]
             todo = [todo[i] for i in kept]
+            names = list(map(_FIRST, todo))
             datas = [datas[i] for i in kept]
         got: list[bytes] = datas  # type: ignore[assignment]
+        stats = list(map(_SECOND, todo))
         encoded = list(map(_BLOB_TAG.__add__, got))
         oids = list(map(self._digest, encoded))
         sizes = list(map(len, got))
-        rows += [
-            [name, FILE, oid, size, MODE_EXEC if st.st_mode & 0o111 else MODE_FILE]
-            for (name, st), oid, size in zip(todo, oids, sizes)
-        ]
+        modes = map(_FILE_MODES.__getitem__, map(bool, map(operator.and_, map(_MODE, stats), itertools.repeat(0o111))))
+        rows += zip(names, itertools.repeat(FILE), oids, sizes, modes)
         # The lstat from before the read is what is remembered: a write since
         # then changes mtime and ctime, so the next snapshot reads it again.
         trusted = started - RACY_NS
-        keys = list(map(stat_fields, [st for _, st in todo]))
-        table.update((name, (key, oid)) for (name, _), key, oid in zip(todo, keys, oids) if key[1] < trusted)
+        keys = list(map(stat_fields, stats))
+        if keys and max(map(_SECOND, keys)) < trusted:
+            table.update(zip(names, zip(keys, oids)))
+        else:
+            table.update((name, (key, oid)) for name, key, oid in zip(names, keys, oids) if key[1] < trusted)
         self.files += len(todo)
         self._queue_small(dict(zip(oids, encoded)))
         return sum(sizes)
@@ -583,25 +597,44 @@ class Snapshotter:
     def _queue_small(self, new: dict[bytes, bytes]) -> None:
         """Queue typed encodings (by id) for storing, unless stored or queued already."""
         pending = self._pending
-        fresh = self.odb.missing(o for o in new if o not in pending)
+        fresh = self.odb.missing([o for o in new if o not in pending] if not pending.isdisjoint(new) else new)
         if not fresh:
             return
         pending.update(fresh)
-        self._batch += [(o, new[o]) for o in fresh]
-        self._batch_bytes += sum(map(len, map(new.__getitem__, fresh)))
-        if self._batch_bytes >= _SMALL_BATCH:
+        got = list(map(new.__getitem__, fresh))
+        self._batch += zip(fresh, got)
+        self._batch_bytes += sum(map(len, got))
+        if self._batch_bytes >= (self.odb.group_size or _SMALL_BATCH):
             self._flush_small(final=False)
+
+    def _compress_small(self, batch: list[tuple[bytes, bytes]]) -> _Compressed:
+        """On the pool: group records of the objects this repository groups (a batch is
+        about one group), the others compressed one by one on zstd's threads."""
+        odb = self.odb
+        grouped = [(o, p) for o, p in batch if odb.groups(len(p))] if odb.group_size else []
+        rest = [(o, p) for o, p in batch if not odb.groups(len(p))] if len(grouped) < len(batch) else []
+        packed = codec.compress_many([p for _, p in rest], odb.level, workers())
+        records: list[tuple[bytes, int, int, bytes | memoryview, int]] = [
+            (o, p[0], c, stored, len(p)) for (o, p), (c, stored) in zip(rest, packed)
+        ]
+        return records, odb.encode_groups(grouped) if grouped else [], list(map(_FIRST, batch))
+
+    def _store_compressed(self, done: _Compressed) -> None:
+        records, groups, _ = done
+        self.odb.add_groups(groups)
+        if records:
+            self.odb.add_many(records)
 
     def _flush_small(self, final: bool) -> None:
         """Hand the gathered small objects to zstd on the pool (it compresses on its own
         threads while this one reads on); store what is done; with ``final``, everything."""
         if self._batch:
-            self._inflight.append(pool().submit(self._compress_batch, self._batch))
+            self._inflight.append(pool().submit(self._compress_small, self._batch))
             self._batch, self._batch_bytes = [], 0
         while len(self._inflight) > (0 if final else _COMPRESS_WINDOW):
             done = self._inflight.popleft().result()
-            self.odb.add_many([(p.oid, BLOB, p.codec, p.stored, p.raw_length) for p in done if p.stored is not None])
-            self._pending.difference_update([p.oid for p in done])  # in the pack now: has_raw sees them
+            self._store_compressed(done)
+            self._pending.difference_update(done[2])  # in the pack now: has_raw sees them
         if final:
             self._pending.clear()
 
@@ -615,7 +648,7 @@ class Snapshotter:
                     raise
                 continue
             if store:
-                self.odb.add_many([(p.oid, BLOB, p.codec, p.stored, p.raw_length) for p in got if p.stored is not None])
+                self._store_compressed(got)
         self._batch, self._batch_bytes = [], 0
         self._pending.clear()
 
@@ -768,6 +801,33 @@ def _usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _read_all(dfd: int, names: list[str], flags: int, limit: int) -> list[bytes | None]:
+    """Up to ``limit`` bytes of each file (None for one that cannot be opened or read): one
+    open, one read and one close per file, all driven from C; per file in Python after an error."""
+    fds: list[int] = []
+    try:
+        fds.extend(map(functools.partial(os.open, flags=flags, dir_fd=dfd), names))
+        return list(map(os.read, fds, itertools.repeat(limit)))  # type: ignore[arg-type]
+    except OSError:
+        pass
+    finally:
+        deque(map(os.close, fds), maxlen=0)
+    out: list[bytes | None] = []
+    for name in names:
+        try:
+            fd = os.open(name, flags, dir_fd=dfd)
+        except OSError:
+            out.append(None)
+            continue
+        try:
+            out.append(os.read(fd, limit))
+        except OSError:
+            out.append(None)
+        finally:
+            os.close(fd)
+    return out
 
 
 def _lstat_each(dfd: int, names: list[str]) -> tuple[list[str], list[os.stat_result]]:

@@ -390,3 +390,25 @@ def test_members_are_taken_by_group_each_once_and_verified(tmp_path):
     for oid, encoded in got:
         assert bytes(encoded) == bytes(repo.odb.get_encoded(oid))
         assert repo.algorithm.digest(bytes(encoded)) == oid
+
+
+def test_a_file_that_cannot_be_read_leaves_the_others_read_and_no_descriptor_open(tmp_path):
+    """A directory's small files are opened and read in bulk; one that vanished since the
+    listing (or a directory in its place) is None and the rest are read all the same."""
+    from objstore.snapshot import _READ_FLAGS, _read_all
+
+    d = tmp_path / "d"
+    for i in range(300):  # more than are opened at once
+        write(d / f"f{i:03d}", f"content {i}".encode())
+    (d / "sub").mkdir()
+    names = [f"f{i:03d}" for i in range(300)]
+    names[10:10] = ["gone"]
+    names[200:200] = ["sub"]  # opens, but a read of a directory fails
+    before = len(os.listdir("/proc/self/fd"))
+    dfd = os.open(d, os.O_RDONLY)
+    try:
+        got = _read_all(dfd, names, _READ_FLAGS, 64)
+    finally:
+        os.close(dfd)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert got == [None if n in ("gone", "sub") else f"content {int(n[1:])}".encode() for n in names]

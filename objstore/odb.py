@@ -507,7 +507,7 @@ class ObjectDatabase:
             if w is not None:
                 hit = w.read_back(oid)
                 if hit is not None:
-                    return hit[0], hit[1], "the open pack"
+                    return hit[0], hit[1], f"the open pack {w.temp_path}"
             self.refresh()
             loc = self.locate(oid)
             if loc is None:
@@ -832,8 +832,10 @@ class ObjectDatabase:
         return encoded
 
     def _group(self, oid: bytes, entry: IndexEntry, stored: bytes | memoryview, where: str) -> Group:
-        """The decoded group record in ``stored`` (cached when it comes from a published pack)."""
-        key = (where, entry.offset, entry.stored_length) if where.endswith(".pack") else None  # published packs are immutable
+        """The decoded group record in ``stored`` (cached when it comes from a published pack, or
+        from the open one: a tree written moments ago is read back by the façade's manifest)."""
+        # Published packs are immutable; the open one is appended to, never rewritten (its temp name is unique).
+        key = (where, entry.offset, entry.stored_length) if where.endswith((".pack", ".pack.tmp")) else None
         if key is not None:
             with self._lock:
                 hit = self._groups.get(key)

@@ -12,6 +12,7 @@ See ``docs/format.md`` for the byte layout.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import os
@@ -45,6 +46,8 @@ _INDEX_HEADER = struct.Struct("<4sHBBQ")  # magic, version, digest size, reserve
 _INDEX_ENTRY = struct.Struct("<QQQBB")  # offset, stored length, raw length, type tag, codec
 _FANOUT = struct.Struct("<256I")
 _CHECKSUM = struct.Struct("<Q")
+_PREFIX = operator.itemgetter(slice(0, 8))
+_from_big_endian = functools.partial(int.from_bytes, byteorder="big")
 _GROUP_COUNT = struct.Struct("<I")  # members in a group record
 
 GROUP_TAG = 0
@@ -309,19 +312,22 @@ class PackIndex:
         """:meth:`find` for a batch (positions, -1 where absent), with the bisections done by C-level ``map``."""
         table = self._prefix_table()
         ds = self.digest_size
-        if table is None or any(len(o) != ds for o in oids):
+        if table is None or set(map(len, oids)) - {ds}:
             return [self.find(o) for o in oids]
-        keys = [int.from_bytes(o[:8], "big") for o in oids]
+        count = self.count
+        out = [-1] * len(oids)
+        if not count:
+            return out
+        keys = list(map(_from_big_endian, map(_PREFIX, oids)))
         at = list(map(bisect_left, itertools.repeat(table), keys))
-        view, base, count = self._view, self._ids_at, self.count
-        out = []
-        for oid, key, i in zip(oids, keys, at):
-            if i < count and table[i] == key:
-                start = base + i * ds
-                # Another id sharing the 8-byte prefix is all but impossible: find() copes.
-                out.append(i if view[start : start + ds] == oid else self.find(oid))
-            else:
-                out.append(-1)
+        # The prefix at each insertion point (the last one past the end): equal only for a hit, or
+        # for another id sharing 8 bytes (all but impossible: find() copes).
+        found = map(table.__getitem__, map(min, at, itertools.repeat(count - 1)))
+        view, base = self._view, self._ids_at
+        for j in itertools.compress(range(len(oids)), map(operator.eq, found, keys)):
+            i, oid = at[j], oids[j]
+            start = base + i * ds
+            out[j] = i if view[start : start + ds] == oid else self.find(oid)
         return out
 
     def get(self, oid: bytes) -> IndexEntry | None:
@@ -499,6 +505,11 @@ class PackWriter:
         syncer, self._syncer = self._syncer, None
         if syncer is not None:
             syncer.close()
+
+    @property
+    def temp_path(self) -> str:
+        """The local file the pack is written to until it is published (a unique name)."""
+        return self._path
 
     @property
     def size(self) -> int:

@@ -524,13 +524,9 @@ class Snapshotter:
         if len(rows) > limits.MAX_TREE_ENTRIES:
             raise TooLarge("a directory", len(rows), limits.MAX_TREE_ENTRIES, "entries")
         rows.sort(key=_FIRST)  # names are unique: the listing's order (code points = UTF-8 bytes)
-        tree = _TREE_TAG + msgpack.packb(rows, use_bin_type=True)
-        if self.odb.groups(len(tree)):  # queued with the files: grouped on the pool
-            oid = self._digest(tree)
-            self._queue_small({oid: tree})
-            tree_id = to_hex(oid)
-        else:
-            tree_id = self.odb.put_encoded(tree)
+        # Trees go to the writer's open group, not the files' batches: trees then share groups
+        # with trees, and a walk of the new tree (the façade's manifest) decodes a few groups.
+        tree_id = self.odb.put_encoded(_TREE_TAG + msgpack.packb(rows, use_bin_type=True))
         if cache is not None and sig is not None:
             self._dir_records.append((dirpath, sig, started, tree_id, total, self.files - files_before))
         return tree_id, total

@@ -32,7 +32,7 @@ from . import names
 from .artifact import Artifact
 from .errors import ArtifactFrozenError, ArtifactTypeError, InvalidNameError, NoActiveRunError
 from .store import get_repo
-from .versions import ArtifactRegistry, manifest_digest, manifest_of
+from .versions import ArtifactRegistry, manifest_summary
 
 if TYPE_CHECKING:
     from .remote_sync import RemoteSpec
@@ -334,7 +334,8 @@ class Run:
             # A tree some version already has has its manifest digest: the
             # manifest of an unchanged re-log is not walked (it is read on use).
             known = registry.version_with_tree(self.project, artifact.name, tree_id)
-            manifest = manifest_of(repo, tree_id) if known is None else None
+            # Only the digest and size are needed now: the manifest itself is read on use.
+            digest, size = (known.digest, known.size) if known is not None else manifest_summary(repo, tree_id)
             info, created = registry.log_version(
                 before_refs=prepare_record,
                 project=self.project,
@@ -343,14 +344,14 @@ class Run:
                 description=artifact.description,
                 metadata=storable_meta,
                 tree_id=tree_id,
-                digest=known.digest if known is not None else manifest_digest(repo, manifest or []),
-                size=known.size if known is not None else sum(e["size"] for e in manifest or []),
+                digest=digest,
+                size=size,
                 aliases=user_aliases,
                 run_id=self.id,
                 run_project=self.project,
             )
         artifact._hydrate(info, registry.aliases_of(info))
-        artifact._manifest = manifest
+        artifact._manifest = None
         artifact._is_new = created
         if info.commit_id not in self._outputs:
             self._outputs.append(info.commit_id)

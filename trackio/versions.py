@@ -12,6 +12,7 @@ an index for O(1) lookups (the chain is the truth if one is missing).
 from __future__ import annotations
 
 import difflib
+import itertools
 import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,10 +86,19 @@ def _info(commit_id: ObjectId, c: Commit) -> VersionInfo:
     )
 
 
+_Item = tuple[str, str, int, "str | None"]
+"""One manifest entry as a row: (path, digest, size, ref or None)."""
+_PATH = operator.itemgetter(0)
+_NAME, _ID, _SIZE = operator.itemgetter(0), operator.itemgetter(2), operator.itemgetter(3)
+
+
 def manifest_digest(repo: Repository, manifest: list[dict[str, Any]]) -> str:
     """One digest over the manifest: identical content gives an identical digest."""
-    encoded = msgpack.packb([[e["path"], e["digest"], e["size"], e.get("ref")] for e in manifest], use_bin_type=True)
-    return repo.algorithm.digest(encoded).hex()
+    return _items_digest(repo, [(e["path"], e["digest"], e["size"], e.get("ref")) for e in manifest])
+
+
+def _items_digest(repo: Repository, items: list[_Item]) -> str:
+    return repo.algorithm.digest(msgpack.packb(items, use_bin_type=True)).hex()
 
 
 def manifest_of(repo: Repository, tree_id: ObjectId) -> list[dict[str, Any]]:
@@ -98,6 +108,24 @@ def manifest_of(repo: Repository, tree_id: ObjectId) -> list[dict[str, Any]]:
     verified), without building an entry object per file.
     """
     out: list[dict[str, Any]] = []
+    for path, digest, size, ref in _manifest_items(repo, tree_id):
+        entry: dict[str, Any] = {"path": path, "digest": digest, "size": size}
+        if ref is not None:
+            entry["ref"] = ref
+        out.append(entry)
+    return out
+
+
+def manifest_summary(repo: Repository, tree_id: ObjectId) -> tuple[str, int]:
+    """``(manifest digest, total size)`` of a stored tree: what :func:`manifest_of` gives
+    :func:`manifest_digest` and the sum of its sizes, without building a dict per file."""
+    items = _manifest_items(repo, tree_id)
+    return _items_digest(repo, items), sum(map(operator.itemgetter(2), items))
+
+
+def _manifest_items(repo: Repository, tree_id: ObjectId) -> list[_Item]:
+    """The manifest as rows, sorted by path; a directory of files only costs C-level maps."""
+    out: list[_Item] = []
     odb = repo.odb
 
     def walk(tree: bytes, prefix: str) -> None:
@@ -106,18 +134,21 @@ def manifest_of(repo: Repository, tree_id: ObjectId) -> list[dict[str, Any]]:
             rows = tree_rows(encoded, odb.digest_size)
         except FormatError as exc:
             raise CorruptObject(tree.hex(), str(exc), where) from None
+        if rows and all(map(FILE.__eq__, map(operator.itemgetter(1), rows))):
+            out.extend(zip(map(prefix.__add__, map(_NAME, rows)), map(bytes.hex, map(_ID, rows)), map(_SIZE, rows), itertools.repeat(None)))
+            return
         for row in rows:
             kind = row[1]
             if kind == FILE:
-                out.append({"path": prefix + row[0], "digest": row[2].hex(), "size": row[3]})
+                out.append((prefix + row[0], row[2].hex(), row[3], None))
             elif kind == DIR:
                 walk(row[2], f"{prefix}{row[0]}/")
             elif kind == REFERENCE:
                 digest = references.manifest_digest(row[2], row[4])  # "sha256:<hex>" -> "<hex>"
-                out.append({"path": prefix + row[0], "digest": digest, "size": max(row[3], 0), "ref": row[2]})
+                out.append((prefix + row[0], digest, max(row[3], 0), row[2]))
 
     walk(odb.raw_id(repo.tree_of(tree_id)), "")
-    out.sort(key=operator.itemgetter("path"))
+    out.sort(key=_PATH)
     return out
 
 

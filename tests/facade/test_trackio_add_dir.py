@@ -125,3 +125,24 @@ def test_download_of_a_staged_directory_is_its_files(run, work):
     out = Path(art.download(work / "out"))
     got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert got == {e["path"]: (src / e["path"]).read_bytes() for e in art.manifest}
+
+
+def test_the_logged_digest_and_size_are_those_of_the_manifest_read_back(run, work):
+    """log_artifact sums up the new tree's files without building its manifest; the
+    manifest read on use gives the same digest and size (references and nesting included)."""
+    from trackio.store import get_repo
+    from trackio.versions import manifest_digest
+
+    src = _tree(work / "data")
+    write(work / "ref.bin", b"referenced bytes")
+    art = trackio.Artifact("mixed", "dataset")
+    art.add_dir(src, name="data")
+    art.add_file(work / "ref.bin", name="data.txt")  # sorts between "data" and "data/..."
+    art.add_reference((work / "ref.bin").as_uri(), name="data/a/zz-ref.bin")
+    logged = trackio.log_artifact(art)
+    manifest = logged.manifest
+    assert manifest is not None and "data/a/zz-ref.bin" in [e["path"] for e in manifest]
+    assert [e["path"] for e in manifest] == sorted(e["path"] for e in manifest)
+    assert logged.digest == manifest_digest(get_repo(), manifest)
+    on_disk = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())  # linked.txt followed, linked-dir not
+    assert logged.size == sum(e["size"] for e in manifest) == on_disk + 2 * len(b"referenced bytes")

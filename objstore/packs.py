@@ -23,6 +23,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 import xxhash
@@ -47,6 +48,7 @@ _INDEX_ENTRY = struct.Struct("<QQQBB")  # offset, stored length, raw length, typ
 _FANOUT = struct.Struct("<256I")
 _CHECKSUM = struct.Struct("<Q")
 _PREFIX = operator.itemgetter(slice(0, 8))
+_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 _from_big_endian = functools.partial(int.from_bytes, byteorder="big")
 _GROUP_COUNT = struct.Struct("<I")  # members in a group record
 
@@ -97,7 +99,7 @@ def encode_group(encodings: Sequence[bytes | memoryview], level: int) -> tuple[b
     """
     if not 1 <= len(encodings) <= MAX_GROUP_MEMBERS:
         raise ValueError(f"a group holds 1..{MAX_GROUP_MEMBERS} members, not {len(encodings)}")
-    lengths = array("I", (len(enc) for enc in encodings))
+    lengths = array("I", map(len, encodings))
     if sys.byteorder != "little":
         lengths.byteswap()
     raw = b"".join(encodings)
@@ -112,20 +114,26 @@ def encode_groups(
     """Typed encodings ``(id, encoding)`` of at most :data:`GROUP_MEMBER_SIZE` bytes cut into
     groups of about ``group_size`` raw bytes (a rest under a quarter of that joins the last
     group; :data:`GROUP_MAX_MEMBERS` members at most) and compressed as a writer seals its
-    open group: ``(members, stored, raw length)`` for :meth:`PackWriter.add_group` each."""
+    open group: ``(members, stored, raw length)`` for :meth:`PackWriter.add_group` each.
+
+    Per member, only C-level maps run (it is called on a pool thread, and Python
+    there would hold the GIL while the reading thread waits for it)."""
     out: list[tuple[list[tuple[bytes, int, int]], bytes, int]] = []
     level = max(level, GROUP_MIN_LEVEL)
-    lengths = [len(enc) for _, enc in encodings]
-    left = sum(lengths)
-    start = raw = 0
-    for i, n in enumerate(lengths):
-        raw += n
-        left -= n
-        if i + 1 == len(lengths) or i + 1 - start >= GROUP_MAX_MEMBERS or (raw >= group_size and left >= group_size // 4):
-            part = encodings[start : i + 1]
-            stored, raw_length = encode_group([enc for _, enc in part], level)
-            out.append(([(oid, enc[0], len(enc)) for oid, enc in part], stored, raw_length))
-            start, raw = i + 1, 0
+    ends = list(itertools.accumulate(map(len, map(_SECOND, encodings))))
+    n = len(ends)
+    total = ends[-1] if ends else 0
+    start = 0
+    while start < n:
+        base = ends[start - 1] if start else 0
+        last = min(bisect_left(ends, base + group_size, start), n - 1, start + GROUP_MAX_MEMBERS - 1)
+        if total - ends[last] < group_size // 4:
+            last = min(n - 1, start + GROUP_MAX_MEMBERS - 1)
+        part = encodings[start : last + 1]
+        encs = list(map(_SECOND, part))
+        stored, raw_length = encode_group(encs, level)
+        out.append((list(zip(map(_FIRST, part), map(_FIRST, encs), map(len, encs))), stored, raw_length))
+        start = last + 1
     return out
 
 
@@ -641,10 +649,11 @@ class PackWriter:
             raise ValueError("the group's member lengths do not add up to its raw length")
         header = bytes(self.digest_size) + _RECORD_TAIL.pack(GROUP_TAG, codecs.GROUPED, len(stored), raw_length)
         at = self._offset + len(header)
-        entries, group, size = self._entries, self._group, len(stored)
-        for oid, tag, n in members:
-            if oid not in entries and oid not in group:
-                entries[oid] = _new_entry(IndexEntry, (at, size, n, tag, codecs.GROUPED))
+        entries, size = self._entries, len(stored)
+        if not (entries.keys().isdisjoint(map(_FIRST, members)) and self._group.keys().isdisjoint(map(_FIRST, members))):
+            members = [m for m in members if m[0] not in entries and m[0] not in self._group]
+        fields = zip(repeat(at), repeat(size), map(_THIRD, members), map(_SECOND, members), repeat(codecs.GROUPED))
+        entries.update(zip(map(_FIRST, members), map(_new_entry, repeat(IndexEntry), fields)))
         self.group_bytes += len(header) + size
         self._write([header, stored])
 

@@ -607,8 +607,11 @@ class Snapshotter:
         """On the pool: group records of the objects this repository groups (a batch is
         about one group), the others compressed one by one on zstd's threads."""
         odb = self.odb
-        grouped = [(o, p) for o, p in batch if odb.groups(len(p))] if odb.group_size else []
-        rest = [(o, p) for o, p in batch if not odb.groups(len(p))] if len(grouped) < len(batch) else []
+        if odb.group_size and odb.groups(max(map(len, map(_SECOND, batch)))):
+            grouped, rest = batch, []  # the usual batch: C-level maps only (see encode_groups)
+        else:
+            grouped = [(o, p) for o, p in batch if odb.groups(len(p))]
+            rest = [(o, p) for o, p in batch if not odb.groups(len(p))]
         packed = codec.compress_many([p for _, p in rest], odb.level, workers())
         records: list[tuple[bytes, int, int, bytes | memoryview, int]] = [
             (o, p[0], c, stored, len(p)) for (o, p), (c, stored) in zip(rest, packed)

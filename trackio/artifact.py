@@ -218,10 +218,16 @@ class Artifact:
                 if _has_file(path):
                     self._dirs[logical] = path
                 return
-            children = _children(path)
-            for name, _, _ in children:
-                names.validate_logical_path(name)
-            if children:
+            # Only what decides: a bad name is an error where a file lies under it, and
+            # the first file found (not every subdirectory's) tells the tree is not empty.
+            listing = _listing(path)
+            for name, full, is_dir in listing:
+                try:
+                    names.validate_logical_path(name)
+                except ManifestPathError:
+                    if not is_dir or _has_file(full):
+                        raise
+            if any(not is_dir or _has_file(full) for _, full, is_dir in listing):
                 self._dirs[""] = path
             return
         for name, full, is_dir in _children(path):

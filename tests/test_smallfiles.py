@@ -302,6 +302,37 @@ def test_tree_rows_refuse_what_decode_refuses(entries, data):
         assert tree_rows(encoded, 16) == expected
 
 
+@given(
+    st.lists(
+        st.builds(lambda n, i, s, x: TreeEntry(n, "file", i, s, MODE_EXEC if x else MODE_FILE), _names, st.binary(min_size=16, max_size=16).map(bytes.hex), st.integers(0, 2**40), st.booleans()),
+        min_size=1,
+        max_size=5,
+        unique_by=lambda e: e.name,
+    ),
+    st.data(),
+)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_tree_rows_of_files_only_refuse_what_decode_refuses(entries, data):
+    """A tree of files only is checked column by column (one C-level pass per field):
+    any one bad field in any row is refused as the per-row check refuses it."""
+    body = [e._encode() for e in Tree.from_entries(entries).entries]
+    row = body[data.draw(st.integers(0, len(body) - 1))]
+    j = data.draw(st.integers(0, len(row)))
+    bad = data.draw(st.sampled_from([None, True, False, -5, 1.5, "", ".", "..", "a/b", "x\0", b"\x00" * 3, b"\x00" * 17, 0o600, 0o100644, 7, 2, []]))
+    if j == len(row):
+        row.append(bad)
+    else:
+        row[j] = bad
+    encoded = b"\x03" + msgpack.packb(body, use_bin_type=True)
+    try:
+        expected = [e._encode() for e in decode(encoded, 16).entries]
+    except FormatError:
+        with pytest.raises(FormatError):
+            tree_rows(encoded, 16)
+    else:
+        assert tree_rows(encoded, 16) == expected
+
+
 def test_a_failed_snapshot_leaves_no_directory_answer_without_its_files(tmp_path):
     """Small files are stored in batches after their directory's tree: a snapshot
     that fails before the batch is stored must not have the stat cache answer the

@@ -642,10 +642,10 @@ class PackWriter:
     def add_group(self, members: Sequence[tuple[bytes, int, int]], stored: bytes, raw_length: int) -> None:
         """Append a group record made elsewhere by :func:`encode_group` (on a pool thread, while
         the caller reads on); ``members`` are ``(id, type tag, typed-encoding length)`` in the
-        group's table order. Ids already in this pack keep their first record."""
+        group's table order. Ids already in this pack keep their first record (and get no entry here)."""
         if not self.group_size:
             raise ValueError("a pack of version 1 holds no group records")
-        if sum(n for _, _, n in members) != raw_length:
+        if sum(map(_THIRD, members)) != raw_length:
             raise ValueError("the group's member lengths do not add up to its raw length")
         header = bytes(self.digest_size) + _RECORD_TAIL.pack(GROUP_TAG, codecs.GROUPED, len(stored), raw_length)
         at = self._offset + len(header)

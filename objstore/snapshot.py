@@ -466,6 +466,7 @@ class Snapshotter:
         rows: list[list[Any]] = []
         total = 0
         is_dir = list(map(S_ISDIR, map(_MODE, stats)))  # C-level: most directories hold none
+        left_out: set[str] = set()  # FilesUnder: subdirectories without a file (no entry, no name to check)
         for i in itertools.compress(range(len(names)), is_dir):
             sub = self._dir(os.path.join(dirpath, names[i]), under)
             if sig is not None:
@@ -473,6 +474,8 @@ class Snapshotter:
             if sub is not None:
                 rows.append([names[i], DIR, bytes.fromhex(sub[0]), sub[1]])
                 total += sub[1]
+            else:
+                left_out.add(names[i])
         if cache is not None and sig is not None:
             hit = cache.lookup_dir(dirpath, sig.digest())
             if hit is not None and self.odb.has(hit[0]):
@@ -480,7 +483,7 @@ class Snapshotter:
                 self._tick(size - total)
                 self.files += files
                 return tree_id, size
-        _check_names(dirpath, names, under.forbidden if under is not None else "")
+        _check_names(dirpath, [n for n in names if n not in left_out] if left_out else names, under.forbidden if under is not None else "")
         files_before = self.files
         subdirs_total = total
         known = cache.files(dirpath) if cache is not None else {}

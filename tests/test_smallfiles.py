@@ -249,6 +249,20 @@ def test_files_under_refuses_a_forbidden_character(repo, tmp_path):
     assert repo.build_tree({"": FilesUnder(src)})  # allowed where not forbidden
 
 
+def test_files_under_checks_no_name_it_leaves_out(repo, tmp_path):
+    """A directory without a file under it is no entry of the tree, so its name is not checked
+    either (what trackio's add_dir decides when it stages one)."""
+    src = tmp_path / "src"
+    write(src / "ok" / "f.txt", b"x")
+    (src / "no\\files" / "here").mkdir(parents=True)
+    tree = repo.build_tree({"": FilesUnder(src, forbidden="\\")})
+    assert [p for p, _ in repo.walk(tree)] == ["ok", "ok/f.txt"]
+    write(src / "no\\files" / "here" / "now.txt", b"y")
+    with pytest.raises(UnsafePath) as info:
+        repo.build_tree({"": FilesUnder(src, forbidden="\\")})
+    assert info.value.path == str(src / "no\\files")
+
+
 def test_a_directory_without_files_leaves_nothing(repo, tmp_path):
     (tmp_path / "src" / "a" / "b").mkdir(parents=True)
     write(tmp_path / "x.txt", b"x")

@@ -175,6 +175,12 @@ class Snapshotter:
 
     def file_id(self, path: str, st: os.stat_result | None = None) -> ObjectId:
         """Store one regular file; return the id of its Blob or ChunkedBlob."""
+        return self.file_entry(path, st)[0]
+
+    def file_entry(self, path: str, st: os.stat_result | None = None) -> tuple[ObjectId, int]:
+        """Store one regular file; return the id of its Blob or ChunkedBlob and
+        the bytes stored under it: those read, which differ from ``st``'s size
+        when the file was written to since it was listed."""
         try:
             before = st or os.stat(path)
             if self.statcache is not None:
@@ -182,7 +188,7 @@ class Snapshotter:
                 if cached is not None and self.odb.has(cached):
                     self._tick(before.st_size)
                     self.files += 1
-                    return cached
+                    return cached, before.st_size
             hint = self.statcache.previous(path) if self.statcache is not None else None
             with open(path, "rb", buffering=0) as f:
                 if before.st_size <= self.params.small_file:
@@ -191,19 +197,19 @@ class Snapshotter:
                         self._tick(len(data))
                         p = self._prepare(bytes((BLOB,)) + data)
                         self._store(p)
-                        object_id = to_hex(p.oid)
+                        object_id, stored = to_hex(p.oid), len(data)
                         after = os.fstat(f.fileno())
                     else:  # grew since stat: chunk it after all
                         f.seek(0)
-                        object_id, after = self._chunked(f)
+                        object_id, after, stored = self._chunked(f)
                 else:
-                    object_id, after = self._chunked(f, hint)
+                    object_id, after, stored = self._chunked(f, hint)
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path, "local filesystem") from None
         self.files += 1
         if self.statcache is not None:
             self.statcache.record(path, before, after, object_id)
-        return object_id
+        return object_id, stored
 
     def _previous_chunks(self, hint: ObjectId | None) -> tuple[tuple[ObjectId, int], ...] | None:
         """The chunks of the file's last snapshot (from the stat cache), if it is still stored."""
@@ -217,7 +223,7 @@ class Snapshotter:
 
     def _rechunked(
         self, f: BinaryIO, size: int, previous: tuple[tuple[ObjectId, int], ...]
-    ) -> tuple[ObjectId, os.stat_result]:
+    ) -> tuple[ObjectId, os.stat_result, int]:
         """Store a large file guided by the chunks of its last snapshot (see :func:`hinted_runs`).
 
         Runs of earlier chunks whose bytes are unchanged go straight into
@@ -249,7 +255,7 @@ class Snapshotter:
         with closing(runs):
             return self._chunked_from(f, cut(), chunks)
 
-    def _chunked(self, f: BinaryIO, hint: ObjectId | None = None) -> tuple[ObjectId, os.stat_result]:
+    def _chunked(self, f: BinaryIO, hint: ObjectId | None = None) -> tuple[ObjectId, os.stat_result, int]:
         """Store a large file chunk by chunk.
 
         Each chunk is hashed straight from FastCDC's buffer. Chunks already
@@ -301,7 +307,7 @@ class Snapshotter:
         f: BinaryIO,
         hashed_chunks: Iterator[tuple[memoryview, bytes, bool | None]],
         chunks: list[tuple[ObjectId, int]] | None = None,
-    ) -> tuple[ObjectId, os.stat_result]:
+    ) -> tuple[ObjectId, os.stat_result, int]:
         """Store the chunks (view, id, stored raw? or None: not probed yet); return the file's id.
 
         ``chunks``: the file's chunk list, to append to (the iterator may add
@@ -315,7 +321,7 @@ class Snapshotter:
         f: BinaryIO,
         runs: Iterator[list[tuple[memoryview, bytes, bool | None]]],
         chunks: list[tuple[ObjectId, int]] | None = None,
-    ) -> tuple[ObjectId, os.stat_result]:
+    ) -> tuple[ObjectId, os.stat_result, int]:
         """:meth:`_chunked_from` for runs of chunks, each run's new raw chunks
         written with one writev; a run's views are used only until the next
         run is asked for."""
@@ -361,13 +367,14 @@ class Snapshotter:
         while inflight:
             self._store_all(inflight.popleft().result())
         after = os.fstat(f.fileno())
+        stored = sum(n for _, n in chunks)  # the file's size when it was listed may be out of date
         if not chunks:  # the file shrank to nothing while we looked
             p = self._prepare(bytes((BLOB,)))
             self._store(p)
-            return to_hex(p.oid), after
+            return to_hex(p.oid), after, 0
         if len(chunks) == 1:
-            return chunks[0][0], after
-        return self.odb.put(ChunkedBlob(tuple(chunks))), after
+            return chunks[0][0], after, stored
+        return self.odb.put(ChunkedBlob(tuple(chunks))), after, stored
 
     def _compress_batch(self, batch: list[tuple[bytes, bytes]]) -> list[_Prepared]:
         grouped = [self.odb.groups(len(payload)) for _, payload in batch]  # compressed with their group instead
@@ -397,7 +404,7 @@ class Snapshotter:
             tree_id, size = self.tree_id(path)
             return TreeEntry(name, "dir", tree_id, size)
         if stat.S_ISREG(mode):
-            return TreeEntry(name, "file", self.file_id(path, st), st.st_size, file_mode_from_stat(mode))
+            return TreeEntry(name, "file", *self.file_entry(path, st), file_mode_from_stat(mode))
         warnings.warn(f"objstore: skipping {path!r}: not a file, directory or symlink", stacklevel=3)
         return None
 
@@ -780,7 +787,7 @@ class Snapshotter:
             tree_id, size = self.tree_id(path)
             return TreeEntry(name, "dir", tree_id, size)
         if stat.S_ISREG(st.st_mode):
-            return TreeEntry(name, "file", self.file_id(path, st), st.st_size, file_mode_from_stat(st.st_mode))
+            return TreeEntry(name, "file", *self.file_entry(path, st), file_mode_from_stat(st.st_mode))
         raise PathNotFound(path, "not a regular file or directory")
 
     def _store_nested(self, node: dict[str, Any]) -> tuple[ObjectId, int]:

@@ -457,3 +457,18 @@ def test_a_file_that_cannot_be_read_leaves_the_others_read_and_no_descriptor_ope
         os.close(dfd)
     assert len(os.listdir("/proc/self/fd")) == before
     assert got == [None if n in ("gone", "sub") else f"content {int(n[1:])}".encode() for n in names]
+
+
+@pytest.mark.parametrize("size, cut", [(5_000, 3_000), (900, 400), (5_000, 700)])
+def test_a_file_that_shrank_since_it_was_listed_gets_the_size_of_what_was_stored(tmp_path, size, cut):
+    """A tree entry's size is that of the bytes stored under its id, never the stale listed one
+    (a checkout, a manifest and a directory's total all trust it)."""
+    from objstore.snapshot import Snapshotter
+
+    path = write(tmp_path / "src" / "f.bin", rand_bytes(21, size))
+    listed = os.stat(path)
+    os.truncate(path, cut)  # written to between the listing and the read
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    entry = Snapshotter(repo.odb, SMALL, repo.statcache).entry_for(str(path), "f.bin", listed)
+    assert entry is not None and entry.size == cut
+    assert repo.read_file(repo.make_tree([entry]), "f.bin") == path.read_bytes()

@@ -91,3 +91,15 @@ def object_location(repo, object_id: str) -> tuple[Path, int, int]:
     assert loc is not None, f"{object_id} is not in any published pack"
     name, entry = loc
     return Path(repo.storage.root) / "packs" / f"{name}.pack", entry.offset, entry.stored_length
+
+
+def damage(repo, object_id: str, where: float = 0.5):
+    """Flip one byte of a stored object's payload (at ``where`` of its length, the last
+    byte at most) with ``repo`` closed; return the repository opened again."""
+    from objstore import Repository
+
+    pack, offset, length = object_location(repo, object_id)
+    root = repo.storage.root
+    repo.close()
+    flip_byte(pack, offset + min(int(length * where), length - 1))
+    return Repository.open(root)

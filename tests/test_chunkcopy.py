@@ -6,7 +6,7 @@ import os
 import threading
 
 import pytest
-from helpers import SMALL, flip_byte, object_location, rand_bytes, write
+from helpers import SMALL, damage, rand_bytes, write
 
 from objstore import ChunkedBlob, Repository, chunkcopy
 from objstore.errors import CorruptObject
@@ -100,11 +100,7 @@ def test_a_corrupt_raw_chunk_stops_every_writer_and_leaves_no_file(tmp_path, man
     blob = repo.get(dict((p, e.id) for p, e in repo.walk(tree))["big.bin"])
     assert isinstance(blob, ChunkedBlob)
     bad = blob.chunks[len(blob.chunks) * 2 // 3][0]
-    pack, offset, length = object_location(repo, bad)
-    repo.close()
-    flip_byte(pack, offset + length // 2)
-
-    repo = Repository.open(tmp_path / "repo")
+    repo = damage(repo, bad)
     dest = tmp_path / "out"
     with pytest.raises(CorruptObject) as info:
         repo.checkout(tree, dest)
@@ -128,10 +124,7 @@ def test_nothing_from_a_corrupt_chunks_run_onwards_is_written(tmp_path, many_bat
     assert isinstance(blob, ChunkedBlob)
     at = len(blob.chunks) // 2
     bad = blob.chunks[at][0]
-    pack, offset, length = object_location(repo, bad)
-    repo.close()
-    flip_byte(pack, offset + length - 1)
-    repo = Repository.open(tmp_path / "repo")
+    repo = damage(repo, bad, where=1.0)
     fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT)
     try:
         with pytest.raises(CorruptObject) as info:

@@ -392,18 +392,24 @@ def test_guided_cutting_of_a_file_that_shrank_is_reported(tmp_path):
         list(map_chunks_hinted(f, len(data), SMALL, _digest, previous, span=4096))
 
 
-def test_re_snapshot_after_an_edit_reads_the_earlier_chunks_in_place(tmp_path, monkeypatch):
-    """An edited large file is re-snapshotted from its earlier chunks: same ids as a fresh store, little new data."""
+def _write_aged(path, data: bytes) -> None:
+    """Write a file whose mtime is 10 s old: the stat cache trusts it (no racy-clean doubt)."""
     import os
     import time
+
+    write(path, data)
+    old = time.time() - 10
+    os.utime(path, (old, old))
+
+
+def test_re_snapshot_after_an_edit_reads_the_earlier_chunks_in_place(tmp_path, monkeypatch):
+    """An edited large file is re-snapshotted from its earlier chunks: same ids as a fresh store, little new data."""
 
     from objstore import chunking, snapshot
 
     data = bytearray(rand_bytes(9, 1_500_000))
     path = tmp_path / "big.bin"
-    write(path, bytes(data))
-    old = time.time() - 10
-    os.utime(path, (old, old))
+    _write_aged(path, bytes(data))
     repo = Repository.init(tmp_path / "store", chunking=SMALL)
     repo.snapshot(path)
     repo.close()
@@ -436,15 +442,12 @@ def test_re_snapshot_after_an_edit_reads_the_earlier_chunks_in_place(tmp_path, m
 def test_a_file_cut_short_during_a_guided_re_snapshot_is_stored_as_it_is_then(tmp_path, monkeypatch):
     """The file shrinks after its size was taken: the guided pass notices and a plain pass stores what is there."""
     import os
-    import time
 
     from objstore import chunking, snapshot
 
     data = rand_bytes(12, 1_200_000)
     path = tmp_path / "big.bin"
-    write(path, data)
-    old = time.time() - 10
-    os.utime(path, (old, old))
+    _write_aged(path, bytes(data))
     repo = Repository.init(tmp_path / "store", chunking=SMALL)
     repo.snapshot(path)
     repo.close()
@@ -476,16 +479,12 @@ def test_a_file_cut_short_during_a_guided_re_snapshot_is_stored_as_it_is_then(tm
 
 def test_a_re_snapshot_stores_again_the_unchanged_chunks_that_are_gone(tmp_path, monkeypatch):
     """The earlier chunk list is stored but its chunks are not (a store it was copied into): they are stored again."""
-    import os
-    import time
 
     from objstore.statcache import StatCache
 
     data = bytearray(rand_bytes(14, 1_200_000))
     path = tmp_path / "big.bin"
-    write(path, bytes(data))
-    old = time.time() - 10
-    os.utime(path, (old, old))
+    _write_aged(path, bytes(data))
     first = Repository.init(tmp_path / "first", chunking=SMALL)
     (entry,) = first.odb.get(first.snapshot(path)).entries
     earlier = first.odb.get(entry.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import SMALL, flip_byte, object_location, rand_bytes, write
+from helpers import SMALL, damage, flip_byte, object_location, rand_bytes, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,11 +78,7 @@ def test_any_flipped_payload_byte_is_detected(tmp_path_factory, where, what):
     ids = {p: e.id for p, e in repo.walk(tree)}
     chunk = repo.get(ids["big.bin"]).chunks[1][0]
     target = {"chunk": chunk, "tree": tree, "commit": commit}.get(what) or ids[what]
-    pack, offset, length = object_location(repo, target)
-    repo.close()
-    flip_byte(pack, offset + min(int(length * where), length - 1))
-
-    repo = Repository.open(tmp / "repo")
+    repo = damage(repo, target, where)
     with pytest.raises(CorruptObject) as info:
         if what in ("tree", "commit"):
             repo.get(target)

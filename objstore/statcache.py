@@ -144,7 +144,7 @@ class StatCache:
         """The id last recorded for ``path``, whatever its stat now (a hint, never to be trusted as is).
 
         A large file re-snapshotted after an edit is checked against its
-        previous chunks (see :func:`objstore.chunking.map_chunks_hinted`).
+        previous chunks (see :func:`objstore.chunking.hinted_runs`).
         """
         dirpath, name = os.path.split(path)
         if dirpath not in self._load():

@@ -31,6 +31,7 @@ import xxhash
 from . import codec as codecs
 from .errors import FormatError
 from .limits import MAX_GROUP_MEMBER, MAX_GROUP_MEMBERS, MAX_GROUP_RAW, MAX_PACK_OBJECTS
+from .staging import hold
 from .storage import Storage, storage_errors, temp_name
 
 PACK_MAGIC = b"OSPK"
@@ -454,6 +455,11 @@ class PackWriter:
         self._buf = bytearray()  # small records not written yet
         self.index_data: bytes | None = None
         try:
+            if not self._durable:
+                # a staged copy for an upload: locked while this writer lives,
+                # so a sweep by another process leaves it alone (objstore.staging)
+                with storage_errors(self._path):
+                    hold(self._fd)
             version = GROUPED_PACK_VERSION if group_size else PACK_VERSION
             self._write([_PACK_HEADER.pack(PACK_MAGIC, version, digest_size, 0)])
         except BaseException:
@@ -698,10 +704,11 @@ class PackWriter:
                 self._stop_syncer()
                 if self._durable:
                     os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = None
+                    os.close(self._fd)
+                    self._fd = None
+                # a staged pack keeps its fd, and with it its lock, until uploaded
             if not self._entries:
-                os.unlink(self._path)
+                self.abort()
                 return None
             raw_name = self._hasher.digest()
             name = raw_name.hex()
@@ -709,10 +716,16 @@ class PackWriter:
             self.storage.publish_file(self._path, pack_path(name))
             self.storage.write_atomic(index_path(name), index)
             self.index_data = index
+            self._close()
             return name
         except BaseException:
             self.abort()
             raise
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def abort(self) -> None:
         try:
@@ -720,11 +733,11 @@ class PackWriter:
                 self._stop_syncer()
             except OSError:
                 pass  # the pack is being thrown away
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
         finally:
             try:
+                # unlinked before its fd closes: a staged file is never seen unlocked
                 os.unlink(self._path)
             except FileNotFoundError:
                 pass
+            finally:
+                self._close()

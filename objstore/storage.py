@@ -107,10 +107,15 @@ class Storage(ABC):
     def delete(self, path: str) -> None: ...
 
     def local_temp_dir(self) -> str:
-        """A local directory for files that will be published here."""
-        import tempfile
+        """A local directory for files that will be published here.
 
-        return tempfile.gettempdir()
+        For a storage that is not local this is the user's private staging
+        folder (``objstore.staging``), where files left by killed writers are
+        swept away.
+        """
+        from .staging import staging_dir
+
+        return staging_dir()
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release cached handles."""

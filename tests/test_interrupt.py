@@ -19,7 +19,13 @@ BIN = Path(sys.executable).parent
 MiB = 1 << 20
 
 
-def _big_file(path: Path, mib: int) -> Path:
+# Large enough that, once two 1 MiB packs are out, the rest of the log takes far
+# longer than the parent needs to notice and signal even on a loaded machine
+# (with 48 MiB a fast snapshot sometimes finished first: exit 0, not 130).
+BIG_MIB = 128
+
+
+def _big_file(path: Path, mib: int = BIG_MIB) -> Path:
     with open(path, "wb") as f:
         for _ in range(mib):
             f.write(os.urandom(MiB))  # random: every chunk is new, so packs fill steadily
@@ -54,7 +60,7 @@ def _no_object_twice(store: Path) -> tuple[int, int]:
 def test_sigint_mid_snapshot_exits_130_and_says_what_was_kept(tmp_path: Path) -> None:
     store = tmp_path / "store"
     Repository.init(store, pack_size=MiB)  # small packs: some are published early in the snapshot
-    big = _big_file(tmp_path / "big.bin", 48)
+    big = _big_file(tmp_path / "big.bin")
     cmd = [str(BIN / "objstore"), "-q", "-r", str(store), "snapshot", str(big), "--ref", "main"]
 
     done = _interrupt_after_packs(cmd, store)
@@ -81,7 +87,7 @@ def test_sigint_mid_snapshot_exits_130_and_says_what_was_kept(tmp_path: Path) ->
 def test_sigint_mid_trackio_log_exits_130_and_gc_frees_what_was_kept(tmp_path: Path) -> None:
     home = tmp_path / "trackio-home"
     Repository.init(home / "objstore", pack_size=MiB)
-    big = _big_file(tmp_path / "weights.bin", 48)
+    big = _big_file(tmp_path / "weights.bin")
     env = {**os.environ, "TRACKIO_DIR": str(home)}
     env.pop("TRACKIO_REMOTE", None)
     cmd = [str(BIN / "trackio"), "artifacts", "-q", "-p", "p", "log", str(big), "-n", "m"]

@@ -56,6 +56,37 @@ _UNGROUPED = 64
 """Ids :meth:`ObjectDatabase.iter_by_group` looks up one by one before it takes the rest as not grouped."""
 
 
+class _Publishing:
+    """A full pack being published on a helper thread while its writer's thread fills the next.
+
+    Publishing a local pack waits on fsyncs (the pack's tail, its index,
+    their directory); a large snapshot crosses several pack boundaries,
+    and the storing thread would otherwise stand still at each one while
+    the pool has nothing left to hand it. The pack's objects are answered
+    from :attr:`writer` (its id table outlives the file descriptor) until
+    the thread is joined and the indexes refreshed.
+    """
+
+    def __init__(self, odb: ObjectDatabase, writer: PackWriter) -> None:
+        self.writer = writer
+        self.error: BaseException | None = None
+        self._odb = odb
+        self._thread = threading.Thread(target=self._run, name="objstore-publish", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._odb.publish_writer(self.writer)
+        except BaseException as exc:  # raised by join(), on the writer's thread
+            self.error = exc
+
+    def join(self) -> None:
+        """Wait for the pack to be published; raise what publishing it raised."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class ObjectDatabase:
     """has / get / put over the packs of one repository."""
 
@@ -108,6 +139,34 @@ class ObjectDatabase:
     @_writer.setter
     def _writer(self, writer: PackWriter | None) -> None:
         self._tls.writer = writer
+
+    @property
+    def _rolled(self) -> list[_Publishing]:
+        """This thread's full packs still being published (see :meth:`_roll`)."""
+        rolled: list[_Publishing] | None = getattr(self._tls, "rolled", None)
+        if rolled is None:
+            rolled = self._tls.rolled = []
+        return rolled
+
+    def _in_rolled(self, oid: bytes) -> bool:
+        rolled: list[_Publishing] | None = getattr(self._tls, "rolled", None)
+        return bool(rolled) and any(oid in p.writer for p in rolled or ())
+
+    def _await_rolled(self, *, refresh: bool = True) -> None:
+        """Wait until this thread's full packs are published (raise the first error), then look at them."""
+        rolled = getattr(self._tls, "rolled", None)
+        if not rolled:
+            return
+        error: BaseException | None = None
+        while rolled:
+            try:
+                rolled.pop(0).join()
+            except BaseException as exc:
+                error = error or exc
+        if refresh:
+            self.refresh()
+        if error is not None:
+            raise error
 
     # -- indexes ---------------------------------------------------------
 
@@ -208,6 +267,8 @@ class ObjectDatabase:
         w = self._writer
         if w is not None and oid in w:
             return True
+        if self._in_rolled(oid):
+            return True
         loc = self.locate(oid)
         if loc is None:
             return False
@@ -218,6 +279,8 @@ class ObjectDatabase:
         """The ids of ``oids`` not stored (in order): :meth:`has_raw` for a batch, one pass per pack."""
         w = self._writer
         out = w.missing(oids) if w is not None else list(oids)
+        if getattr(self._tls, "rolled", None):
+            out = [o for o in out if not self._in_rolled(o)]
         for name, idx in self._search_order():
             if not out:
                 break
@@ -243,7 +306,7 @@ class ObjectDatabase:
         found: dict[str, int] = {}
         w = self._writer
         for oid in left:
-            if w is not None and oid in w:
+            if (w is not None and oid in w) or self._in_rolled(oid):
                 continue
             loc = self.locate(oid)
             if loc is None:
@@ -303,6 +366,7 @@ class ObjectDatabase:
         raw = bytes.fromhex(prefix[: len(prefix) // 2 * 2])
         nibble = int(prefix[-1], 16) if len(prefix) % 2 else None
         matches: set[bytes] = set()
+        self._await_rolled(refresh=False)
         self.refresh()
         for idx in list(self._indexes.values()):
             matches.update(idx.with_prefix(raw, nibble))
@@ -319,11 +383,33 @@ class ObjectDatabase:
     def _writer_for(self, incoming: int) -> PackWriter:
         w = self._writer
         if w is not None and len(w) and (w.size + incoming > self.pack_size or len(w) >= limits.MAX_PACK_OBJECTS):
-            self.flush()
+            if self.storage.is_local:
+                self._roll(w)
+            else:
+                self.flush()
             w = None
         if w is None:
             w = self._writer = PackWriter(self.storage, self.digest_size, group_size=self.group_size, level=self.level)
         return w
+
+    def _roll(self, w: PackWriter) -> None:
+        """Hand this thread's full pack to a helper thread to publish, and go on with a new one.
+
+        At most one is in flight: the one before is waited for first (it
+        has had a whole pack's worth of writing to finish). :meth:`flush`,
+        :meth:`abort` and :meth:`detach_writer` wait for it.
+        """
+        with self._lock:
+            self._writer = None
+            sealed = w.group_bytes
+            try:
+                w.seal_group()  # here, not on the helper: the byte count is this thread's
+            except BaseException:
+                w.abort()
+                raise
+            self.added_bytes += w.group_bytes - sealed
+        self._await_rolled()
+        self._rolled.append(_Publishing(self, w))
 
     def add_stored(
         self,
@@ -450,6 +536,7 @@ class ObjectDatabase:
         caller must publish it (or abort it).
         """
         with self._lock:
+            self._await_rolled()
             w = self._writer
             self._writer = None
             return w
@@ -475,8 +562,16 @@ class ObjectDatabase:
     def flush(self) -> str | None:
         """Publish the open pack (pack, then index); return its name."""
         with self._lock:
+            rolled = bool(getattr(self._tls, "rolled", None))
+            try:
+                self._await_rolled(refresh=False)
+            except BaseException:
+                self.abort()
+                raise
             w = self._writer
             if w is None:
+                if rolled:
+                    self.refresh()
                 return None
             self._writer = None
             name = self.publish_writer(w)
@@ -486,6 +581,10 @@ class ObjectDatabase:
     def abort(self) -> None:
         """Drop the open pack without publishing anything."""
         with self._lock:
+            try:
+                self._await_rolled()  # complete packs: published all the same, as a flush would have
+            except Exception:
+                pass  # what is being aborted matters more than a pack that failed to publish
             if self._writer is not None:
                 self._writer.abort()
                 self._writer = None
@@ -508,6 +607,7 @@ class ObjectDatabase:
                 hit = w.read_back(oid)
                 if hit is not None:
                     return hit[0], hit[1], f"the open pack {w.temp_path}"
+            self._await_rolled(refresh=False)  # a pack being published is read once it is
             self.refresh()
             loc = self.locate(oid)
             if loc is None:

@@ -269,3 +269,91 @@ def test_a_run_of_large_records_written_at_once_stays_readable_across_packs(tmp_
     assert repo.fsck().ok
     again.close()
     repo.close()
+
+
+def _records(odb, count: int, size: int, seed: int):
+    from objstore import codec
+    from objstore.objects import BLOB
+
+    tag = bytes((BLOB,))
+    payloads = [rand_bytes(seed + i, size) for i in range(count)]
+    return [(odb.hash(tag, p), codec.RAW, [tag, memoryview(p)], len(p) + 1) for p in payloads], payloads
+
+
+def test_a_full_pack_is_published_in_the_background_and_its_objects_stay_found_meanwhile(tmp_path):
+    """Crossing a pack boundary hands the full pack to a helper thread: until it is
+    published its objects are still known (not stored twice), a read waits for it,
+    and the flush that ends the write waits for it too."""
+    import threading
+
+    from objstore.objects import BLOB
+
+    repo = Repository.init(tmp_path / "repo", pack_size=1 << 20)
+    odb = repo.odb
+    storage = odb.storage
+    gate = threading.Event()
+    publish = storage.publish_file
+
+    def gated(local_path, path):
+        assert gate.wait(30)
+        publish(local_path, path)
+
+    storage.publish_file = gated
+    records, payloads = _records(odb, 8, 200_000, 40)  # 1.6 MB: one full pack (5 records), then 3 more
+    odb.add_stored_many(BLOB, records)
+    first = records[0][0]
+    assert [t for t in threading.enumerate() if t.name == "objstore-publish"]
+    assert _published(tmp_path / "repo") == (set(), set())  # still being published
+    assert odb.has_raw(first)
+    assert odb.missing([r[0] for r in records]) == []
+    added = odb.added_objects
+    oid, codec_id, parts, raw_length = records[1]
+    odb.add_stored(oid, BLOB, codec_id, parts, raw_length)  # known: not stored a second time
+    assert odb.added_objects == added
+    threading.Timer(0.2, gate.set).start()
+    assert odb.get(first.hex()).data == payloads[0]  # waits for its pack
+    odb.flush()
+    assert not [t for t in threading.enumerate() if t.name == "objstore-publish"]
+    packs, indexes = _published(tmp_path / "repo")
+    assert len(packs) >= 2 and packs == indexes
+    storage.publish_file = publish
+    again = Repository.open(tmp_path / "repo")
+    assert all(again.odb.get(r[0].hex()).data == p for r, p in zip(records, payloads))
+    assert again.fsck(full=True).ok
+    again.close()
+    repo.close()
+
+
+def test_a_pack_that_fails_to_publish_in_the_background_fails_the_write_and_leaves_the_store_clean(tmp_path):
+    """The error of a pack published on the helper thread is raised to the writer (at the next
+    pack boundary or the flush); the open pack is dropped, no temp file is left behind."""
+    import os
+
+    from objstore.errors import StorageError
+    from objstore.objects import BLOB
+
+    repo = Repository.init(tmp_path / "repo", pack_size=1 << 20)
+    odb = repo.odb
+    storage = odb.storage
+    publish = storage.publish_file
+    calls = []
+
+    def failing(local_path, path):
+        calls.append(path)
+        if len(calls) == 1:
+            os.unlink(local_path)  # as a failed upload or rename leaves it: the writer cleans up the rest
+            raise StorageError(f"{path}: no space left on device")
+        publish(local_path, path)
+
+    storage.publish_file = failing
+    records, _ = _records(odb, 8, 200_000, 60)
+    with pytest.raises(StorageError, match="no space"):
+        odb.add_stored_many(BLOB, records)
+        odb.flush()
+    odb.abort()
+    storage.publish_file = publish
+    assert [f for f in os.listdir(tmp_path / "repo" / "tmp") if f.endswith(".pack.tmp")] == []
+    packs, indexes = _published(tmp_path / "repo")
+    assert packs == indexes  # whatever was published is complete, with its index
+    assert repo.fsck(full=True).ok
+    repo.close()

@@ -86,7 +86,34 @@ def _fresh_buffer(size: int, recycled: bool) -> mmap.mmap | bytearray:
     used once is a bytearray: the allocator hands back memory already
     mapped, where a fresh mapping would fault in every page again.
     """
-    return mmap.mmap(-1, size) if recycled else bytearray(size)
+    return anonymous_buffer(size) if recycled else bytearray(size)
+
+
+_HUGE_PAGE = 2 * 1024 * 1024
+
+
+def anonymous_buffer(size: int) -> mmap.mmap:
+    """An anonymous mapping of at least ``size`` zero bytes, in huge pages where the kernel allows.
+
+    A private mapping, its length rounded up to whole 2 MiB pages, so that
+    Linux places it on a huge-page boundary and backs it with huge pages
+    (``MADV_HUGEPAGE``, for transparent huge pages set to "madvise"):
+    filling a 4 MiB buffer then faults a few times instead of a thousand,
+    and the reads, cuts and hashes that sweep it miss the TLB less. Only a
+    hint: elsewhere it is an ordinary private mapping.
+    """
+    length = -(-size // _HUGE_PAGE) * _HUGE_PAGE
+    private = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    # Private: mmap(-1, n) alone is a shared mapping, memory of the shmem filesystem
+    # (costlier faults, and never in huge pages unless shmem's are on).
+    m = mmap.mmap(-1, length, flags=private) if private else mmap.mmap(-1, length)
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None:
+        try:
+            m.madvise(advice)
+        except OSError:
+            pass
+    return m
 
 
 def _read_full(stream: BinaryIO, into: memoryview) -> int:
@@ -360,7 +387,7 @@ def map_chunk_runs_parallel(
             with free_lock:
                 buf = free.pop() if free else None
             if buf is None:
-                buf = mmap.mmap(-1, capacity)  # recycled: see _fresh_buffer
+                buf = anonymous_buffer(capacity)  # recycled: see _fresh_buffer
             view = memoryview(buf)
             data = view[: _preadv_full(fd, view[:want], start)]
         else:

@@ -76,7 +76,7 @@ class _Publishing:
 
     def _run(self) -> None:
         try:
-            self._odb.publish_writer(self.writer)
+            self._odb._publish_sealed(self.writer)  # sealed and counted by the writer's thread
         except BaseException as exc:  # raised by join(), on the writer's thread
             self.error = exc
 
@@ -554,6 +554,10 @@ class ObjectDatabase:
             writer.abort()
             raise
         self.added_bytes += writer.group_bytes - sealed
+        return self._publish_sealed(writer)
+
+    def _publish_sealed(self, writer: PackWriter) -> str | None:
+        """:meth:`publish_writer` for a pack whose group is sealed (and counted) already."""
         name = writer.finish()
         if name is not None and writer.index_data is not None:
             self.remember_index(name, writer.index_data)

@@ -35,7 +35,7 @@ _DISK_GB = {
     # ~21 GB on disk for ours, ~31 GB for trackio 0.43 at 10 GB), so only their small part is here.
     "large_file": (1.6, 0.4),
     "checkpoint": (0.5, 0.5),
-    "many_files": (2.5, 0.5),
+    "many_files": (7.6, 1.6),  # every round's restore and store kept until the end (common.set_aside)
     "store_files": (0.1, 0.1),
     "startup": (0.1, 0.1),
     "dashboard": (1.3, 0.5),

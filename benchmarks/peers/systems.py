@@ -46,7 +46,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..common import ROOT, count_files, dir_bytes, remove, settle
+from ..common import ROOT, count_files, dir_bytes, remove, set_aside, settle
 from .envs import Tool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -222,6 +222,7 @@ class System:
         self.runner = runner
         self.dir = os.path.join(base, self.name.replace(" ", "_").replace("(", "").replace(")", ""))
         self.src = ""
+        self.trash = ""  # set: cleanup() moves the store there instead of deleting it (common.set_aside)
 
     @property
     def version(self) -> str:
@@ -245,7 +246,7 @@ class System:
         """Create the empty store (after ``reset`` made the directories)."""
 
     def cleanup(self) -> None:
-        remove(self.dir)
+        set_aside(self.dir, self.trash)
 
     def store_paths(self) -> list[str]:
         raise NotImplementedError

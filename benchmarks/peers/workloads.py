@@ -37,7 +37,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..bench_small_files import make_tree
-from ..common import Context, KiB, MiB, age_file, apply_edits, count_files, dir_bytes, fmt, remove, write_random_file
+from ..common import (
+    Context,
+    KiB,
+    MiB,
+    age_file,
+    apply_edits,
+    count_files,
+    dir_bytes,
+    fmt,
+    remove,
+    set_aside,
+    write_random_file,
+)
 from .systems import Op, S3Target, System
 
 REGION = 64 * KiB
@@ -195,6 +207,7 @@ class Bench:
         self.size = 64 * MiB if ctx.quick else 256 * MiB
         self.files = 5_000 if ctx.quick else 20_000
         self.cells: list[Cell] = []
+        self.trash = ""  # set: restored trees are moved there instead of deleted (common.set_aside)
 
     @property
     def size_label(self) -> str:
@@ -242,7 +255,7 @@ class Bench:
 
     def _dest(self, system: System) -> str:
         path = os.path.join(self.work, "dest", system.name.replace(" ", "_"))
-        remove(path)
+        set_aside(path, self.trash)
         os.makedirs(path)
         return path
 
@@ -263,7 +276,7 @@ class Bench:
             if i == 0:
                 verify(restored, original)
             ops[system.name].append(op)
-            remove(dest)
+            set_aside(dest, self.trash)
 
         live = self._rounds(live, cells, step)
         for s in live:

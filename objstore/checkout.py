@@ -23,7 +23,7 @@ from .chunking import ChunkParams, iter_chunks
 from .errors import CorruptObject, FormatError, NotADirectory, PathNotFound, UnsafePath
 from .ids import HashAlgorithm, ObjectId, to_hex
 from .lastcheckout import FILE as PLACED_FILE
-from .lastcheckout import Placed, placed_from
+from .lastcheckout import UNSTATTED, Placed, placed_from
 from .objects import BLOB, DIR, FILE, MODE_EXEC, SYMLINK, Blob, ChunkedBlob, Tree, TreeEntry, tree_rows, validate_name
 from .odb import ObjectDatabase
 from .progress import announce_total, wants_total
@@ -165,7 +165,7 @@ class _SmallFiles:
         owner = self.owner
         placed, dirs, odd, fds = owner.placed, owner._dirs, owner._odd, self.fds
         open_fds = fds.fds
-        os_open, os_write, os_close, os_fstat = os.open, os.write, os.close, os.fstat
+        os_open, os_write, os_close = os.open, os.write, os.close
         done = self.done
         files = written = 0
         current, dfd, prefix = -1, -1, ""
@@ -195,16 +195,16 @@ class _SmallFiles:
                         n = os_write(fd, view)
                         while n < size:
                             n += os_write(fd, view[n:])
-                        if placed is not None:
-                            st = os_fstat(fd)  # the size and mtime the next checkout's tidy-up compares
-                            placed[prefix + name] = (PLACED_FILE, st.st_size, st.st_mtime_ns, oid.hex())
                     except BaseException:
                         os_close(fd)
                         os.unlink(name, dir_fd=dfd)
                         raise
                     os_close(fd)
                     if placed is not None:
-                        done.append(prefix + name)
+                        # No fstat for the mtime: the next checkout's tidy-up re-hashes the file anyway.
+                        rel = prefix + name
+                        placed[rel] = (PLACED_FILE, size, UNSTATTED, oid.hex())
+                        done.append(rel)
                     files += 1
                     written += size
         finally:

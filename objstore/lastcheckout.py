@@ -34,6 +34,10 @@ FILE, SYMLINK = 0, 1
 Placed = tuple[int, int, int, "str | None"]
 """One path a checkout placed: (kind, size, mtime_ns, content id of a file / text of a symlink)."""
 
+UNSTATTED = -1
+"""The mtime_ns of a file created and written in one go and never stat'ed (the bulk-written small
+files of a checkout: a stat each would cost as much as the close): its content alone decides."""
+
 
 def placed_from(st: os.stat_result, entry: TreeEntry) -> Placed:
     """What to remember of a file or symlink just placed for ``entry``."""
@@ -84,7 +88,9 @@ class CheckoutRecord:
         """Is ``path`` still exactly what the last checkout left there?
 
         Same size and mtime, and (an edit within one mtime tick keeps both)
-        the same content: a file is only ever removed once re-hashed.
+        the same content: a file is only ever removed once re-hashed. A
+        file placed without its mtime (:data:`UNSTATTED`) is judged by
+        size and content.
         """
         kind, size, mtime_ns, target = self.paths[rel]
         try:
@@ -96,7 +102,7 @@ class CheckoutRecord:
                 return stat.S_ISLNK(st.st_mode) and os.readlink(path) == target
             except OSError:
                 return False
-        if not (stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == mtime_ns):
+        if not (stat.S_ISREG(st.st_mode) and st.st_size == size and mtime_ns in (st.st_mtime_ns, UNSTATTED)):
             return False
         try:
             return target is not None and content_id(path) == target
@@ -142,4 +148,4 @@ def prune(record: CheckoutRecord, keep: set[str], content_id: Callable[[str], st
     return removed, changed
 
 
-__all__ = ["CheckoutRecord", "Placed", "placed_from", "prune"]
+__all__ = ["UNSTATTED", "CheckoutRecord", "Placed", "placed_from", "prune"]

@@ -86,6 +86,24 @@ def test_a_file_edited_since_the_last_checkout_is_kept_and_reported(tmp_path: Pa
     assert repo.checkout(main, out).left == []  # reported once: it is the user's file now
 
 
+def test_small_files_are_judged_by_their_content_not_their_mtime(tmp_path: Path, versions: tuple[Repository, str, str]) -> None:
+    """The bulk writer records no mtime for the small files it creates (no stat per file):
+    one only touched since is still what the checkout left and goes; one rewritten with other
+    bytes, whatever its mtime, stays."""
+    repo, v1, main = versions
+    out = tmp_path / "out"
+    repo.checkout(v1, out)
+    touched, link = out / "notes3.txt", out / "link"
+    os.utime(touched, ns=(1_000_000_000, 1_000_000_000))
+    result = repo.checkout(main, out)
+    assert "notes3.txt" in result.removed and not touched.exists() and not link.is_symlink()
+
+    repo.checkout(v1, out)
+    touched.write_bytes(b"three?")  # same size, other bytes, a fresh mtime
+    assert repo.checkout(main, out).left == ["notes3.txt"]
+    assert touched.read_bytes() == b"three?"
+
+
 def test_a_folder_no_checkout_wrote_keeps_everything(tmp_path: Path, versions: tuple[Repository, str, str]) -> None:
     repo, _, main = versions
     out = tmp_path / "out"

@@ -10,11 +10,13 @@ present with the right content are left alone.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +90,22 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused (as Mercurial's ``util.nogc``) while a whole tree is
+    written: its rows and records are ~100 small containers per directory, all alive to the end,
+    and 100k files made ~540 collections re-scan them (~8 % of the checkout). Reference counting
+    still frees everything; only cycles wait until the collector runs again."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 _FLUSH_FILES = 4096
@@ -411,15 +429,16 @@ class Materializer:
                     announce_total(self.progress, self._file_bytes(self.odb.raw_id(tree_id)))
                 dfd = os.open(dest, _DIR_FLAGS)
                 try:
-                    self._dirs, self._root_fd = [(-1, "", "")], dfd
-                    self._bulk, self._bulk_files, self._small, self._odd = [], 0, None, []
-                    try:
-                        self._fill_tree(self.odb.raw_id(tree_id), dfd, dest, "", dest in self._fresh, skip_existing, 0)
-                        self._write_bulk()
-                    finally:
-                        if self._small is not None:
-                            self._small.fds.close()
-                    self._finish_bulk(dest)
+                    with _no_cyclic_gc():
+                        self._dirs, self._root_fd = [(-1, "", "")], dfd
+                        self._bulk, self._bulk_files, self._small, self._odd = [], 0, None, []
+                        try:
+                            self._fill_tree(self.odb.raw_id(tree_id), dfd, dest, "", dest in self._fresh, skip_existing, 0)
+                            self._write_bulk()
+                        finally:
+                            if self._small is not None:
+                                self._small.fds.close()
+                        self._finish_bulk(dest)
                 finally:
                     self._bulk, self._small = [], None
                     os.close(dfd)

@@ -54,6 +54,7 @@ from .objects import (
 )
 from .odb import ObjectDatabase
 from .parallel import pool, workers
+from .preload import Preload
 from .statcache import RACY_NS, DirSignature, StatCache, StatKey, stat_fields
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -152,6 +153,7 @@ class Snapshotter:
         self._pending: set[bytes] = set()  # queued for storing, not yet in the pack
         self._inflight: deque[Future[_Compressed]] = deque()
         self._dir_records: list[tuple[str, DirSignature, int, ObjectId, int, int]] = []
+        self._preload: Preload | None = None
 
     # -- one encoded object ------------------------------------------------
 
@@ -416,9 +418,23 @@ class Snapshotter:
         signature: one ``lstat`` per entry, nothing read, nothing hashed.
         """
         with self._batching():
-            got = self._dir(dirpath, None)
+            got = self._root_dir(dirpath, None)
             assert got is not None
             return got
+
+    def _root_dir(self, dirpath: str, under: FilesUnder | None) -> tuple[ObjectId, int] | None:
+        """:meth:`_dir` of the top of a walk: with a stat cache that knows many files
+        under it, the directories near the walk's end are listed and stat-ed by a
+        forked child meanwhile (see :mod:`objstore.preload`)."""
+        if self.statcache is None or self._preload is not None:
+            return self._dir(dirpath, under)
+        self._preload = Preload.start(self.statcache.dirs_under(dirpath), _usable_cpus())
+        try:
+            return self._dir(dirpath, under)
+        finally:
+            if self._preload is not None:
+                self._preload.close()
+                self._preload = None
 
     @contextlib.contextmanager
     def _batching(self) -> Iterator[None]:
@@ -445,18 +461,67 @@ class Snapshotter:
     def _dir(self, dirpath: str, under: FilesUnder | None) -> tuple[ObjectId, int] | None:
         """A directory's (tree id, total bytes); ``under`` is set for a :class:`FilesUnder` one (None if it holds no file)."""
         started = time.time_ns()
+        subs: dict[str, tuple[ObjectId, int] | None] = {}
+        listing = self._preload.take(dirpath) if self._preload is not None else None
+        if listing is not None:
+            hit = self._dir_preloaded(dirpath, under, listing, subs)
+            if hit is not None:
+                return hit
         try:
             dfd = os.open(dirpath, _DIR_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(dirpath, "local filesystem") from None
         try:
-            return self._dir_at(dirpath, dfd, under, started)
+            return self._dir_at(dirpath, dfd, under, started, subs)
         finally:
             os.close(dfd)
 
-    def _dir_at(self, dirpath: str, dfd: int, under: FilesUnder | None, started: int) -> tuple[ObjectId, int] | None:
+    def _dir_preloaded(
+        self,
+        dirpath: str,
+        under: FilesUnder | None,
+        listing: tuple[bytes, int, bytes | None],
+        subs: dict[str, tuple[ObjectId, int] | None],
+    ) -> tuple[ObjectId, int] | None:
+        """A directory answered by its signature from the child's listing (see
+        :mod:`objstore.preload`), or None; its subdirectories' results go into ``subs``
+        either way, for :meth:`_dir_at` to take instead of walking them again."""
+        blob, count, columns = listing
+        cache = self.statcache
+        if columns is None or cache is None:
+            return None
+        modes = memoryview(columns)[32 * count :].cast("Q")
+        kinds = set(map(stat.S_IFMT, set(modes)))
+        if under is not None and not kinds <= _FILES_AND_DIRS:
+            return None  # a symlink to follow, or something to leave out: the plain path decides
+        sig = DirSignature.from_columns(blob, count, columns, under.flavor if under is not None else 0)
+        total = 0
+        if stat.S_IFDIR in kinds:
+            names = blob.decode("utf-8", "surrogateescape").split("\0")
+            for i, mode in enumerate(modes):
+                if S_ISDIR(mode):
+                    sub = subs[names[i]] = self._dir(os.path.join(dirpath, names[i]), under)
+                    sig.set_tree(i, sub[0] if sub is not None else "")
+                    total += sub[1] if sub is not None else 0
+        hit = cache.lookup_dir(dirpath, sig.digest())
+        if hit is None or not self.odb.has(hit[0]):
+            return None
+        tree_id, size, files = hit
+        self._tick(size - total)
+        self.files += files
+        return tree_id, size
+
+    def _dir_at(
+        self,
+        dirpath: str,
+        dfd: int,
+        under: FilesUnder | None,
+        started: int,
+        subs: dict[str, tuple[ObjectId, int] | None],
+    ) -> tuple[ObjectId, int] | None:
         """The batched small-file path: one listing and one ``lstat`` per entry;
-        then, unless the directory's signature answers it, every small file
+        ``subs``: subdirectories walked already (by :meth:`_dir_preloaded`); then,
+        unless the directory's signature answers it, every small file
         not answered by its stat read with ``os.open``/``os.read`` relative to
         the directory, hashed in one call each and queued for compression in
         batches, and the tree encoded straight from msgpack rows."""
@@ -475,7 +540,8 @@ class Snapshotter:
         is_dir = list(map(S_ISDIR, map(_MODE, stats)))  # C-level: most directories hold none
         left_out: set[str] = set()  # FilesUnder: subdirectories without a file (no entry, no name to check)
         for i in itertools.compress(range(len(names)), is_dir):
-            sub = self._dir(os.path.join(dirpath, names[i]), under)
+            # walked already if the child listed it (a changed directory): not again
+            sub = subs[names[i]] if names[i] in subs else self._dir(os.path.join(dirpath, names[i]), under)
             if sig is not None:
                 sig.set_tree(i, sub[0] if sub is not None else "")
             if sub is not None:
@@ -738,7 +804,7 @@ class Snapshotter:
         root_dir = files.get("")
         if isinstance(root_dir, FilesUnder) and len(files) == 1:
             with self._batching():
-                got = self._dir(_absolute(root_dir.path), root_dir)
+                got = self._root_dir(_absolute(root_dir.path), root_dir)
             return got[0] if got is not None else self.odb.put(Tree())
         items = sorted((split_logical_path(k), v) for k, v in files.items())
         for (a, _), (b, _) in itertools.pairwise(items):

@@ -26,6 +26,7 @@ damaged or older cache only costs a re-read.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import struct
@@ -53,38 +54,102 @@ def stat_key(st: os.stat_result) -> StatKey:
     return stat_fields(st)  # type: ignore[no-any-return]
 
 
+_COLUMN_FIELDS = tuple(
+    operator.attrgetter(name) for name in ("st_size", "st_mtime_ns", "st_ino", "st_ctime_ns", "st_mode")
+)
+_COLUMN_CODES = "QqQqQ"
+_columns_structs: dict[int, struct.Struct] = {}
+_SIG_HEAD = struct.Struct("<4sII")
+
+
+def _columns_struct(n: int) -> struct.Struct:
+    s = _columns_structs.get(n)
+    if s is None:
+        s = struct.Struct("<" + "".join(f"{n}{code}" for code in _COLUMN_CODES))
+        if len(_columns_structs) < 4096:
+            _columns_structs[n] = s
+    return s
+
+
+def stat_columns(stats: Sequence[os.stat_result]) -> bytes | None:
+    """The stats of a directory's entries as columns: every size, then every
+    mtime_ns, inode, ctime_ns and st_mode, 8 bytes each, little-endian (``<QqQqQ``
+    per column); None if a value does not fit (a timestamp beyond the year 2262).
+
+    Each column is one C-level ``map`` over the stats and the whole one ``pack``:
+    no Python object per entry.
+    """
+    try:
+        return _columns_struct(len(stats)).pack(*itertools.chain.from_iterable(map(f, stats) for f in _COLUMN_FIELDS))
+    except struct.error:
+        return None
+
+
 class DirSignature:
     """A directory's signature: its entries' names and stats, and its subdirectories' tree ids.
 
-    Built in bulk (C-level ``map`` and one msgpack encoding), because it is
-    the whole cost of re-snapshotting an unchanged directory. ``flavor``
-    tells apart snapshots of one directory that make different trees of it
-    (e.g. symlinks stored as links, or followed).
+    Built in bulk from the entries' :func:`stat_columns`, because it is the
+    whole cost of re-snapshotting an unchanged directory (see
+    ``docs/format.md``). ``flavor`` tells apart snapshots of one directory
+    that make different trees of it (e.g. symlinks stored as links, or
+    followed).
     """
 
-    __slots__ = ("_digest", "_flavor", "_keys", "_names", "newest_mtime_ns")
-    _names: bytes
+    __slots__ = ("_columns", "_count", "_digest", "_flavor", "_names", "_trees", "newest_mtime_ns")
 
     def __init__(self, names: list[str], stats: Sequence[os.stat_result], flavor: int | str = 0) -> None:
-        self._names = "\0".join(names).encode("utf-8", "surrogateescape")
-        self._keys: list[Any] = list(map(stat_fields, stats))
+        self._init("\0".join(names).encode("utf-8", "surrogateescape"), len(names), stat_columns(stats), flavor)
+
+    @classmethod
+    def from_columns(cls, names: bytes, count: int, columns: bytes | None, flavor: int | str = 0) -> DirSignature:
+        """The signature of ``count`` entries: their names joined by NUL (UTF-8,
+        surrogateescape) and their :func:`stat_columns`."""
+        sig = cls.__new__(cls)
+        sig._init(names, count, columns, flavor)
+        return sig
+
+    def _init(self, names: bytes, count: int, columns: bytes | None, flavor: int | str) -> None:
+        self._names = names
+        self._count = count
+        self._columns = columns
+        self._trees: dict[int, str] = {}
         self._flavor = flavor
         self._digest: bytes | None = None
-        self.newest_mtime_ns = max(map(operator.itemgetter(1), self._keys), default=0)
+        mtimes = memoryview(columns)[8 * count : 16 * count].cast("q") if columns is not None else ()
+        self.newest_mtime_ns = max(mtimes, default=0)
 
     def set_tree(self, index: int, tree_id: str) -> None:
         """Entry ``index`` is a directory: its tree id stands for its stat (before :meth:`digest`)."""
         if self._digest is not None:
             raise RuntimeError("the signature is already computed")
-        self._keys[index] = tree_id
+        self._trees[index] = tree_id
 
     def digest(self) -> bytes:
-        """The signature (computed once; the names and stats are let go then, so
-        signatures kept until a snapshot's end cost 16 bytes each)."""
+        """The signature, b"" if there is none (a stat that does not fit); computed once,
+        when the names and stats are let go, so signatures kept until a snapshot's end
+        cost 16 bytes each."""
         if self._digest is None:
-            doc = [self._names, self._keys, self._flavor] if self._flavor else [self._names, self._keys]
-            self._digest = xxhash.xxh3_128_digest(msgpack.packb(doc, use_bin_type=True))
-            self._names, self._keys = b"", []
+            columns = self._columns
+            if columns is None:
+                self._digest = b""
+            else:
+                n = self._count
+                if self._trees:  # a subdirectory's stat does not count, its tree does
+                    zeroed = bytearray(columns)
+                    words = memoryview(zeroed).cast("Q")
+                    for i in self._trees:
+                        for k in range(0, 5 * n, n):
+                            words[k + i] = 0
+                    columns = bytes(zeroed)
+                h = xxhash.xxh3_128(_SIG_HEAD.pack(b"sig4", n, len(self._names)))
+                h.update(self._names)
+                h.update(columns)
+                if self._trees:
+                    h.update(msgpack.packb(sorted(self._trees.items())))
+                if self._flavor:
+                    h.update(msgpack.packb(self._flavor))
+                self._digest = h.digest()
+            self._names, self._columns, self._trees = b"", None, {}
         return self._digest
 
 
@@ -186,7 +251,7 @@ class StatCache:
     def lookup_dir(self, dirpath: str, signature: bytes) -> tuple[ObjectId, int, int] | None:
         """(tree id, total bytes, files) of a directory whose signature is unchanged."""
         rec = self._load().get(dirpath)
-        if isinstance(rec, list) and len(rec) == 7 and rec[0] == signature and isinstance(rec[1], bytes) and rec[1]:
+        if signature and isinstance(rec, list) and len(rec) == 7 and rec[0] == signature and isinstance(rec[1], bytes) and rec[1]:
             return ObjectId(rec[1].hex()), int(rec[2]), int(rec[3])
         return None
 
@@ -194,12 +259,26 @@ class StatCache:
         """Remember a directory's tree, unless one of its entries is too recent to trust."""
         if sig.newest_mtime_ns >= started_ns - RACY_NS:
             return
-        rec = self._record_of(dirpath)
         digest = sig.digest()
+        if not digest:
+            return
+        rec = self._record_of(dirpath)
         raw_tree = bytes.fromhex(tree_id)
         if rec[0] != digest or rec[1] != raw_tree or rec[2] != size or rec[3] != files:
             rec[:4] = [digest, raw_tree, size, files]
             self._dirty = True
+
+    def dirs_under(self, root: str) -> list[tuple[str, int, int]]:
+        """The directories at or under ``root`` the cache knows, sorted: (path, its own
+        files, bytes of their names) as of their last snapshot."""
+        prefix = root.rstrip(os.sep) + os.sep
+        out = []
+        for path, rec in self._load().items():
+            if (path == root or path.startswith(prefix)) and isinstance(rec, list) and len(rec) == 7:
+                files, names = rec[3], rec[4]
+                out.append((path, files if isinstance(files, int) else 0, len(names) if isinstance(names, bytes) else 0))
+        out.sort()
+        return out
 
     def save(self) -> None:
         """Write the cache atomically (best effort: it is only a cache)."""

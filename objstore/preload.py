@@ -89,7 +89,7 @@ class Preload:
             return None
         share = 0
         at = len(todo)
-        while at > 0 and share < total * CHILD_SHARE:
+        while at > 0 and share <= total * CHILD_SHARE:
             at -= 1
             share += todo[at][1]
         mine = todo[at:]

@@ -115,8 +115,8 @@ class DirSignature:
         self._trees: dict[int, str] = {}
         self._flavor = flavor
         self._digest: bytes | None = None
-        mtimes = memoryview(columns)[8 * count : 16 * count].cast("q") if columns is not None else ()
-        self.newest_mtime_ns = max(mtimes, default=0)
+        self.newest_mtime_ns = 0
+        """The newest mtime of the files (subdirectories count by their trees), known after :meth:`digest`."""
 
     def set_tree(self, index: int, tree_id: str) -> None:
         """Entry ``index`` is a directory: its tree id stands for its stat (before :meth:`digest`)."""
@@ -141,6 +141,7 @@ class DirSignature:
                         for k in range(0, 5 * n, n):
                             words[k + i] = 0
                     columns = bytes(zeroed)
+                self.newest_mtime_ns = max(memoryview(columns)[8 * n : 16 * n].cast("q"), default=0)
                 h = xxhash.xxh3_128(_SIG_HEAD.pack(b"sig4", n, len(self._names)))
                 h.update(self._names)
                 h.update(columns)
@@ -256,11 +257,10 @@ class StatCache:
         return None
 
     def record_dir(self, dirpath: str, sig: DirSignature, started_ns: int, tree_id: str, size: int, files: int) -> None:
-        """Remember a directory's tree, unless one of its entries is too recent to trust."""
-        if sig.newest_mtime_ns >= started_ns - RACY_NS:
-            return
+        """Remember a directory's tree, unless one of its files is too recent to trust
+        (a subdirectory's own mtime does not count: its tree does)."""
         digest = sig.digest()
-        if not digest:
+        if not digest or sig.newest_mtime_ns >= started_ns - RACY_NS:
             return
         rec = self._record_of(dirpath)
         raw_tree = bytes.fromhex(tree_id)

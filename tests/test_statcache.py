@@ -65,7 +65,35 @@ def repo(tmp_path: Path) -> Repository:
     return Repository.init(tmp_path / "store", chunking=SMALL)
 
 
-def test_unchanged_tree_is_answered_without_reading_a_file(repo, tmp_path, monkeypatch):
+class ChildListings:
+    """Forks the preloading child for any tree (see objstore.preload) and counts the
+    directories whose listing it handed over."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from objstore import preload, snapshot
+
+        monkeypatch.setattr(preload, "MIN_FILES", 1)
+        monkeypatch.setattr(preload, "CHILD_SHARE", 1.0)  # every directory, the root too
+        monkeypatch.setattr(snapshot, "_usable_cpus", lambda: 2)
+        self.taken: list[str] = []
+        real_take = preload.Preload.take
+
+        def take(this: preload.Preload, dirpath: str) -> preload.Listing | None:
+            got = real_take(this, dirpath)
+            if got is not None:
+                self.taken.append(dirpath)
+            return got
+
+        monkeypatch.setattr(preload.Preload, "take", take)
+
+
+@pytest.fixture(params=["one process", "with a child"])
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ChildListings | None:
+    """Every walk below in one process, or with the child listing the directories."""
+    return ChildListings(monkeypatch) if request.param == "with a child" else None
+
+
+def test_unchanged_tree_is_answered_without_reading_a_file(repo, tmp_path, monkeypatch, walk):
     src = _tree(tmp_path / "src")
     first = repo.snapshot(src)
     reads = CountingReads(monkeypatch)
@@ -73,6 +101,9 @@ def test_unchanged_tree_is_answered_without_reading_a_file(repo, tmp_path, monke
     assert repo.snapshot(src, progress=progress.append) == first
     assert [p for p in reads.paths if p.startswith(str(src))] == []
     assert sum(progress) == sum(e.size for _, e in repo.walk(first) if e.kind == "file")
+    assert repo.last_snapshot is not None and repo.last_snapshot.files == 16
+    if walk is not None:
+        assert sorted(walk.taken) == sorted(str(src / d) for d in ("", "a", "a/deep", "b"))
 
 
 def test_the_cache_survives_reopening_and_is_one_small_file(repo, tmp_path, monkeypatch):
@@ -90,7 +121,7 @@ def test_the_cache_survives_reopening_and_is_one_small_file(repo, tmp_path, monk
     "change",
     ["rewrite-same-size", "append", "new-file", "remove-file", "rename", "chmod", "retarget-link", "new-subdir", "deep-rewrite"],
 )
-def test_every_kind_of_change_is_seen(repo, tmp_path, change):
+def test_every_kind_of_change_is_seen(repo, tmp_path, change, walk):
     src = _tree(tmp_path / "src")
     first = repo.snapshot(src)
     f = src / "a" / "deep" / "f3.txt"
@@ -120,6 +151,8 @@ def test_every_kind_of_change_is_seen(repo, tmp_path, change):
     assert second != first
     fresh = Repository.init(tmp_path / "fresh", chunking=SMALL)  # no cache at all
     assert fresh.snapshot(src) == second
+    if walk is not None:
+        assert walk.taken  # the child's listings were offered, and a changed directory was not answered by them
 
 
 def test_a_directory_written_just_now_is_not_trusted(repo, tmp_path):
@@ -155,3 +188,59 @@ def test_a_gc_d_tree_is_not_answered_from_the_cache(tmp_path):
     other.statcache = repo.statcache
     assert other.snapshot(src) == first
     assert other.read_file(first, "big.bin") == (src / "big.bin").read_bytes()
+
+
+def test_a_child_that_fails_only_costs_the_walk_it_would_have_done(repo, tmp_path, monkeypatch):
+    from objstore import preload
+
+    walk = ChildListings(monkeypatch)
+    src = _tree(tmp_path / "src")
+    first = repo.snapshot(src)
+
+    def broken(dirpath: str) -> preload.Listing | None:
+        raise RuntimeError("the child breaks")
+
+    monkeypatch.setattr(preload, "_list", broken)  # in the forked child too
+    reads = CountingReads(monkeypatch)
+    assert repo.snapshot(src) == first
+    assert [p for p in reads.paths if p.startswith(str(src))] == []
+    assert walk.taken == []
+
+
+def test_files_under_with_a_child_follows_links_and_sees_changes(repo, tmp_path, walk):
+    from objstore import FilesUnder
+
+    src = _tree(tmp_path / "src")
+    os.symlink("nowhere", src / "b" / "dangling")
+    first = repo.build_tree({"": FilesUnder(src)})
+    assert repo.build_tree({"": FilesUnder(src)}) == first
+    assert repo.read_file(first, "link") == (src / "a" / "f0.txt").read_bytes()  # followed
+    write(src / "b" / "f2.txt", b"changed")
+    second = repo.build_tree({"": FilesUnder(src)})
+    assert repo.read_file(second, "b/f2.txt") == b"changed"
+    fresh = Repository.init(tmp_path / "fresh", chunking=SMALL)
+    assert fresh.build_tree({"": FilesUnder(src)}) == second
+
+
+def test_the_child_lists_and_stats_as_the_walk_would(tmp_path, monkeypatch):
+    from objstore import preload
+    from objstore.statcache import stat_columns
+
+    monkeypatch.setattr(preload, "MIN_FILES", 1)
+    monkeypatch.setattr(preload, "CHILD_SHARE", 0.9)  # of 17 files: all but the root's one
+    src = _tree(tmp_path / "src")
+    dirs = [(str(src / d), 5, 30) for d in ("a", "a/deep", "b")]
+    got = preload.Preload.start([(str(src), 1, 10), *dirs, (str(src / "gone"), 1, 10)], cpus=2)
+    if got is None:
+        pytest.skip("no os.fork here, or not Linux")
+    try:
+        assert got.take(str(src)) is None  # the walk's first directory is left to it
+        names = sorted(os.listdir(src / "a"))
+        stats = [os.lstat(src / "a" / n) for n in names]
+        assert got.take(str(src / "a")) == ("\0".join(names).encode(), len(names), stat_columns(stats))
+        assert got.take(str(src / "a")) is None  # handed over once
+        assert got.take(str(src / "gone")) is None
+    finally:
+        got.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # reaped

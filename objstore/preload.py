@@ -38,6 +38,8 @@ MAX_PARENT_RSS = 1 << 30
 """A process bigger than this is not forked (copying its page tables would cost more than it saves)."""
 CHILD_SHARE = 0.55
 """The child's share of the files: this process also matches every signature."""
+MIN_PARENT_SHARE = 0.25
+"""Below this share of the files left to this process, no child: there would be little to overlap."""
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_DIRECTORY", 0)
 _HEAD = struct.Struct("<Q")
 
@@ -92,6 +94,8 @@ class Preload:
         while at > 0 and share <= total * CHILD_SHARE:
             at -= 1
             share += todo[at][1]
+        if total - share < total * MIN_PARENT_SHARE:
+            return None  # one directory holds most files: this process would only wait for the child
         mine = todo[at:]
         # names, 40 bytes of stats per entry, and room for subdirectories and msgpack headers
         room = 1 << 20

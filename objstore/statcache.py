@@ -5,8 +5,10 @@ them, at two levels:
 
 - per file: (size, mtime_ns, inode, ctime_ns, mode) -> object id;
 - per directory: a signature (xxh3-128 over every entry's name and stat,
-  and each subdirectory's tree id) -> the directory's tree id, so an
-  unchanged directory costs one ``lstat`` per entry and no per-file work.
+  packed as columns, and each subdirectory's tree id) -> the directory's
+  tree id, so an unchanged directory costs one ``lstat`` per entry and no
+  per-file Python work (on Linux a forked child does those of about half
+  the directories meanwhile: :mod:`objstore.preload`).
 
 An entry is only recorded when its mtime is older than the start of the
 read by more than the timestamp granularity of common filesystems, so a

@@ -74,6 +74,7 @@ class ChildListings:
 
         monkeypatch.setattr(preload, "MIN_FILES", 1)
         monkeypatch.setattr(preload, "CHILD_SHARE", 1.0)  # every directory, the root too
+        monkeypatch.setattr(preload, "MIN_PARENT_SHARE", 0.0)
         monkeypatch.setattr(snapshot, "_usable_cpus", lambda: 2)
         self.taken: list[str] = []
         real_take = preload.Preload.take
@@ -228,6 +229,7 @@ def test_the_child_lists_and_stats_as_the_walk_would(tmp_path, monkeypatch):
 
     monkeypatch.setattr(preload, "MIN_FILES", 1)
     monkeypatch.setattr(preload, "CHILD_SHARE", 0.9)  # of 17 files: all but the root's one
+    monkeypatch.setattr(preload, "MIN_PARENT_SHARE", 0.0)
     src = _tree(tmp_path / "src")
     dirs = [(str(src / d), 5, 30) for d in ("a", "a/deep", "b")]
     got = preload.Preload.start([(str(src), 1, 10), *dirs, (str(src / "gone"), 1, 10)], cpus=2)
@@ -244,3 +246,12 @@ def test_the_child_lists_and_stats_as_the_walk_would(tmp_path, monkeypatch):
         got.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # reaped
+
+
+def test_no_child_where_it_would_do_nearly_everything(tmp_path, monkeypatch):
+    from objstore import preload
+
+    monkeypatch.setattr(preload, "MIN_FILES", 1)
+    flat = [(str(tmp_path), 0, 0), (str(tmp_path / "all"), 10_000, 90_000)]
+    assert preload.Preload.start(flat, cpus=2) is None  # the walk would only wait for it
+    assert preload.Preload.start([(str(tmp_path / d), 100, 500) for d in "abcd"], cpus=1) is None

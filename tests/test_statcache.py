@@ -235,6 +235,7 @@ def test_the_child_lists_and_stats_as_the_walk_would(tmp_path, monkeypatch):
     got = preload.Preload.start([(str(src), 1, 10), *dirs, (str(src / "gone"), 1, 10)], cpus=2)
     if got is None:
         pytest.skip("no os.fork here, or not Linux")
+    child = got._pid
     try:
         assert got.take(str(src)) is None  # the walk's first directory is left to it
         names = sorted(os.listdir(src / "a"))
@@ -245,7 +246,7 @@ def test_the_child_lists_and_stats_as_the_walk_would(tmp_path, monkeypatch):
     finally:
         got.close()
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # reaped
+        os.waitpid(child, os.WNOHANG)  # reaped
 
 
 def test_no_child_where_it_would_do_nearly_everything(tmp_path, monkeypatch):

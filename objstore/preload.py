@@ -32,6 +32,8 @@ import msgpack
 
 from .statcache import stat_columns
 
+NO_FORK_ENV = "OBJSTORE_NO_FORK"
+"""Set (to anything but "0") to never fork: for hosts where a fork is unwelcome (the walk does it all)."""
 MIN_FILES = 4096
 """Files (known from the stat cache) under a tree from which a child is forked."""
 MAX_PARENT_RSS = 1 << 30
@@ -86,6 +88,8 @@ class Preload:
         todo = list(dirs)
         total = sum(files for _, files, _ in todo)
         if total < MIN_FILES or cpus < 2 or not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+            return None
+        if os.environ.get(NO_FORK_ENV, "") not in ("", "0"):
             return None
         if _rss() > MAX_PARENT_RSS:
             return None

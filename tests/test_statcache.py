@@ -256,3 +256,17 @@ def test_no_child_where_it_would_do_nearly_everything(tmp_path, monkeypatch):
     flat = [(str(tmp_path), 0, 0), (str(tmp_path / "all"), 10_000, 90_000)]
     assert preload.Preload.start(flat, cpus=2) is None  # the walk would only wait for it
     assert preload.Preload.start([(str(tmp_path / d), 100, 500) for d in "abcd"], cpus=1) is None
+
+
+def test_objstore_no_fork_keeps_the_walk_in_this_process(tmp_path, monkeypatch):
+    from objstore import preload
+
+    monkeypatch.setattr(preload, "MIN_FILES", 1)
+    dirs = [(str(tmp_path / d), 100, 500) for d in "abcd"]
+    monkeypatch.setenv("OBJSTORE_NO_FORK", "1")
+    assert preload.Preload.start(dirs, cpus=2) is None
+    monkeypatch.setenv("OBJSTORE_NO_FORK", "0")
+    got = preload.Preload.start(dirs, cpus=2)
+    if got is None:
+        pytest.skip("no os.fork here, or not Linux")
+    got.close()

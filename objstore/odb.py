@@ -284,7 +284,7 @@ class ObjectDatabase:
         for name, idx in self._search_order():
             if not out:
                 break
-            left = [o for o, i in zip(out, idx.find_many(out)) if i < 0]
+            left = idx.absent(out)
             if len(left) < len(out):
                 self._freshen(name)
                 self._last_hit = name

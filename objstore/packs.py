@@ -64,6 +64,10 @@ GROUP_MIN_LEVEL = 3
 GROUP_MAX_MEMBERS = 8192
 """A writer seals a group at this many members even if it is under :data:`GROUP_SIZE`."""
 
+SET_LOOKUP_MAX = 4096
+"""Indexes of at most this many ids answer batch lookups from a set of them (:meth:`PackIndex.absent`),
+kept while the index is open (under ~0.5 MB each)."""
+
 PACK_DIR = "packs"
 PACK_NAME_SIZE = 16  # packs are named by the xxh3-128 of their bytes, whatever the id hash
 DEFAULT_PACK_SIZE = 64 * 1024 * 1024
@@ -270,6 +274,7 @@ class PackIndex:
         self.pack_name = bytes(view[self._entries_at + count * _INDEX_ENTRY.size :][:PACK_NAME_SIZE]).hex()
         self._view = view
         self._prefixes: array[int] | None = None
+        self._id_set: frozenset[bytes] | None = None
 
     def __len__(self) -> int:
         return int(self.count)
@@ -329,6 +334,24 @@ class PackIndex:
             else:
                 hi = mid
         return -1
+
+    def absent(self, oids: list[bytes]) -> list[bytes]:
+        """The ids of ``oids`` not in this index, in order.
+
+        A small index (at most :data:`SET_LOOKUP_MAX` ids) answers from a set
+        of its ids, made once: a hash probe per id, where :meth:`find_many`
+        costs about 1.5 us per id even against a pack of two objects (a
+        store's first log checks each directory's new files against every
+        pack the store already has).
+        """
+        if self.count > SET_LOOKUP_MAX:
+            return [o for o, i in zip(oids, self.find_many(oids)) if i < 0]
+        ids = self._id_set
+        if ids is None:
+            ds, base = self.digest_size, self._ids_at
+            block = bytes(self._view[base : base + self.count * ds])
+            ids = self._id_set = frozenset(map(block.__getitem__, map(slice, range(0, len(block), ds), range(ds, len(block) + ds, ds))))
+        return list(itertools.filterfalse(ids.__contains__, oids))
 
     def find_many(self, oids: list[bytes]) -> list[int]:
         """:meth:`find` for a batch (positions, -1 where absent), with the bisections done by C-level ``map``."""

@@ -239,6 +239,28 @@ def test_index_find_agrees_with_a_dict_even_when_ids_share_their_first_8_bytes(i
         assert (e.offset if e is not None else None) == offsets.get(oid)
 
 
+@given(
+    st.lists(st.binary(min_size=16, max_size=16), min_size=0, max_size=60, unique=True),
+    st.lists(st.binary(min_size=16, max_size=16), max_size=40),
+    st.sampled_from([0, 1, 10_000]),
+)
+@settings(max_examples=60, deadline=None)
+def test_index_absent_keeps_exactly_the_ids_it_lacks_in_order_small_or_large(ids, probes, padding):
+    """``absent`` answers from a set of ids (small indexes) or by bisection (large ones): both agree with a set."""
+    from objstore.packs import SET_LOOKUP_MAX, IndexEntry, PackIndex, encode_index
+
+    stored = ids + [i.to_bytes(16, "big") for i in range(padding)]  # 10,000 ids: over SET_LOOKUP_MAX
+    entries = {oid: IndexEntry(i, 1, 1, 1, 0) for i, oid in enumerate(stored)}
+    data = encode_index(entries, 16, bytes(16))
+    assert data == encode_index(list(reversed(entries.items())), 16, bytes(16))  # a writer's map or a list: one layout
+    idx = PackIndex("t", data, 16)
+    assert (len(idx) > SET_LOOKUP_MAX) == (padding > SET_LOOKUP_MAX)
+    asked = [*probes, *ids, *probes[:3]]
+    held = set(stored)
+    assert idx.absent(asked) == [o for o in asked if o not in held]
+    assert idx.absent(asked) == idx.absent(asked)  # the second call answers from the kept set
+
+
 @pytest.mark.parametrize("pack_size", [1 << 20, 64 << 20])
 def test_a_run_of_large_records_written_at_once_stays_readable_across_packs(tmp_path, pack_size):
     """``add_stored_many``: records in one writev (more than IOV_MAX buffers in

@@ -44,6 +44,7 @@ from .ids import ObjectId
 RACY_NS = 100_000_000  # 100 ms: well above ext4/xfs/btrfs/tmpfs timestamp granularity
 _VERSION = 3
 _STAT = struct.Struct("<QqQqI")  # size, mtime_ns, inode, ctime_ns, st_mode
+_KEY, _ID = operator.itemgetter(0), operator.itemgetter(1)
 
 StatKey = tuple[int, int, int, int, int]
 """(size, mtime_ns, inode, ctime_ns, st_mode) of a file."""
@@ -307,13 +308,11 @@ def _encode_table(table: _Table) -> list[bytes]:
     """``[names, stats, ids]`` of a directory's files (see the module docstring)."""
     if not table:
         return [b"", b"", b""]
-    names = list(table)
     rows = list(table.values())
-    pack = _STAT.pack
     return [
-        "\0".join(names).encode("utf-8", "surrogateescape"),
-        b"".join([pack(*key) for key, _ in rows]),
-        b"".join([oid for _, oid in rows]),
+        "\0".join(table).encode("utf-8", "surrogateescape"),
+        b"".join(itertools.starmap(_STAT.pack, map(_KEY, rows))),  # C-level: one map per directory
+        b"".join(map(_ID, rows)),
     ]
 
 

@@ -336,6 +336,7 @@ class Repository:
         files: Mapping[str, str | os.PathLike[str] | TreeEntry | FilesUnder],
         *,
         progress: Progress | None = None,
+        rows: dict[bytes, list[Any]] | None = None,
     ) -> ObjectId:
         """Store a tree laid out by logical paths (``{"sub/a.bin": "/local/a.bin", ...}``).
 
@@ -345,8 +346,15 @@ class Repository:
         unchanged ones answered from the stat cache) or ready ``TreeEntry``
         values such as external references. Intermediate directories are created; ``..``, absolute
         paths, duplicates and file/directory collisions raise ``UnsafePath``.
+
+        ``rows``, if given, receives the rows of each tree this call encodes
+        from a directory it lists (raw tree id -> the rows, as
+        :func:`objstore.objects.tree_rows` would decode them): a caller about
+        to walk the new tree need not read those trees back. Trees answered
+        from the stat cache, or built from the logical paths, are not in it.
         """
         snap = Snapshotter(self.odb, self.config.chunking, self.statcache, progress)
+        snap.tree_rows = rows
         return self._writing(lambda: snap.tree_from_files(files))
 
     def _writing(self, work: Callable[[], ObjectId]) -> ObjectId:

@@ -154,6 +154,9 @@ class Snapshotter:
         self._inflight: deque[Future[_Compressed]] = deque()
         self._dir_records: list[tuple[str, DirSignature, int, ObjectId, int, int]] = []
         self._preload: Preload | None = None
+        self.tree_rows: dict[bytes, list[Any]] | None = None
+        """Set to a dict to be given the rows of every tree built from a directory listing
+        (raw tree id -> the rows encoded, as :func:`objstore.objects.tree_rows` decodes them)."""
 
     # -- one encoded object ------------------------------------------------
 
@@ -603,6 +606,8 @@ class Snapshotter:
         # Trees go to the writer's open group, not the files' batches: trees then share groups
         # with trees, and a walk of the new tree (the façade's manifest) decodes a few groups.
         tree_id = self.odb.put_encoded(_TREE_TAG + msgpack.packb(rows, use_bin_type=True))
+        if self.tree_rows is not None:
+            self.tree_rows[bytes.fromhex(tree_id)] = rows
         if cache is not None and sig is not None:
             self._dir_records.append((dirpath, sig, started, tree_id, total, self.files - files_before))
         return tree_id, total

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from objstore import FilesUnder, Repository, Tree, TreeEntry
 from objstore.checkout import content_id
 from objstore.errors import CorruptObject, FormatError, UnsafePath
-from objstore.objects import MODE_EXEC, MODE_FILE, decode, tree_rows
+from objstore.objects import DIR, MODE_EXEC, MODE_FILE, decode, tree_rows
 from objstore.statcache import RACY_NS
 
 
@@ -235,6 +235,33 @@ def test_files_under_is_the_regular_files_below(repo, tmp_path):
     # A change below is seen.
     (src / "a" / "deep" / "f04.txt").write_bytes(b"edited")
     assert repo.build_tree({"": FilesUnder(src)}) == repo.build_tree(_os_walk_files(src))
+
+
+def test_build_tree_hands_over_the_rows_of_the_trees_it_encodes(repo, tmp_path):
+    """``rows=`` gets, for each directory it listed, exactly the rows the stored tree decodes to
+    (small, large, executable and symlinked files, nested and empty directories); a tree
+    answered from the stat cache is not encoded again, so it is not handed over."""
+    src = _mixed_tree(tmp_path / "src")
+    os.symlink("nowhere", src / "dangling")
+    _age(src)
+    rows: dict[bytes, list] = {}
+    tree = repo.build_tree({"data": FilesUnder(src)}, rows=rows)
+    stored = {}
+
+    def walk(oid: bytes) -> None:
+        stored[oid] = got = tree_rows(repo.odb.get_encoded_from(oid)[0], repo.odb.digest_size)
+        for row in got:
+            if row[1] == DIR:
+                walk(row[2])
+
+    walk(bytes.fromhex(tree))
+    top = bytes.fromhex(tree)
+    assert set(rows) == set(stored) - {top}  # the top tree is built from logical paths, not listed
+    for oid, got in rows.items():
+        assert [list(r) for r in got] == stored[oid]
+    again: dict[bytes, list] = {}
+    assert repo.build_tree({"data": FilesUnder(src)}, rows=again) == tree
+    assert again == {}  # every directory answered by its signature
 
 
 def test_files_under_refuses_a_forbidden_character(repo, tmp_path):

@@ -241,13 +241,15 @@ class Artifact:
     def _has_sources(self) -> bool:
         return bool(self._entries or self._dirs)
 
-    def _build_tree(self, repo: Repository, progress: Callable[[int], None] | None = None) -> ObjectId:
-        """Store what was added; return the tree id."""
+    def _build_tree(
+        self, repo: Repository, progress: Callable[[int], None] | None = None, rows: dict[bytes, list[Any]] | None = None
+    ) -> ObjectId:
+        """Store what was added; return the tree id (``rows``: see :meth:`Repository.build_tree`)."""
         sources: dict[str, str | TreeEntry | FilesUnder] = dict(self._entries)
         for logical, path in self._dirs.items():
             sources[logical] = FilesUnder(path, forbidden="\\")
         try:
-            return repo.build_tree(sources, progress=progress)
+            return repo.build_tree(sources, progress=progress, rows=rows)
         except UnsafePath as exc:
             bad = self._logical_of(exc.path)
             if bad is None or "\\" not in bad:

@@ -329,13 +329,14 @@ class Run:
             # ref moves, so the version and the record land in one pack.
             record[:] = [(*self._record_commit(repo, extra_output=commit_id), commit_id)]
 
+        built: dict[bytes, list[Any]] = {}  # the trees just encoded: the manifest walk need not read them back
         with repo.batch():
-            tree_id = artifact._build_tree(repo, progress)
+            tree_id = artifact._build_tree(repo, progress, built)
             # A tree some version already has has its manifest digest: the
             # manifest of an unchanged re-log is not walked (it is read on use).
             known = registry.version_with_tree(self.project, artifact.name, tree_id)
             # Only the digest and size are needed now: the manifest itself is read on use.
-            digest, size = (known.digest, known.size) if known is not None else manifest_summary(repo, tree_id)
+            digest, size = (known.digest, known.size) if known is not None else manifest_summary(repo, tree_id, built)
             info, created = registry.log_version(
                 before_refs=prepare_record,
                 project=self.project,
@@ -350,6 +351,7 @@ class Run:
                 run_id=self.id,
                 run_project=self.project,
             )
+        built.clear()
         artifact._hydrate(info, registry.aliases_of(info))
         artifact._manifest = None
         artifact._is_new = created

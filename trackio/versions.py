@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,24 +116,30 @@ def manifest_of(repo: Repository, tree_id: ObjectId) -> list[dict[str, Any]]:
     return out
 
 
-def manifest_summary(repo: Repository, tree_id: ObjectId) -> tuple[str, int]:
+def manifest_summary(repo: Repository, tree_id: ObjectId, built: Mapping[bytes, list[Any]] | None = None) -> tuple[str, int]:
     """``(manifest digest, total size)`` of a stored tree: what :func:`manifest_of` gives
-    :func:`manifest_digest` and the sum of its sizes, without building a dict per file."""
-    items = _manifest_items(repo, tree_id)
+    :func:`manifest_digest` and the sum of its sizes, without building a dict per file.
+
+    ``built`` holds rows of trees this process has just encoded (``rows`` of
+    :meth:`Repository.build_tree`): those are taken as they are, the others read from the store."""
+    items = _manifest_items(repo, tree_id, built)
     return _items_digest(repo, items), sum(map(operator.itemgetter(2), items))
 
 
-def _manifest_items(repo: Repository, tree_id: ObjectId) -> list[_Item]:
+def _manifest_items(repo: Repository, tree_id: ObjectId, built: Mapping[bytes, list[Any]] | None = None) -> list[_Item]:
     """The manifest as rows, sorted by path; a directory of files only costs C-level maps."""
     out: list[_Item] = []
     odb = repo.odb
+    built = built or {}
 
     def walk(tree: bytes, prefix: str) -> None:
-        encoded, where = odb.get_encoded_from(tree)
-        try:
-            rows = tree_rows(encoded, odb.digest_size)
-        except FormatError as exc:
-            raise CorruptObject(tree.hex(), str(exc), where) from None
+        rows = built.get(tree)
+        if rows is None:
+            encoded, where = odb.get_encoded_from(tree)
+            try:
+                rows = tree_rows(encoded, odb.digest_size)
+            except FormatError as exc:
+                raise CorruptObject(tree.hex(), str(exc), where) from None
         if rows and all(map(FILE.__eq__, map(operator.itemgetter(1), rows))):
             out.extend(zip(map(prefix.__add__, map(_NAME, rows)), map(bytes.hex, map(_ID, rows)), map(_SIZE, rows), itertools.repeat(None)))
             return

@@ -134,6 +134,7 @@ def test_the_logged_digest_and_size_are_those_of_the_manifest_read_back(run, wor
     from trackio.versions import manifest_digest
 
     src = _tree(work / "data")
+    write(src / "a" / "large.bin", os.urandom(700_000))  # chunked: not one of a directory's small files
     write(work / "ref.bin", b"referenced bytes")
     art = trackio.Artifact("mixed", "dataset")
     art.add_dir(src, name="data")

@@ -309,6 +309,7 @@ class FsspecStorage(Storage):
         # One paramiko SFTP channel cannot carry requests from several
         # threads at once (they deadlock): serialize them.
         self._serial: threading.Lock | None = threading.Lock() if self.is_sftp else None
+        self._ls_fresh = _takes_refresh(fs.ls)
 
     def _one_at_a_time(self) -> AbstractContextManager[object]:
         return self._serial if self._serial is not None else nullcontext()
@@ -441,11 +442,18 @@ class FsspecStorage(Storage):
 
     def listdir(self, dirpath: str) -> list[str]:
         # Listings decide ref sequence numbers and which packs exist: a
-        # cached listing (s3fs keeps one) would make a writer retry forever.
+        # cached listing (s3fs keeps one) would make a writer retry forever,
+        # or a server miss the pack it was just sent. Invalidating first is
+        # not enough: another thread's listing, sent before that pack was
+        # written and answered after, can refill the cache in between; so
+        # the backend is asked to go to the store where it can be told to.
         self.fs.invalidate_cache(self.full(dirpath))
         try:
             with self._one_at_a_time():
-                entries = self.fs.ls(self.full(dirpath), detail=False)
+                if self._ls_fresh:
+                    entries = self.fs.ls(self.full(dirpath), detail=False, refresh=True)
+                else:
+                    entries = self.fs.ls(self.full(dirpath), detail=False)
         except (FileNotFoundError, NotADirectoryError):
             return []
         names = [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
@@ -479,6 +487,18 @@ class FsspecStorage(Storage):
             self.fs.rm_file(self.full(path))
         except FileNotFoundError:
             pass
+
+
+def _takes_refresh(ls: Any) -> bool:
+    """Whether a filesystem's ``ls`` accepts ``refresh=`` (s3fs, HF and most others;
+    fsspec's SFTP does not): a listing that bypasses the listings cache."""
+    import inspect
+
+    try:
+        params = inspect.signature(ls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "refresh" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _unlink_quietly(path: str) -> None:

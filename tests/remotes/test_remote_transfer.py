@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from remote_helpers import Target, dir_state, make_sample
@@ -346,3 +347,33 @@ def test_push_that_fails_mid_upload_leaves_a_consistent_remote(tmp_path: Path, m
     assert (tmp_path / "out" / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
     a.close()
     b.close()
+
+
+def test_s3_listing_sees_a_new_file_even_if_another_thread_refilled_the_cache(s3_server: Any) -> None:
+    """A listing sent by another thread before a pack was written, answered after, refills
+    s3fs's listings cache between our invalidation and our listing; a server that then trusts
+    the cache misses the pack it was just sent ("object ... is not stored")."""
+    import s3fs
+
+    from objstore.storage import open_storage
+
+    bucket = s3_server.new_bucket()
+    storage = open_storage(f"s3://{bucket}/store", s3_server.storage_options())
+    storage.write_atomic("packs/a.idx", b"a")
+    assert storage.listdir("packs") == ["a.idx"]  # the cache now holds this listing
+    fs = storage.fs  # type: ignore[attr-defined]
+    stale = fs.dircache[f"{bucket}/store/packs"]
+    # another writer (another process, or a thread whose write we do not see) adds a pack
+    s3_server.client().put_object(Bucket=bucket, Key="store/packs/b.idx", Body=b"b")
+    real = fs.invalidate_cache
+
+    def invalidate_then_refilled(path: str | None = None) -> None:
+        real(path)
+        fs.dircache[f"{bucket}/store/packs"] = stale  # the racing listing lands just now
+
+    fs.invalidate_cache = invalidate_then_refilled
+    try:
+        assert isinstance(fs, s3fs.S3FileSystem)
+        assert sorted(storage.listdir("packs")) == ["a.idx", "b.idx"]
+    finally:
+        fs.invalidate_cache = real

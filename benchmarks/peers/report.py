@@ -78,7 +78,7 @@ def present_workloads(cells: list[Cell]) -> list[Workload]:
 
 def text_table(cells: list[Cell]) -> str:
     body = [_cells_row(cells, c) for c in _ordered(cells)]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(HEADERS)]
+    widths = [max([len(h), *(len(b[i]) for b in body)]) for i, h in enumerate(HEADERS)]
     right = {2, 3, 4, 5, 6, 7}
 
     def line(cols: list[str]) -> str:

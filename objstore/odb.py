@@ -401,13 +401,7 @@ class ObjectDatabase:
         """
         with self._lock:
             self._writer = None
-            sealed = w.group_bytes
-            try:
-                w.seal_group()  # here, not on the helper: the byte count is this thread's
-            except BaseException:
-                w.abort()
-                raise
-            self.added_bytes += w.group_bytes - sealed
+            self._seal(w)  # here, not on the helper: the byte count is this thread's
         self._await_rolled()
         self._rolled.append(_Publishing(self, w))
 
@@ -547,6 +541,11 @@ class ObjectDatabase:
         Safe to call from another thread while this one fills a new pack.
         The caller refreshes (or calls :meth:`flush`) to see it.
         """
+        self._seal(writer)
+        return self._publish_sealed(writer)
+
+    def _seal(self, writer: PackWriter) -> None:
+        """Seal the writer's open group and count its bytes (dropping the pack if sealing fails)."""
         sealed = writer.group_bytes
         try:
             writer.seal_group()
@@ -554,7 +553,6 @@ class ObjectDatabase:
             writer.abort()
             raise
         self.added_bytes += writer.group_bytes - sealed
-        return self._publish_sealed(writer)
 
     def _publish_sealed(self, writer: PackWriter) -> str | None:
         """:meth:`publish_writer` for a pack whose group is sealed (and counted) already."""

@@ -431,8 +431,13 @@ class Remote:
         with the bytes it took to download (a group's count once, for its first member
         read; its members come as raw records of their own)."""
         by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = {}
-        for oid in oids:
-            loc = self.odb.locate(oid)
+        located = [(oid, self.odb.locate(oid)) for oid in oids]
+        if any(loc is None for _, loc in located):
+            # The packs were listed when this remote was opened; a ref read
+            # since may name objects another writer published after that.
+            self.odb.refresh()
+            located = [(oid, loc or self.odb.locate(oid)) for oid, loc in located]
+        for oid, loc in located:
             if loc is None:
                 raise CorruptObject(oid.hex(), f"referenced on the remote {self.url} but stored in none of its packs")
             # Sizes are checked before any read is planned: a span is never

@@ -13,6 +13,7 @@ from remote_helpers import Target, dir_state, make_sample
 from objstore import Repository
 from objstore.codec import GROUPED
 from objstore.errors import CorruptObject, PushRejected
+from objstore.remote import Remote
 
 # A deadlocked transfer must fail its test quickly, not stall the suite.
 pytestmark = pytest.mark.timeout(60)
@@ -106,6 +107,32 @@ def test_fetch_brings_only_new_objects(target: Target, tmp_path: Path) -> None:
     assert fetched.refs_updated == {"main": (c1, c2)}
     assert b.read_file("main", "README.md") == b"# changed\n"
     assert b.read_file("main", "data/big.bin") == (src / "data/big.bin").read_bytes()
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("target", ["file", "s3", SFTP], indirect=True)
+def test_fetch_finds_objects_pushed_after_the_remote_was_opened(target: Target, tmp_path: Path) -> None:
+    # Another writer pushes a new pack and moves the ref between our listing
+    # of the remote's packs and our read of its refs (the four-pushers race).
+    src = make_sample(tmp_path / "src")
+    a = Repository.init(tmp_path / "a")
+    c1 = _commit_sample(a, src, "first")
+    a.refs.set("shared", c1)
+    a.push(target.url, create=True, storage_options=target.storage_options)
+    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+
+    remote = Remote(b, target.url, target.storage_options)  # lists the packs now
+    try:
+        (src / "late.txt").write_text("pushed while the fetcher had the remote open\n")
+        c2 = _commit_sample(a, src, "second", [c1])
+        a.refs.set("shared", c2)
+        assert a.push(target.url, storage_options=target.storage_options).packs == 1
+        fetched = remote.fetch(["shared"])
+    finally:
+        remote.close()
+    assert fetched.refs_updated == {"shared": (c1, c2)}
+    assert b.read_file("shared", "late.txt") == b"pushed while the fetcher had the remote open\n"
     a.close()
     b.close()
 

@@ -38,7 +38,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import codec
 from .config import CONFIG_PATH, RepoConfig
-from .errors import CorruptObject, FormatError, NotARepository, PushRejected, RefConflict, RefNotFound, RemoteError
+from .errors import (
+    CorruptObject,
+    FormatError,
+    NotARepository,
+    ObjectNotFound,
+    PushRejected,
+    RefConflict,
+    RefNotFound,
+    RemoteError,
+)
 from .graph import children_first, children_first_until, is_ancestor, object_children
 from .ids import ObjectId
 from .limits import MAX_CONFIG_SIZE
@@ -459,35 +468,50 @@ class Remote:
                 end = max(end, e_end)
             spans.append((pack, start, end, group))
 
-        def read(span: tuple[str, int, int, list[tuple[bytes, IndexEntry]]]) -> tuple[str, int, bytes | memoryview, list[tuple[bytes, IndexEntry]]]:
+        def read(span: tuple[str, int, int, list[tuple[bytes, IndexEntry]]]) -> tuple[str, int, bytes | memoryview | None, list[tuple[bytes, IndexEntry]]]:
             pack, start, end, group = span
             try:
                 data = self.storage.read_range(pack_path(pack), start, end - start)
-            except (EOFError, FileNotFoundError) as exc:
-                raise CorruptObject(group[0][0].hex(), f"remote pack is missing or truncated ({exc})", f"{self.url}/{pack_path(pack)}") from None
+            except FileNotFoundError:
+                return pack, start, None, group  # gone since the listing: read one by one below
+            except EOFError as exc:
+                raise CorruptObject(group[0][0].hex(), f"remote pack is truncated ({exc})", f"{self.url}/{pack_path(pack)}") from None
             return pack, start, data, group
 
         for pack, start, data, group in bounded_map(read, spans, window=4):
+            if data is None:
+                # A concurrent repack or gc replaced this pack: its objects were
+                # published in another before it went, and the odb finds them.
+                self.odb.refresh()
+                for oid, _ in group:
+                    try:
+                        e, moved, where = self.odb.read_stored(oid)
+                    except ObjectNotFound:
+                        raise CorruptObject(oid.hex(), "its remote pack was removed and no other pack holds it", f"{self.url}/{pack_path(pack)}") from None
+                    yield self._received(oid, e, moved, f"{self.url}/{where}", e.stored_length)
+                continue
             view = memoryview(data)
             seen_groups: set[int] = set()
             for oid, e in group:
                 stored: bytes | memoryview = view[e.offset - start : e.offset - start + e.stored_length]
-                where = f"{self.url}/{pack_path(pack)}"
-                raw = self.odb.decode_verified(oid, e, stored, where)
-                n = e.stored_length
-                if e.codec == codec.GROUPED:
-                    # Handed on as its typed encoding (the local writer groups it again).
-                    n = 0 if e.offset in seen_groups else e.stored_length
-                    seen_groups.add(e.offset)
-                    stored = raw
-                    e = IndexEntry(0, len(raw), len(raw), e.type_tag, codec.RAW)
-                obj = None
-                if e.type_tag != BLOB:
-                    try:
-                        obj = decode(raw, self.local.odb.digest_size)
-                    except FormatError as exc:
-                        raise CorruptObject(oid.hex(), str(exc), where) from None
-                yield oid, e, stored, obj, n
+                # A group's download is counted once, for its first member read.
+                n = 0 if e.codec == codec.GROUPED and e.offset in seen_groups else e.stored_length
+                seen_groups.add(e.offset)
+                yield self._received(oid, e, stored, f"{self.url}/{pack_path(pack)}", n)
+
+    def _received(self, oid: bytes, e: IndexEntry, stored: bytes | memoryview, where: str, n: int) -> tuple[bytes, IndexEntry, bytes | memoryview, Any, int]:
+        """Verify one downloaded object; hand it on decoded (a group member as a raw record of its own)."""
+        raw = self.odb.decode_verified(oid, e, stored, where)
+        if e.codec == codec.GROUPED:
+            stored = raw
+            e = IndexEntry(0, len(raw), len(raw), e.type_tag, codec.RAW)
+        obj = None
+        if e.type_tag != BLOB:
+            try:
+                obj = decode(raw, self.local.odb.digest_size)
+            except FormatError as exc:
+                raise CorruptObject(oid.hex(), str(exc), where) from None
+        return oid, e, stored, obj, n
 
     def _fits_locally(self, oid: bytes, entry: IndexEntry, max_blob: int, destination: str) -> None:
         """``RemoteError`` if a blob is larger than ``destination``'s chunking allows.

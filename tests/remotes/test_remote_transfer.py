@@ -137,6 +137,35 @@ def test_fetch_finds_objects_pushed_after_the_remote_was_opened(target: Target, 
     b.close()
 
 
+@pytest.mark.parametrize("target", ["file", "s3", SFTP], indirect=True)
+def test_fetch_reads_objects_whose_pack_a_concurrent_repack_replaced(target: Target, tmp_path: Path) -> None:
+    src = make_sample(tmp_path / "src")
+    a = Repository.init(tmp_path / "a")
+    c1 = _commit_sample(a, src, "first")
+    a.refs.set("main", c1)
+    a.push(target.url, create=True, storage_options=target.storage_options)
+    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+    (src / "late.txt").write_text("in the second pack\n")
+    c2 = _commit_sample(a, src, "second", [c1])
+    a.refs.set("main", c2)
+    a.push(target.url, storage_options=target.storage_options)
+    packs_before = target.packs(".pack")
+
+    remote = Remote(b, target.url, target.storage_options)  # lists both packs now
+    try:
+        with Repository.open(target.url, storage_options=target.storage_options) as maintainer:
+            assert maintainer.repack().packs_merged == 2
+        assert not set(target.packs(".pack")) & set(packs_before)
+        fetched = remote.fetch(["main"])
+    finally:
+        remote.close()
+    assert fetched.refs_updated == {"main": (c1, c2)}
+    assert b.read_file("main", "late.txt") == b"in the second pack\n"
+    assert b.read_file("main", "data/big.bin") == (src / "data/big.bin").read_bytes()
+    a.close()
+    b.close()
+
+
 @pytest.mark.parametrize("target", ["file", "s3", SFTP, "server"], indirect=True)
 def test_shallow_fetch_then_deepen(target: Target, tmp_path: Path) -> None:
     a = Repository.init(tmp_path / "a")

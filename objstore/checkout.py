@@ -10,13 +10,11 @@ present with the right content are left alone.
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +24,7 @@ from .errors import CorruptObject, FormatError, NotADirectory, PathNotFound, Uns
 from .ids import HashAlgorithm, ObjectId, to_hex
 from .lastcheckout import FILE as PLACED_FILE
 from .lastcheckout import UNSTATTED, Placed, placed_from
+from .nogc import no_cyclic_gc
 from .objects import BLOB, DIR, FILE, MODE_EXEC, SYMLINK, Blob, ChunkedBlob, Tree, TreeEntry, tree_rows, validate_name
 from .odb import ObjectDatabase
 from .progress import announce_total, wants_total
@@ -90,22 +89,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused (as Mercurial's ``util.nogc``) while a whole tree is
-    written: its rows and records are ~100 small containers per directory, all alive to the end,
-    and 100k files made ~540 collections re-scan them (~8 % of the checkout). Reference counting
-    still frees everything; only cycles wait until the collector runs again."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 _FLUSH_FILES = 4096
@@ -429,7 +412,7 @@ class Materializer:
                     announce_total(self.progress, self._file_bytes(self.odb.raw_id(tree_id)))
                 dfd = os.open(dest, _DIR_FLAGS)
                 try:
-                    with _no_cyclic_gc():
+                    with no_cyclic_gc():
                         self._dirs, self._root_fd = [(-1, "", "")], dfd
                         self._bulk, self._bulk_files, self._small, self._odd = [], 0, None, []
                         try:

@@ -474,7 +474,7 @@ def test_a_file_that_cannot_be_read_leaves_the_others_read_and_no_descriptor_ope
     before = len(os.listdir("/proc/self/fd"))
     dfd = os.open(d, os.O_RDONLY)
     try:
-        got = _read_all(dfd, names, _READ_FLAGS, 64)
+        got = _read_all(dfd, names, _READ_FLAGS, [64] * len(names))
     finally:
         os.close(dfd)
     assert len(os.listdir("/proc/self/fd")) == before
@@ -494,3 +494,43 @@ def test_a_file_that_shrank_since_it_was_listed_gets_the_size_of_what_was_stored
     entry = Snapshotter(repo.odb, SMALL, repo.statcache).entry_for(str(path), "f.bin", listed)
     assert entry is not None and entry.size == cut
     assert repo.read_file(repo.make_tree([entry]), "f.bin") == path.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["directory", "listed file"])
+def test_a_small_file_that_grew_since_it_was_stat_ed_is_stored_whole(tmp_path, monkeypatch, how):
+    """Small files are read for as many bytes as their stat said, plus one: a file written
+    to between the stat and the read is not cut at its old size; it takes the slow path
+    and the snapshot holds all of its bytes (and the tree its size)."""
+    src = tmp_path / "src"
+    for i in range(20):
+        write(src / f"f{i:02d}.txt", f"file {i}\n".encode())
+    grown = src / "f07.txt"
+    extra = b"appended after the stat\n" * 40
+    real_lstat, real_stat = os.lstat, os.stat
+    appended = []
+
+    def stat_then_append(real):
+        def call(path, *args, **kwargs):
+            st = real(path, *args, **kwargs)
+            if os.fspath(path).endswith("f07.txt") and not appended:
+                appended.append(True)
+                with open(grown, "ab") as f:
+                    f.write(extra)
+            return st
+
+        return call
+
+    monkeypatch.setattr(os, "lstat", stat_then_append(real_lstat))
+    monkeypatch.setattr(os, "stat", stat_then_append(real_stat))
+    repo = Repository.init(tmp_path / "store")
+    files = {p.name: p for p in sorted(src.iterdir())}
+    tree = repo.snapshot(src) if how == "directory" else repo.build_tree(files)
+    monkeypatch.undo()
+    assert appended, "the stat hook never ran"
+    want = b"file 7\n" + extra
+    assert grown.read_bytes() == want
+    assert repo.read_file(tree, "f07.txt") == want
+    assert {e.name: e.size for e in repo.get_tree(tree).entries}["f07.txt"] == len(want)
+    out = tmp_path / "out"
+    repo.checkout(tree, out)
+    assert dir_state(out) == dir_state(src)

@@ -310,6 +310,7 @@ class FsspecStorage(Storage):
         # threads at once (they deadlock): serialize them.
         self._serial: threading.Lock | None = threading.Lock() if self.is_sftp else None
         self._ls_fresh = _takes_refresh(fs.ls)
+        self._info_fresh = _takes_refresh(fs.info, by_name=True)
 
     def _one_at_a_time(self) -> AbstractContextManager[object]:
         return self._serial if self._serial is not None else nullcontext()
@@ -475,12 +476,28 @@ class FsspecStorage(Storage):
         return out
 
     def exists(self, path: str) -> bool:
+        # As for listdir: another thread's listing can refill the cache after
+        # the invalidation; an info that can bypass it is asked instead.
+        if self._info_fresh:
+            try:
+                self._fresh_info(path)
+            except FileNotFoundError:
+                return False
+            return True
         self.fs.invalidate_cache(self.full(path))
         with self._one_at_a_time():
             return bool(self.fs.exists(self.full(path)))
 
     def size(self, path: str) -> int:
-        return int(self.fs.size(self.full(path)))
+        if self._info_fresh:
+            return int(self._fresh_info(path)["size"])
+        self.fs.invalidate_cache(self.full(path))
+        with self._one_at_a_time():
+            return int(self.fs.size(self.full(path)))
+
+    def _fresh_info(self, path: str) -> dict[str, Any]:
+        with self._one_at_a_time():
+            return dict(self.fs.info(self.full(path), refresh=True))
 
     def delete(self, path: str) -> None:
         try:
@@ -489,16 +506,18 @@ class FsspecStorage(Storage):
             pass
 
 
-def _takes_refresh(ls: Any) -> bool:
-    """Whether a filesystem's ``ls`` accepts ``refresh=`` (s3fs, HF and most others;
-    fsspec's SFTP does not): a listing that bypasses the listings cache."""
+def _takes_refresh(method: Any, *, by_name: bool = False) -> bool:
+    """Whether a filesystem method accepts ``refresh=``: a listing (``ls``: s3fs, HF and
+    most others; fsspec's SFTP does not) or an ``info`` (s3fs, HF) that bypasses the
+    listings cache. With ``by_name``, only a parameter so named counts: an ``info`` that
+    takes ``**kwargs`` may hand them on to a call that refuses them."""
     import inspect
 
     try:
-        params = inspect.signature(ls).parameters.values()
+        params = inspect.signature(method).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.name == "refresh" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return any(p.name == "refresh" or (not by_name and p.kind is inspect.Parameter.VAR_KEYWORD) for p in params)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -433,3 +433,31 @@ def test_s3_listing_sees_a_new_file_even_if_another_thread_refilled_the_cache(s3
         assert sorted(storage.listdir("packs")) == ["a.idx", "b.idx"]
     finally:
         fs.invalidate_cache = real
+
+
+def test_s3_exists_and_size_see_a_new_file_even_if_another_thread_refilled_the_cache(s3_server: Any) -> None:
+    """As for listings: ``exists`` and ``size`` of a file another writer just added are
+    answered by the store, not by a stale listing of its folder that s3fs cached again."""
+    from objstore.storage import open_storage
+
+    bucket = s3_server.new_bucket()
+    storage = open_storage(f"s3://{bucket}/store", s3_server.storage_options())
+    storage.write_atomic("packs/a.idx", b"a")
+    assert storage.listdir("packs") == ["a.idx"]
+    fs = storage.fs  # type: ignore[attr-defined]
+    stale = fs.dircache[f"{bucket}/store/packs"]
+    s3_server.client().put_object(Bucket=bucket, Key="store/packs/b.idx", Body=b"bb")
+    real = fs.invalidate_cache
+
+    def invalidate_then_refilled(path: str | None = None) -> None:
+        real(path)
+        fs.dircache[f"{bucket}/store/packs"] = stale
+
+    fs.invalidate_cache = invalidate_then_refilled
+    try:
+        fs.dircache[f"{bucket}/store/packs"] = stale
+        assert storage.exists("packs/b.idx")
+        assert storage.size("packs/b.idx") == 2
+        assert not storage.exists("packs/c.idx")
+    finally:
+        fs.invalidate_cache = real

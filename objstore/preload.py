@@ -57,6 +57,26 @@ def _rss() -> int:
         return MAX_PARENT_RSS + 1
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (a pinned process gets fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def may_fork(cpus: int | None = None) -> bool:
+    """Whether a helper child may be forked here: Linux, two usable cores, no
+    :data:`NO_FORK_ENV`, and a process small enough to fork cheaply."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return False
+    if (cpus if cpus is not None else usable_cpus()) < 2:
+        return False
+    if os.environ.get(NO_FORK_ENV, "") not in ("", "0"):
+        return False
+    return _rss() <= MAX_PARENT_RSS
+
+
 def _list(dirpath: str) -> Listing | None:
     try:
         fd = os.open(dirpath, _DIR_FLAGS)
@@ -87,11 +107,7 @@ class Preload:
         in the order of the walk), about :data:`CHILD_SHARE` of the files; None if not worth it."""
         todo = list(dirs)
         total = sum(files for _, files, _ in todo)
-        if total < MIN_FILES or cpus < 2 or not sys.platform.startswith("linux") or not hasattr(os, "fork"):
-            return None
-        if os.environ.get(NO_FORK_ENV, "") not in ("", "0"):
-            return None
-        if _rss() > MAX_PARENT_RSS:
+        if total < MIN_FILES or not may_fork(cpus):
             return None
         share = 0
         at = len(todo)

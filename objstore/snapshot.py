@@ -55,7 +55,7 @@ from .objects import (
 )
 from .odb import ObjectDatabase
 from .parallel import pool, workers
-from .preload import Preload
+from .preload import Preload, usable_cpus
 from .statcache import RACY_NS, DirSignature, StatCache, StatKey, stat_fields
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -295,7 +295,7 @@ class Snapshotter:
                 return self._rechunked(f, size, previous)
             except FileChanged:
                 f.seek(0)
-        if size >= 2 * PARALLEL_SEGMENT and _usable_cpus() >= PARALLEL_MIN_CPUS:
+        if size >= 2 * PARALLEL_SEGMENT and usable_cpus() >= PARALLEL_MIN_CPUS:
             try:
                 # Recycled segment buffers: the loop below is done with a run's views when it asks for the next.
                 cut = map_chunk_runs_parallel(f.fileno(), size, self.params, hashed, segment=PARALLEL_SEGMENT, recycle=True)
@@ -433,7 +433,7 @@ class Snapshotter:
         forked child meanwhile (see :mod:`objstore.preload`)."""
         if self.statcache is None or self._preload is not None:
             return self._dir(dirpath, under)
-        self._preload = Preload.start(self.statcache.dirs_under(dirpath), _usable_cpus())
+        self._preload = Preload.start(self.statcache.dirs_under(dirpath), usable_cpus())
         try:
             return self._dir(dirpath, under)
         finally:
@@ -880,14 +880,6 @@ class Snapshotter:
                 entries.append(child)
         tree = Tree.from_entries(entries)
         return self.odb.put(tree), tree.size
-
-
-def _usable_cpus() -> int:
-    """The cores this process may run on (a pinned process gets fewer than the machine has)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _read_all(dfd: int, names: list[str], flags: int, limits: list[int]) -> list[bytes | None]:

@@ -18,7 +18,6 @@ import signal
 import stat
 import struct
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from .lastcheckout import UNSTATTED, Placed, placed_from
 from .nogc import no_cyclic_gc
 from .objects import BLOB, DIR, FILE, MODE_EXEC, SYMLINK, Blob, ChunkedBlob, Tree, TreeEntry, tree_rows, validate_name
 from .odb import ObjectDatabase
-from .preload import may_fork
+from .preload import fork, may_fork
 from .progress import announce_total, wants_total
 from .storage import storage_errors
 
@@ -192,9 +191,7 @@ class _ChildWriter:
         done_r, done_w = os.pipe()
         with contextlib.suppress(OSError, AttributeError):
             fcntl.fcntl(work_w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)  # type: ignore[attr-defined]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: the child runs no other thread's code
-            pid = os.fork()
+        pid = fork()
         if pid == 0:  # the child: never returns
             status = 1
             try:

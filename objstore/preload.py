@@ -77,6 +77,14 @@ def may_fork(cpus: int | None = None) -> bool:
     return _rss() <= MAX_PARENT_RSS
 
 
+def fork() -> int:
+    """``os.fork()`` for a helper child that runs no code of the parent's other threads
+    (Python 3.12+ warns about forking a threaded process; such a child is safe)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
+
+
 def _list(dirpath: str) -> Listing | None:
     try:
         fd = os.open(dirpath, _DIR_FLAGS)
@@ -122,9 +130,7 @@ class Preload:
         for _, files, names in mine:
             room += 2 * names + 48 * files + 4096
         shared = mmap.mmap(-1, room)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: the child runs no other thread's code
-            pid = os.fork()
+        pid = fork()
         if pid == 0:  # the child: never returns
             status = 1
             try:

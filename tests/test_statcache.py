@@ -75,7 +75,7 @@ class ChildListings:
         monkeypatch.setattr(preload, "MIN_FILES", 1)
         monkeypatch.setattr(preload, "CHILD_SHARE", 1.0)  # every directory, the root too
         monkeypatch.setattr(preload, "MIN_PARENT_SHARE", 0.0)
-        monkeypatch.setattr(snapshot, "_usable_cpus", lambda: 2)
+        monkeypatch.setattr(snapshot, "usable_cpus", lambda: 2)
         self.taken: list[str] = []
         real_take = preload.Preload.take
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from objstore import Repository
 from objstore.codec import GROUPED
 from objstore.errors import CorruptObject, PushRejected
 from objstore.remote import Remote
+from objstore.storage import Storage
 
 # A deadlocked transfer must fail its test quickly, not stall the suite.
 pytestmark = pytest.mark.timeout(60)
@@ -111,17 +114,21 @@ def test_fetch_brings_only_new_objects(target: Target, tmp_path: Path) -> None:
     b.close()
 
 
+def _pushed_and_cloned(target: Target, tmp_path: Path, ref: str) -> tuple[Path, Repository, str, Repository]:
+    """A sample committed in ``a`` under ``ref``, pushed to the target, and ``b`` cloned from it."""
+    src = make_sample(tmp_path / "src")
+    a = Repository.init(tmp_path / "a")
+    c1 = _commit_sample(a, src, "first")
+    a.refs.set(ref, c1)
+    a.push(target.url, create=True, storage_options=target.storage_options)
+    return src, a, c1, Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+
+
 @pytest.mark.parametrize("target", ["file", "s3", SFTP], indirect=True)
 def test_fetch_finds_objects_pushed_after_the_remote_was_opened(target: Target, tmp_path: Path) -> None:
     # Another writer pushes a new pack and moves the ref between our listing
     # of the remote's packs and our read of its refs (the four-pushers race).
-    src = make_sample(tmp_path / "src")
-    a = Repository.init(tmp_path / "a")
-    c1 = _commit_sample(a, src, "first")
-    a.refs.set("shared", c1)
-    a.push(target.url, create=True, storage_options=target.storage_options)
-    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
-
+    src, a, c1, b = _pushed_and_cloned(target, tmp_path, "shared")
     remote = Remote(b, target.url, target.storage_options)  # lists the packs now
     try:
         (src / "late.txt").write_text("pushed while the fetcher had the remote open\n")
@@ -139,12 +146,7 @@ def test_fetch_finds_objects_pushed_after_the_remote_was_opened(target: Target, 
 
 @pytest.mark.parametrize("target", ["file", "s3", SFTP], indirect=True)
 def test_fetch_reads_objects_whose_pack_a_concurrent_repack_replaced(target: Target, tmp_path: Path) -> None:
-    src = make_sample(tmp_path / "src")
-    a = Repository.init(tmp_path / "a")
-    c1 = _commit_sample(a, src, "first")
-    a.refs.set("main", c1)
-    a.push(target.url, create=True, storage_options=target.storage_options)
-    b = Repository.clone(target.url, tmp_path / "b", storage_options=target.storage_options)
+    src, a, c1, b = _pushed_and_cloned(target, tmp_path, "main")
     (src / "late.txt").write_text("in the second pack\n")
     c2 = _commit_sample(a, src, "second", [c1])
     a.refs.set("main", c2)
@@ -405,10 +407,12 @@ def test_push_that_fails_mid_upload_leaves_a_consistent_remote(tmp_path: Path, m
     b.close()
 
 
-def test_s3_listing_sees_a_new_file_even_if_another_thread_refilled_the_cache(s3_server: Any) -> None:
-    """A listing sent by another thread before a pack was written, answered after, refills
-    s3fs's listings cache between our invalidation and our listing; a server that then trusts
-    the cache misses the pack it was just sent ("object ... is not stored")."""
+@contextlib.contextmanager
+def _stale_listing_comes_back(s3_server: Any) -> Iterator[Storage]:
+    """An S3 storage whose folder ``packs`` held ``a.idx`` when s3fs cached its listing;
+    another writer has added ``b.idx`` (2 bytes) since, and every invalidation of the
+    cache is followed at once by that stale listing landing again (a listing another
+    thread sent before the write, answered after)."""
     import s3fs
 
     from objstore.storage import open_storage
@@ -418,9 +422,9 @@ def test_s3_listing_sees_a_new_file_even_if_another_thread_refilled_the_cache(s3
     storage.write_atomic("packs/a.idx", b"a")
     assert storage.listdir("packs") == ["a.idx"]  # the cache now holds this listing
     fs = storage.fs  # type: ignore[attr-defined]
+    assert isinstance(fs, s3fs.S3FileSystem)
     stale = fs.dircache[f"{bucket}/store/packs"]
-    # another writer (another process, or a thread whose write we do not see) adds a pack
-    s3_server.client().put_object(Bucket=bucket, Key="store/packs/b.idx", Body=b"b")
+    s3_server.client().put_object(Bucket=bucket, Key="store/packs/b.idx", Body=b"bb")
     real = fs.invalidate_cache
 
     def invalidate_then_refilled(path: str | None = None) -> None:
@@ -428,36 +432,25 @@ def test_s3_listing_sees_a_new_file_even_if_another_thread_refilled_the_cache(s3
         fs.dircache[f"{bucket}/store/packs"] = stale  # the racing listing lands just now
 
     fs.invalidate_cache = invalidate_then_refilled
+    fs.dircache[f"{bucket}/store/packs"] = stale
     try:
-        assert isinstance(fs, s3fs.S3FileSystem)
-        assert sorted(storage.listdir("packs")) == ["a.idx", "b.idx"]
+        yield storage
     finally:
         fs.invalidate_cache = real
+
+
+def test_s3_listing_sees_a_new_file_even_if_another_thread_refilled_the_cache(s3_server: Any) -> None:
+    """A listing sent by another thread before a pack was written, answered after, refills
+    s3fs's listings cache between our invalidation and our listing; a server that then trusts
+    the cache misses the pack it was just sent ("object ... is not stored")."""
+    with _stale_listing_comes_back(s3_server) as storage:
+        assert sorted(storage.listdir("packs")) == ["a.idx", "b.idx"]
 
 
 def test_s3_exists_and_size_see_a_new_file_even_if_another_thread_refilled_the_cache(s3_server: Any) -> None:
     """As for listings: ``exists`` and ``size`` of a file another writer just added are
     answered by the store, not by a stale listing of its folder that s3fs cached again."""
-    from objstore.storage import open_storage
-
-    bucket = s3_server.new_bucket()
-    storage = open_storage(f"s3://{bucket}/store", s3_server.storage_options())
-    storage.write_atomic("packs/a.idx", b"a")
-    assert storage.listdir("packs") == ["a.idx"]
-    fs = storage.fs  # type: ignore[attr-defined]
-    stale = fs.dircache[f"{bucket}/store/packs"]
-    s3_server.client().put_object(Bucket=bucket, Key="store/packs/b.idx", Body=b"bb")
-    real = fs.invalidate_cache
-
-    def invalidate_then_refilled(path: str | None = None) -> None:
-        real(path)
-        fs.dircache[f"{bucket}/store/packs"] = stale
-
-    fs.invalidate_cache = invalidate_then_refilled
-    try:
-        fs.dircache[f"{bucket}/store/packs"] = stale
+    with _stale_listing_comes_back(s3_server) as storage:
         assert storage.exists("packs/b.idx")
         assert storage.size("packs/b.idx") == 2
         assert not storage.exists("packs/c.idx")
-    finally:
-        fs.invalidate_cache = real

@@ -268,7 +268,7 @@ class _ChildWriter:
             self._reap()
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -293,7 +293,7 @@ def _serve(work: int, done: int, root_fd: int, budget: int) -> None:
     fds = _DirFds(root_fd, dirs, budget)
     files = written = 0
     failed: list[tuple[int, str]] = []
-    os_open, os_write, os_close = os.open, os.write, os.close
+    os_open, os_close = os.open, os.close
     while True:
         head = _read_exact(work, _FRAME.size)
         if head is None or head == _FRAME.pack(0):
@@ -310,9 +310,7 @@ def _serve(work: int, done: int, root_fd: int, budget: int) -> None:
                 failed.append((number, name))
                 continue
             try:
-                n = os_write(fd, data)
-                while n < len(data):
-                    n += os_write(fd, data[n:])
+                _write_all(fd, data)
             except OSError:
                 os_close(fd)
                 with contextlib.suppress(OSError):
@@ -416,20 +414,23 @@ class _SmallFiles:
             if owner.progress is not None and written + sent:
                 owner.progress(written + sent)
 
-    def finish_child(self) -> None:
-        """Wait for the child writer (if any); count what it wrote; hand the files it could
-        not create, or all it was sent if it died, to the general path."""
+    def _take_children(self) -> list[_ChildWriter]:
         children = self._lost + ([self.child] if self.child is not None else [])
         self.child, self._lost = None, []
+        return children
+
+    def finish_child(self, dest: str) -> None:
+        """Wait for the child writer (if any); count what it wrote; hand the files it could
+        not create, or all it was sent if it died, to the general path."""
         owner = self.owner
-        for child in children:
+        for child in self._take_children():
             got = child.finish()
             if got is None:
                 # It died: some files may be there, whole or cut short. Its directories are
                 # no longer "fresh", so the general path checks what is there and replaces it.
                 failed = [(n, row) for n, rows in child.rows.items() for row in rows]
                 for n in child.rows:
-                    owner._fresh.discard(os.path.join(owner._dest, *owner._dirs[n][2].split("/")[:-1]))
+                    owner._fresh.discard(owner._dir_path(dest, n))
             else:
                 files, written, bad = got
                 self.files += files
@@ -447,9 +448,8 @@ class _SmallFiles:
 
     def kill_child(self) -> None:
         """Stop the child writer at once (the checkout failed)."""
-        for child in self._lost + ([self.child] if self.child is not None else []):
+        for child in self._take_children():
             child.kill()
-        self.child, self._lost = None, []
 
 
 class Materializer:
@@ -472,7 +472,6 @@ class Materializer:
         self._root_fd = -1  # the destination's, while a whole tree is written
         self._small: _SmallFiles | None = None
         self._odd: list[tuple[int, list[Any]]] = []  # small files the bulk writes left to the general path
-        self._dest = ""
 
     def _tree(self, tree_id: ObjectId) -> Tree:
         return self.odb.get_as(tree_id, Tree)
@@ -621,10 +620,7 @@ class Materializer:
         return write_chunks(self.odb, fd, obj.chunks, self.progress)
 
     def _write_all(self, fd: int, data: bytes | memoryview) -> int:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        _write_all(fd, data)
         if self.progress is not None and len(data):
             self.progress(len(data))
         return len(data)
@@ -633,7 +629,7 @@ class Materializer:
         return self._run(tree_id, dest, paths, skip_existing)
 
     def _run(self, tree_id: ObjectId, dest: str, paths: list[str] | None, skip_existing: bool) -> CheckoutResult:
-        dest = self._dest = os.path.realpath(dest)
+        dest = os.path.realpath(dest)
         if os.path.exists(dest) and not os.path.isdir(dest):
             raise NotADirectory(dest, "the checkout destination exists and is not a directory")
         self._fresh = set()
@@ -657,7 +653,7 @@ class Materializer:
                             self._fill_tree(self.odb.raw_id(tree_id), dfd, dest, "", dest in self._fresh, skip_existing, 0)
                             self._write_bulk()
                             if self._small is not None:
-                                self._small.finish_child()
+                                self._small.finish_child(dest)
                         finally:
                             if self._small is not None:
                                 self._small.kill_child()
@@ -809,9 +805,13 @@ class Materializer:
             if self.placed is not None:
                 self.selected.update(small.done)
         for number, row in self._odd:
-            rel = self._dirs[number][2]
-            self._place(os.path.join(dest, *self._parts(rel[:-1])) if rel else dest, rel, _entry_of(row), True)
+            self._place(self._dir_path(dest, number), self._dirs[number][2], _entry_of(row), True)
         self._odd = []
+
+    def _dir_path(self, dest: str, number: int) -> str:
+        """Where directory ``number`` of ``self._dirs`` is under ``dest``."""
+        rel = self._dirs[number][2]
+        return os.path.join(dest, *self._parts(rel[:-1])) if rel else dest
 
     @staticmethod
     def _parts(rel: str) -> list[str]:

@@ -11,12 +11,10 @@ present with the right content are left alone.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
 import stat
-import struct
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,9 +22,11 @@ from typing import Any
 
 import msgpack
 
+from . import frames
 from .chunkcopy import holds_chunks, write_chunks
 from .chunking import ChunkParams, iter_chunks
 from .errors import CorruptObject, FormatError, NotADirectory, PathNotFound, UnsafePath
+from .frames import write_all
 from .ids import HashAlgorithm, ObjectId, to_hex
 from .lastcheckout import FILE as PLACED_FILE
 from .lastcheckout import UNSTATTED, Placed, placed_from
@@ -154,8 +154,6 @@ _CHILD_MIN_FILES = _FLUSH_FILES
 _CHILD_SHARE = 4
 """Of every this many directories, all but one go to the child: this process also reads,
 decompresses and verifies every object, the child only creates files."""
-_FRAME = struct.Struct("<Q")
-_PIPE_SIZE = 1 << 20
 
 
 class _ChildWriter:
@@ -187,10 +185,8 @@ class _ChildWriter:
     def start(cls, root_fd: int, budget: int) -> _ChildWriter | None:
         if not may_fork():
             return None
-        work_r, work_w = os.pipe()
+        work_r, work_w = frames.pipe()
         done_r, done_w = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(work_w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)  # type: ignore[attr-defined]
         pid = fork()
         if pid == 0:  # the child: never returns
             status = 1
@@ -212,7 +208,7 @@ class _ChildWriter:
         new_dirs, self.dirs_sent = dirs[self.dirs_sent :], len(dirs)
         frame = msgpack.packb([new_dirs, items], use_bin_type=True)
         try:
-            _write_all(self.to_child, _FRAME.pack(len(frame)) + frame)
+            frames.send(self.to_child, frame)
         except OSError:
             self.broken = True
             return False
@@ -226,10 +222,10 @@ class _ChildWriter:
         data = None
         try:
             if not self.broken:
-                _write_all(self.to_child, _FRAME.pack(0))
-                head = _read_exact(self.from_child, _FRAME.size)
+                write_all(self.to_child, frames.END)
+                head = frames.read_exact(self.from_child, frames.FRAME.size)
                 if head is not None:
-                    data = _read_exact(self.from_child, _FRAME.unpack(head)[0])
+                    data = frames.read_exact(self.from_child, frames.FRAME.unpack(head)[0])
         except OSError:
             data = None
         finally:
@@ -268,25 +264,6 @@ class _ChildWriter:
             self._reap()
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    """``n`` bytes from a pipe; None if it closes first."""
-    parts: list[bytes] = []
-    got = 0
-    while got < n:
-        part = os.read(fd, min(n - got, 1 << 20))
-        if not part:
-            return None
-        parts.append(part)
-        got += len(part)
-    return b"".join(parts)
-
-
 def _serve(work: int, done: int, root_fd: int, budget: int) -> None:
     """The child's loop: create the files of each frame until the pipe closes; report."""
     dirs: list[tuple[int, str, str]] = []
@@ -295,10 +272,10 @@ def _serve(work: int, done: int, root_fd: int, budget: int) -> None:
     failed: list[tuple[int, str]] = []
     os_open, os_close = os.open, os.close
     while True:
-        head = _read_exact(work, _FRAME.size)
-        if head is None or head == _FRAME.pack(0):
+        head = frames.read_exact(work, frames.FRAME.size)
+        if head is None or head == frames.END:
             break  # this process died, or the end
-        frame = _read_exact(work, _FRAME.unpack(head)[0])
+        frame = frames.read_exact(work, frames.FRAME.unpack(head)[0])
         if frame is None:
             break
         new_dirs, items = msgpack.unpackb(frame, use_list=False)
@@ -310,7 +287,7 @@ def _serve(work: int, done: int, root_fd: int, budget: int) -> None:
                 failed.append((number, name))
                 continue
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
             except OSError:
                 os_close(fd)
                 with contextlib.suppress(OSError):
@@ -322,7 +299,7 @@ def _serve(work: int, done: int, root_fd: int, budget: int) -> None:
             written += len(data)
     fds.close()
     report = msgpack.packb([files, written, failed], use_bin_type=True)
-    _write_all(done, _FRAME.pack(len(report)) + report)
+    frames.send(done, report)
 
 
 class _SmallFiles:
@@ -620,7 +597,7 @@ class Materializer:
         return write_chunks(self.odb, fd, obj.chunks, self.progress)
 
     def _write_all(self, fd: int, data: bytes | memoryview) -> int:
-        _write_all(fd, data)
+        write_all(fd, data)
         if self.progress is not None and len(data):
             self.progress(len(data))
         return len(data)

@@ -100,6 +100,13 @@ def _list(dirpath: str) -> Listing | None:
     return "\0".join(names).encode("utf-8", "surrogateescape"), len(names), stat_columns(stats)
 
 
+def knows_enough(dirs: Iterable[tuple[str, int, int]]) -> bool:
+    """Whether a stat cache that knows ``dirs`` under a tree ((path, files, bytes of names),
+    as :meth:`~objstore.statcache.StatCache.dirs_under` gives them) knows enough files for a
+    preloading child to pay (else a first snapshot's reading child may: :mod:`objstore.readchild`)."""
+    return sum(files for _, files, _ in dirs) >= MIN_FILES
+
+
 class Preload:
     """Directories listed and stat-ed by a forked child; :meth:`take` one, :meth:`close` at the end."""
 

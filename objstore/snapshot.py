@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
-from . import codec, limits
+from . import codec, limits, preload
 from .chunking import (
     PARALLEL_SEGMENT,
     ChunkParams,
@@ -55,8 +55,9 @@ from .objects import (
 )
 from .odb import ObjectDatabase
 from .parallel import pool, workers
-from .preload import Preload, usable_cpus
-from .statcache import RACY_NS, DirSignature, StatCache, StatKey, stat_fields
+from .preload import Preload, may_fork, usable_cpus
+from .readchild import ReaderChild, walk_names
+from .statcache import RACY_NS, DirSignature, StatCache, StatKey, encode_table, stat_columns, stat_fields
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -156,6 +157,9 @@ class Snapshotter:
         self._inflight: deque[Future[_Compressed]] = deque()
         self._dir_records: list[tuple[str, DirSignature, int, ObjectId, int, int]] = []
         self._preload: Preload | None = None
+        self._reader: ReaderChild | None = None
+        self._listed: dict[str, list[str]] = {}  # directory -> sorted names, from walk_names
+        self._subdir_names: dict[str, list[str]] = {}  # directory -> its subdirectories', from walk_names
         self.tree_rows: dict[bytes, list[Any]] | None = None
         """Set to a dict to be given the rows of every tree built from a directory listing
         (raw tree id -> the rows encoded, as :func:`objstore.objects.tree_rows` decodes them)."""
@@ -428,18 +432,54 @@ class Snapshotter:
             return got
 
     def _root_dir(self, dirpath: str, under: FilesUnder | None) -> tuple[ObjectId, int] | None:
-        """:meth:`_dir` of the top of a walk: with a stat cache that knows many files
-        under it, the directories near the walk's end are listed and stat-ed by a
-        forked child meanwhile (see :mod:`objstore.preload`)."""
-        if self.statcache is None or self._preload is not None:
+        """:meth:`_dir` of the top of a walk, with a forked helper where it pays: with a stat
+        cache that knows many files under it, the directories near the walk's end are listed
+        and stat-ed by a child meanwhile (see :mod:`objstore.preload`); without, a child reads,
+        hashes and compresses their small files (see :mod:`objstore.readchild`)."""
+        if self._preload is not None or self._reader is not None:
             return self._dir(dirpath, under)
-        self._preload = Preload.start(self.statcache.dirs_under(dirpath), usable_cpus())
+        known = self.statcache.dirs_under(dirpath) if self.statcache is not None else []
+        cpus = usable_cpus()
+        if preload.knows_enough(known):
+            self._preload = Preload.start(known, cpus)
+        elif may_fork(cpus):
+            self._reader = self._start_reader(dirpath, under, cpus)
         try:
-            return self._dir(dirpath, under)
+            got = self._dir(dirpath, under)
+            if self._reader is not None:
+                self._reader.finish()  # its last objects stored before the batches are
+            return got
         finally:
             if self._preload is not None:
                 self._preload.close()
                 self._preload = None
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            self._listed, self._subdir_names = {}, {}
+
+    def _start_reader(self, dirpath: str, under: FilesUnder | None, cpus: int) -> ReaderChild | None:
+        walked = walk_names(dirpath)
+        self._listed = {path: names for path, names, _ in walked}
+        self._subdir_names = {path: dirs for path, _, dirs in walked if dirs}
+        return ReaderChild.start(
+            walked,
+            functools.partial(self._scan_for_child, under=under),
+            self._compress_for_child,
+            self.odb.missing,
+            self._store_from_child,
+            self.odb.group_size or _SMALL_BATCH,
+            cpus,
+        )
+
+    def _compress_for_child(self, batch: list[tuple[bytes, bytes]]) -> list[Any]:
+        """In the reading child: a batch compressed for :meth:`_store_from_child`."""
+        records, groups, _ = self._compress_small(batch)
+        return [records, groups]
+
+    def _store_from_child(self, compressed: list[Any]) -> None:
+        records, groups = compressed
+        self._store_compressed((records, groups, []))
 
     @contextlib.contextmanager
     def _batching(self) -> Iterator[None]:
@@ -468,6 +508,16 @@ class Snapshotter:
         """A directory's (tree id, total bytes); ``under`` is set for a :class:`FilesUnder` one (None if it holds no file)."""
         started = time.time_ns()
         subs: dict[str, tuple[ObjectId, int] | None] = {}
+        if self._reader is not None:
+            if self._reader.owns(dirpath):
+                # Its subdirectories first, as the child's results come in the order of a walk.
+                for name in self._subdir_names.get(dirpath, ()):
+                    subs[name] = self._dir(os.path.join(dirpath, name), under)
+                got = self._reader.take(dirpath)
+                if got is not None:
+                    return self._dir_from_child(dirpath, under, got, subs)
+            else:
+                self._reader.poll()
         listing = self._preload.take(dirpath) if self._preload is not None else None
         if listing is not None:
             hit = self._dir_preloaded(dirpath, under, listing, subs)
@@ -531,7 +581,9 @@ class Snapshotter:
         not answered by its stat read with ``os.open``/``os.read`` relative to
         the directory, hashed in one call each and queued for compression in
         batches, and the tree encoded straight from msgpack rows."""
-        names = sorted(os.listdir(dfd))
+        names = self._listed.pop(dirpath, None)  # listed by the walk that started a reading child
+        if names is None:
+            names = sorted(os.listdir(dfd))
         try:
             stats = list(map(functools.partial(os.lstat, dir_fd=dfd), names))
         except FileNotFoundError:  # one vanished since the listing: as if listed a moment later
@@ -541,12 +593,104 @@ class Snapshotter:
             names, stats = _followed(dfd, names, stats)
         cache = self.statcache
         sig = DirSignature(names, stats, under.flavor if under is not None else 0) if cache is not None else None
+        is_dir = list(map(S_ISDIR, map(_MODE, stats)))  # C-level: most directories hold none
+        rows, total, left_out = self._subdirs(dirpath, names, is_dir, under, sig, subs)
+        hit = self._signature_hit(dirpath, sig, total)
+        if hit is not None:
+            return hit
+        _check_names(dirpath, [n for n in names if n not in left_out] if left_out else names, under.forbidden if under is not None else "")
+        files_before = self.files
+        known = cache.files(dirpath) if cache is not None else {}
+        file_rows, table, encodings, slow, files, read = self._files_of(dfd, names, stats, is_dir, known, follow, started)
+        rows += file_rows
+        self.files += files
+        if encodings:
+            self._queue_small(encodings)
+        self._tick(read)
+        total += read + self._slow_rows(dirpath, list(map(_FIRST, slow)), follow, rows)
+        for name, _ in slow:
+            rec = known.get(name)
+            if rec is not None:
+                table[name] = rec  # recorded by file_entry just now, or still true
+        if cache is not None:
+            cache.record_files(dirpath, table)
+        return self._finish_dir(dirpath, rows, sig, started, total, self.files - files_before, follow)
+
+    def _dir_from_child(
+        self, dirpath: str, under: FilesUnder | None, got: list[Any], subs: dict[str, tuple[ObjectId, int] | None]
+    ) -> tuple[ObjectId, int] | None:
+        """A directory whose small files the reading child did (see :mod:`objstore.readchild`):
+        its subdirectories, the entries it left and the tree are done here."""
+        started, blob, count, columns, file_rows, record, slow, files, read = got
+        names = blob.decode("utf-8", "surrogateescape").split("\0") if count else []
+        is_dir = list(map(S_ISDIR, memoryview(columns)[32 * count :].cast("Q")))
+        cache = self.statcache
+        sig = DirSignature.from_columns(blob, count, columns, under.flavor if under is not None else 0) if cache is not None else None
+        rows, total, _ = self._subdirs(dirpath, names, is_dir, under, sig, subs)
+        hit = self._signature_hit(dirpath, sig, total)
+        if hit is not None:
+            return hit
+        files_before = self.files
+        if cache is not None and record is not None:
+            cache.record_files_encoded(dirpath, record)  # before the slow entries: they may add to it
+        rows += file_rows
+        self.files += files
+        self._tick(read)
+        total += read + self._slow_rows(dirpath, slow, under is not None, rows)
+        return self._finish_dir(dirpath, rows, sig, started, total, self.files - files_before, under is not None)
+
+    def _scan_for_child(self, dirpath: str, names: list[str], under: FilesUnder | None) -> tuple[list[Any], dict[bytes, bytes]] | None:
+        """In the reading child: what :meth:`_dir_at` does for a directory's own small files
+        (the result :meth:`_dir_from_child` takes, and the encodings to store), or None."""
+        started = time.time_ns()
+        try:
+            dfd = os.open(dirpath, _DIR_FLAGS)
+        except OSError:
+            return None
+        try:
+            try:
+                stats = list(map(functools.partial(os.lstat, dir_fd=dfd), names))
+            except FileNotFoundError:
+                names, stats = _lstat_each(dfd, names)
+            follow = under is not None
+            if under is not None:
+                names, stats = _followed(dfd, names, stats)
+            try:
+                _check_names(dirpath, names, under.forbidden if under is not None else "")
+            except UnsafePath:
+                return None  # this process raises it (unless the name is left out)
+            columns = stat_columns(stats)
+            if columns is None:
+                return None
+            is_dir = list(map(S_ISDIR, map(_MODE, stats)))
+            known = self.statcache.files(dirpath) if self.statcache is not None else {}
+            file_rows, table, encodings, slow, files, read = self._files_of(dfd, names, stats, is_dir, known, follow, started)
+        finally:
+            os.close(dfd)
+        slow_names = list(map(_FIRST, slow))
+        for name in slow_names:
+            rec = known.get(name)
+            if rec is not None:
+                table[name] = rec
+        record = encode_table(table) if self.statcache is not None else None
+        blob = "\0".join(names).encode("utf-8", "surrogateescape")
+        return [started, blob, len(names), columns, file_rows, record, slow_names, files, read], encodings
+
+    def _subdirs(
+        self,
+        dirpath: str,
+        names: list[str],
+        is_dir: list[bool],
+        under: FilesUnder | None,
+        sig: DirSignature | None,
+        subs: dict[str, tuple[ObjectId, int] | None],
+    ) -> tuple[list[list[Any]], int, set[str]]:
+        """Walk a directory's subdirectories (those in ``subs`` are walked already): their
+        rows, total bytes, and the names of those without a file (:class:`FilesUnder`)."""
         rows: list[list[Any]] = []
         total = 0
-        is_dir = list(map(S_ISDIR, map(_MODE, stats)))  # C-level: most directories hold none
-        left_out: set[str] = set()  # FilesUnder: subdirectories without a file (no entry, no name to check)
+        left_out: set[str] = set()
         for i in itertools.compress(range(len(names)), is_dir):
-            # walked already if the child listed it (a changed directory): not again
             sub = subs[names[i]] if names[i] in subs else self._dir(os.path.join(dirpath, names[i]), under)
             if sig is not None:
                 sig.set_tree(i, sub[0] if sub is not None else "")
@@ -555,25 +699,43 @@ class Snapshotter:
                 total += sub[1]
             else:
                 left_out.add(names[i])
-        if cache is not None and sig is not None:
-            hit = cache.lookup_dir(dirpath, sig.digest())
-            if hit is not None and self.odb.has(hit[0]):
-                tree_id, size, files = hit
-                self._tick(size - total)
-                self.files += files
-                return tree_id, size
-        _check_names(dirpath, [n for n in names if n not in left_out] if left_out else names, under.forbidden if under is not None else "")
-        files_before = self.files
-        subdirs_total = total
-        known = cache.files(dirpath) if cache is not None else {}
+        return rows, total, left_out
+
+    def _signature_hit(self, dirpath: str, sig: DirSignature | None, subdirs_total: int) -> tuple[ObjectId, int] | None:
+        """The stored tree of a directory whose signature the stat cache knows, or None."""
+        if sig is None or self.statcache is None:
+            return None
+        hit = self.statcache.lookup_dir(dirpath, sig.digest())
+        if hit is None or not self.odb.has(hit[0]):
+            return None
+        tree_id, size, files = hit
+        self._tick(size - subdirs_total)
+        self.files += files
+        return tree_id, size
+
+    def _files_of(
+        self,
+        dfd: int,
+        names: list[str],
+        stats: list[os.stat_result],
+        is_dir: list[bool],
+        known: Mapping[str, tuple[StatKey, bytes]],
+        follow: bool,
+        started: int,
+    ) -> tuple[list[list[Any]], dict[str, tuple[StatKey, bytes]], dict[bytes, bytes], list[tuple[str, os.stat_result]], int, int]:
+        """A directory's small regular files: answered by their stat (``known``) or read.
+        Returns their rows, stat-cache records, the typed encodings read (by raw id), the
+        entries left to the slow path (not directories), the files and their bytes."""
+        rows: list[list[Any]] = []
         table: dict[str, tuple[StatKey, bytes]] = {}
         small = self.params.small_file
         to_read: list[tuple[str, os.stat_result]] = []
         slow: list[tuple[str, os.stat_result]] = []
-        has_raw = self.odb.has_raw
+        files = total = 0
         if not known and not any(is_dir) and all(map(S_ISREG, map(_MODE, stats))) and max(map(_SIZE, stats), default=0) <= small:
             to_read = list(zip(names, stats))  # the usual first snapshot of a directory of small files
         else:
+            has_raw = self.odb.has_raw
             for name, st in zip(names, stats):
                 mode = st.st_mode
                 if S_ISREG(mode) and st.st_size <= small:
@@ -583,24 +745,34 @@ class Snapshotter:
                             table[name] = rec
                             rows.append([name, FILE, rec[1], st.st_size, MODE_EXEC if mode & 0o111 else MODE_FILE])
                             total += st.st_size
+                            files += 1
                             continue
                     to_read.append((name, st))
                 elif not S_ISDIR(mode):
                     slow.append((name, st))
-        self.files += sum(1 for r in rows if r[1] == FILE)
+        encodings: dict[bytes, bytes] = {}
         if to_read:
-            total += self._read_small_files(dfd, follow, started, to_read, rows, table, slow)
-        self._tick(total - subdirs_total)
-        for name, st in slow:
-            entry = self._slow_entry(os.path.join(dirpath, name), name, st, follow)
+            read, count, encodings = self._read_small_files(dfd, follow, started, to_read, rows, table, slow)
+            total += read
+            files += count
+        return rows, table, encodings, slow, files, total
+
+    def _slow_rows(self, dirpath: str, names: list[str], follow: bool, rows: list[list[Any]]) -> int:
+        """Add the rows of entries the bulk path does not take (large, special, or changed
+        under it); return their bytes."""
+        total = 0
+        for name in names:
+            entry = self._slow_entry(os.path.join(dirpath, name), name, follow)
             if entry is not None:
                 rows.append(entry._encode())
                 total += max(entry.size, 0) if entry.kind != "symlink" else 0
-            rec = known.get(name)
-            if rec is not None:
-                table[name] = rec  # recorded by file_id just now, or still true
-        if cache is not None:
-            cache.record_files(dirpath, table)
+        return total
+
+    def _finish_dir(
+        self, dirpath: str, rows: list[list[Any]], sig: DirSignature | None, started: int, total: int, files: int, follow: bool
+    ) -> tuple[ObjectId, int] | None:
+        """Encode and store a directory's tree from its rows (None for a :class:`FilesUnder`
+        one without files); its signature is recorded once its files are stored."""
         if follow and not rows:
             return None
         if len(rows) > limits.MAX_TREE_ENTRIES:
@@ -611,8 +783,8 @@ class Snapshotter:
         tree_id = self.odb.put_encoded(_TREE_TAG + msgpack.packb(rows, use_bin_type=True))
         if self.tree_rows is not None:
             self.tree_rows[bytes.fromhex(tree_id)] = rows
-        if cache is not None and sig is not None:
-            self._dir_records.append((dirpath, sig, started, tree_id, total, self.files - files_before))
+        if sig is not None:
+            self._dir_records.append((dirpath, sig, started, tree_id, total, files))
         return tree_id, total
 
     def _read_small_files(
@@ -624,9 +796,10 @@ class Snapshotter:
         rows: list[Any],
         table: dict[str, tuple[StatKey, bytes]],
         slow: list[tuple[str, os.stat_result]],
-    ) -> int:
-        """Read, hash and queue ``todo``'s small files; add their rows (and trusted stats);
-        return their bytes. One that vanished, changed type or grew goes to ``slow``.
+    ) -> tuple[int, int, dict[bytes, bytes]]:
+        """Read and hash ``todo``'s small files; add their rows (and trusted stats); return
+        their bytes, how many, and their typed encodings by raw id. One that vanished,
+        changed type or grew goes to ``slow``.
 
         Everything per file runs in C (``map`` over the descriptors and the
         contents): three syscalls and one hash each, no Python bytecode."""
@@ -662,11 +835,9 @@ class Snapshotter:
             table.update(zip(names, zip(keys, oids)))
         else:
             table.update((name, (key, oid)) for name, key, oid in zip(names, keys, oids) if key[1] < trusted)
-        self.files += len(todo)
-        self._queue_small(dict(zip(oids, encoded)))
-        return sum(sizes)
+        return sum(sizes), len(todo), dict(zip(oids, encoded))
 
-    def _slow_entry(self, path: str, name: str, st: os.stat_result, follow: bool) -> TreeEntry | None:
+    def _slow_entry(self, path: str, name: str, follow: bool) -> TreeEntry | None:
         """One entry the bulk path does not take (large, special, or changed under it)."""
         try:
             now = os.stat(path) if follow else os.lstat(path)

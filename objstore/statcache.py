@@ -243,6 +243,14 @@ class StatCache:
             self._changed.add(dirpath)
             self._dirty = True
 
+    def record_files_encoded(self, dirpath: str, record: list[bytes]) -> None:
+        """:meth:`record_files` with the table already encoded by :func:`encode_table`
+        (by a reading child: this process need not build the table)."""
+        self._record_of(dirpath)[4:] = record
+        self._tables.pop(dirpath, None)
+        self._changed.discard(dirpath)
+        self._dirty = True
+
     def forget(self, path: str) -> None:
         dirpath, name = os.path.split(path)
         if dirpath in self._load() and self.files(dirpath).pop(name, None) is not None:
@@ -288,7 +296,7 @@ class StatCache:
         if not self._dirty or self._dirs is None:
             return
         for dirpath in self._changed:
-            self._record_of(dirpath)[4:] = _encode_table(self._tables.get(dirpath, {}))
+            self._record_of(dirpath)[4:] = encode_table(self._tables.get(dirpath, {}))
         self._changed.clear()
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
@@ -304,8 +312,9 @@ class StatCache:
                 pass
 
 
-def _encode_table(table: _Table) -> list[bytes]:
-    """``[names, stats, ids]`` of a directory's files (see the module docstring)."""
+def encode_table(table: _Table) -> list[bytes]:
+    """``[names, stats, ids]`` of a directory's files (see the module docstring), as
+    :meth:`StatCache.record_files_encoded` takes them."""
     if not table:
         return [b"", b"", b""]
     rows = list(table.values())
@@ -317,7 +326,7 @@ def _encode_table(table: _Table) -> list[bytes]:
 
 
 def _decode_table(rec: list[Any]) -> _Table:
-    """The inverse of :func:`_encode_table`; an inconsistent record decodes as empty."""
+    """The inverse of :func:`encode_table`; an inconsistent record decodes as empty."""
     names_blob, stats, ids = rec[4], rec[5], rec[6]
     if not (isinstance(names_blob, bytes) and isinstance(stats, bytes) and isinstance(ids, bytes)) or not names_blob:
         return {}

@@ -15,7 +15,7 @@ import pytest
 from helpers import dir_state, write
 
 import objstore.checkout as checkout_mod
-from objstore import Repository
+from objstore import Repository, frames
 from objstore.preload import NO_FORK_ENV
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the child writer is Linux-only")
@@ -100,9 +100,9 @@ def _dying_child(after: int, cut: bool):
     def serve(work: int, done: int, root_fd: int, budget: int) -> None:
         dirs: list[tuple[int, str, str]] = []
         fds = checkout_mod._DirFds(root_fd, dirs, budget)
-        head = checkout_mod._read_exact(work, checkout_mod._FRAME.size)
+        head = frames.read_exact(work, frames.FRAME.size)
         assert head is not None
-        frame = checkout_mod._read_exact(work, checkout_mod._FRAME.unpack(head)[0])
+        frame = frames.read_exact(work, frames.FRAME.unpack(head)[0])
         assert frame is not None
         new_dirs, items = checkout_mod.msgpack.unpackb(frame, use_list=False)
         dirs.extend(new_dirs)

@@ -55,23 +55,45 @@ _OBJECTS, _RESULTS = 0, 1
 def walk_names(root: str) -> Walked:
     """Every directory under ``root`` (itself included) with its sorted entry names, in the
     order a snapshot finishes them; symlinks are not followed; an unreadable directory is left
-    out with what is under it (the snapshot itself reports it)."""
+    out with what is under it (the snapshot itself reports it).
+
+    A directory whose link count is 2 has no subdirectory on the filesystems that count them
+    (ext4, xfs, tmpfs; btrfs says 1: not counted): its names are listed without a type each,
+    as ``find`` does (2x faster than ``scandir``). Were a filesystem to say 2 wrongly, only
+    the child's share would be off: a subdirectory this walk did not see is walked by the
+    snapshot itself."""
     out: Walked = []
 
-    def walk(path: str) -> None:
+    def walk(path: str, links: int) -> None:
         try:
-            with os.scandir(path) as it:
-                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            if links == 2:
+                names = sorted(os.listdir(path))
+                dirs: list[str] = []
+            else:
+                with os.scandir(path) as it:
+                    entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+                entries.sort()
+                names = [name for name, _ in entries]
+                dirs = [name for name, is_dir in entries if is_dir]
         except OSError:
             return
-        entries.sort()
-        dirs = [name for name, is_dir in entries if is_dir]
         for name in dirs:
-            walk(os.path.join(path, name))
-        out.append((path, [name for name, _ in entries], dirs))
+            sub = os.path.join(path, name)
+            try:
+                walk(sub, _link_count(sub))
+            except OSError:
+                continue
+        out.append((path, names, dirs))
 
-    walk(root)
+    try:
+        walk(root, _link_count(root, follow=True))
+    except OSError:
+        pass
     return out
+
+
+def _link_count(path: str, follow: bool = False) -> int:
+    return (os.stat(path) if follow else os.lstat(path)).st_nlink
 
 
 class ReaderChild:

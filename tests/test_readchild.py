@@ -179,6 +179,34 @@ def test_any_tree_gets_the_ids_of_a_one_process_walk(tmp_path_factory, monkeypat
         children.none_left()
 
 
+def test_a_filesystem_that_miscounts_links_only_moves_work_here(tmp_path, monkeypatch):
+    """A directory said to have 2 links is listed without types; if it does hold
+    subdirectories (a filesystem that counts links its own way), the snapshot walks them."""
+    src = _mixed(tmp_path / "src")
+    expected, expected_cache = _one_process(monkeypatch, tmp_path / "alone", lambda r: r.snapshot(src))
+    children = Children(monkeypatch, 0.7)
+    monkeypatch.setattr(readchild, "_link_count", lambda path, follow=False: 2)
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    assert repo.snapshot(src) == expected
+    assert _cache_of(repo) == expected_cache
+    assert children.pids
+    children.none_left()
+
+
+def test_the_listing_walk_finds_every_directory_in_the_order_a_snapshot_finishes_them(tmp_path):
+    src = _mixed(tmp_path / "src")
+    walked = readchild.walk_names(str(src))
+    expected = [dirpath for dirpath, _, _ in os.walk(src)]
+    assert sorted(p for p, _, _ in walked) == sorted(expected)
+    order = [p for p, _, _ in walked]
+    assert order[-1] == str(src)
+    for path, names, dirs in walked:
+        assert names == sorted(os.listdir(path))
+        assert dirs == sorted(n for n in names if os.path.isdir(os.path.join(path, n)) and not os.path.islink(os.path.join(path, n)))
+        for d in dirs:  # a subdirectory is finished before its parent
+            assert order.index(os.path.join(path, d)) < order.index(path)
+
+
 def _dying_serve(frames_before_death: int, cut: bool):
     """A child's ``_serve`` that dies after sending some frames (the last one cut short if ``cut``)."""
     real_serve = readchild._serve

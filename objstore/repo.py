@@ -45,7 +45,19 @@ from .ids import ObjectId, get_algorithm, is_hex
 from .lastcheckout import CheckoutRecord, prune
 from .limits import MAX_CONFIG_SIZE
 from .maintenance import FsckReport, GcResult, RepackResult, fsck, gc, repack
-from .objects import KIND_NAMES, Blob, ChunkedBlob, Commit, Tree, TreeEntry, canonical, validate_name
+from .objects import (
+    COMMIT,
+    KIND_NAMES,
+    TREE,
+    Blob,
+    ChunkedBlob,
+    Commit,
+    Tree,
+    TreeEntry,
+    canonical,
+    tree_rows,
+    validate_name,
+)
 from .odb import ObjectDatabase
 from .reader import open_blob
 from .refs import RefStore, validate_ref_name
@@ -261,12 +273,13 @@ class Repository:
     def tree_of(self, commit_or_tree: str) -> ObjectId:
         """The tree id of a commit, or the id itself if it names a tree."""
         oid = self.resolve(commit_or_tree)
-        obj = self.odb.get(oid)
-        if isinstance(obj, Commit):
-            return obj.tree
-        if isinstance(obj, Tree):
+        # Told by the encoding's type tag: a tree is not decoded (a flat one of 100,000 files took ~0.8 s).
+        tag = self.odb.get_encoded(oid)[0]
+        if tag == COMMIT:
+            return self.odb.get_as(oid, Commit).tree
+        if tag == TREE:
             return oid
-        raise WrongObjectType(oid, "commit or tree", KIND_NAMES[obj.type_tag])
+        raise WrongObjectType(oid, "commit or tree", KIND_NAMES.get(tag, "unknown object"))
 
     @property
     def _batch_depth(self) -> int:
@@ -405,7 +418,7 @@ class Repository:
     ) -> ObjectId:
         """Record a commit of ``tree``; return its id (durable on return)."""
         tree_id = self.resolve(tree)
-        self.odb.get_as(tree_id, Tree)
+        self._check_tree(tree_id)
         parent_ids = []
         for p in parents:
             pid = self.resolve(p)
@@ -421,6 +434,17 @@ class Repository:
         oid = self.odb.put(c)
         self._durable()
         return oid
+
+    def _check_tree(self, tree_id: ObjectId) -> None:
+        """``tree_id`` is a stored, well-formed tree: checked as rows, without an entry
+        object per file (decoding a flat tree of 100,000 files took ~0.8 s)."""
+        encoded, where = self.odb.get_encoded_from(tree_id)
+        if not len(encoded) or encoded[0] != TREE:
+            raise WrongObjectType(tree_id, "tree", KIND_NAMES.get(encoded[0], "unknown") if len(encoded) else "empty object")
+        try:
+            tree_rows(encoded, self.odb.digest_size)
+        except FormatError as exc:
+            raise CorruptObject(tree_id, str(exc), where) from None
 
     # -- reading ------------------------------------------------------------
 

@@ -71,6 +71,8 @@ _SIZE = operator.attrgetter("st_size")
 _ONE_MORE = (1).__add__
 _FILE_MODES = (MODE_FILE, MODE_EXEC)  # by "has an execute bit"
 _OPEN_AT_ONCE = 256  # descriptors a directory's small files are opened with at a time
+_READ_SLICE = 2048  # small files of a directory read before their contents are queued: a huge
+# directory's compression then overlaps its reading
 _FILES_AND_DIRS = frozenset((stat.S_IFREG, stat.S_IFDIR))
 _SMALL_BATCH = 1024 * 1024  # bytes of small files handed to zstd at once
 _COMPRESS_BATCH = 8 * 1024 * 1024  # bytes of compressible chunks handed to zstd at once
@@ -513,9 +515,11 @@ class Snapshotter:
                 # Its subdirectories first, as the child's results come in the order of a walk.
                 for name in self._subdir_names.get(dirpath, ()):
                     subs[name] = self._dir(os.path.join(dirpath, name), under)
+                left = self._reader.names_left(dirpath)
+                own = self._scan_own(dirpath, left, under) if left is not None else None
                 got = self._reader.take(dirpath)
-                if got is not None:
-                    return self._dir_from_child(dirpath, under, got, subs)
+                if got is not None and (left is None or own is not None):
+                    return self._dir_from_child(dirpath, under, got if own is None else _joined(own, got), subs)
             else:
                 self._reader.poll()
         listing = self._preload.take(dirpath) if self._preload is not None else None
@@ -601,11 +605,9 @@ class Snapshotter:
         _check_names(dirpath, [n for n in names if n not in left_out] if left_out else names, under.forbidden if under is not None else "")
         files_before = self.files
         known = cache.files(dirpath) if cache is not None else {}
-        file_rows, table, encodings, slow, files, read = self._files_of(dfd, names, stats, is_dir, known, follow, started)
+        file_rows, table, slow, files, read = self._files_of(dfd, names, stats, is_dir, known, follow, started, self._queue_small)
         rows += file_rows
         self.files += files
-        if encodings:
-            self._queue_small(encodings)
         self._tick(read)
         total += read + self._slow_rows(dirpath, list(map(_FIRST, slow)), follow, rows)
         for name, _ in slow:
@@ -639,9 +641,13 @@ class Snapshotter:
         total += read + self._slow_rows(dirpath, slow, under is not None, rows)
         return self._finish_dir(dirpath, rows, sig, started, total, self.files - files_before, under is not None)
 
-    def _scan_for_child(self, dirpath: str, names: list[str], under: FilesUnder | None) -> tuple[list[Any], dict[bytes, bytes]] | None:
+    def _scan_for_child(
+        self, dirpath: str, names: list[str], under: FilesUnder | None, queue: Callable[[dict[bytes, bytes]], None] | None = None
+    ) -> tuple[list[Any], dict[bytes, bytes]] | None:
         """In the reading child: what :meth:`_dir_at` does for a directory's own small files
-        (the result :meth:`_dir_from_child` takes, and the encodings to store), or None."""
+        (the result :meth:`_dir_from_child` takes, and the encodings to store: given to
+        ``queue`` instead if it is set), or None."""
+        encodings: dict[bytes, bytes] = {}
         started = time.time_ns()
         try:
             dfd = os.open(dirpath, _DIR_FLAGS)
@@ -664,7 +670,7 @@ class Snapshotter:
                 return None
             is_dir = list(map(S_ISDIR, map(_MODE, stats)))
             known = self.statcache.files(dirpath) if self.statcache is not None else {}
-            file_rows, table, encodings, slow, files, read = self._files_of(dfd, names, stats, is_dir, known, follow, started)
+            file_rows, table, slow, files, read = self._files_of(dfd, names, stats, is_dir, known, follow, started, queue or encodings.update)
         finally:
             os.close(dfd)
         slow_names = list(map(_FIRST, slow))
@@ -675,6 +681,12 @@ class Snapshotter:
         record = encode_table(table) if self.statcache is not None else None
         blob = "\0".join(names).encode("utf-8", "surrogateescape")
         return [started, blob, len(names), columns, file_rows, record, slow_names, files, read], encodings
+
+    def _scan_own(self, dirpath: str, names: list[str], under: FilesUnder | None) -> list[Any] | None:
+        """This process's part of a directory shared with the reading child, as the child
+        would give it (its files queued for storing); None if it must walk it all itself."""
+        got = self._scan_for_child(dirpath, names, under, self._queue_small)
+        return got[0] if got is not None else None
 
     def _subdirs(
         self,
@@ -722,10 +734,12 @@ class Snapshotter:
         known: Mapping[str, tuple[StatKey, bytes]],
         follow: bool,
         started: int,
-    ) -> tuple[list[list[Any]], dict[str, tuple[StatKey, bytes]], dict[bytes, bytes], list[tuple[str, os.stat_result]], int, int]:
-        """A directory's small regular files: answered by their stat (``known``) or read.
-        Returns their rows, stat-cache records, the typed encodings read (by raw id), the
-        entries left to the slow path (not directories), the files and their bytes."""
+        queue: Callable[[dict[bytes, bytes]], None],
+    ) -> tuple[list[list[Any]], dict[str, tuple[StatKey, bytes]], list[tuple[str, os.stat_result]], int, int]:
+        """A directory's small regular files: answered by their stat (``known``) or read (their
+        typed encodings, by raw id, handed to ``queue`` as they are read). Returns their rows,
+        stat-cache records, the entries left to the slow path (not directories), the files and
+        their bytes."""
         rows: list[list[Any]] = []
         table: dict[str, tuple[StatKey, bytes]] = {}
         small = self.params.small_file
@@ -750,12 +764,11 @@ class Snapshotter:
                     to_read.append((name, st))
                 elif not S_ISDIR(mode):
                     slow.append((name, st))
-        encodings: dict[bytes, bytes] = {}
-        if to_read:
-            read, count, encodings = self._read_small_files(dfd, follow, started, to_read, rows, table, slow)
+        for at in range(0, len(to_read), _READ_SLICE):
+            read, count = self._read_small_files(dfd, follow, started, to_read[at : at + _READ_SLICE], rows, table, slow, queue)
             total += read
             files += count
-        return rows, table, encodings, slow, files, total
+        return rows, table, slow, files, total
 
     def _slow_rows(self, dirpath: str, names: list[str], follow: bool, rows: list[list[Any]]) -> int:
         """Add the rows of entries the bulk path does not take (large, special, or changed
@@ -796,10 +809,11 @@ class Snapshotter:
         rows: list[Any],
         table: dict[str, tuple[StatKey, bytes]],
         slow: list[tuple[str, os.stat_result]],
-    ) -> tuple[int, int, dict[bytes, bytes]]:
-        """Read and hash ``todo``'s small files; add their rows (and trusted stats); return
-        their bytes, how many, and their typed encodings by raw id. One that vanished,
-        changed type or grew goes to ``slow``.
+        queue: Callable[[dict[bytes, bytes]], None],
+    ) -> tuple[int, int]:
+        """Read and hash ``todo``'s small files; add their rows (and trusted stats); hand their
+        typed encodings (by raw id) to ``queue``; return their bytes and how many. One that
+        vanished, changed type or grew goes to ``slow``.
 
         Everything per file runs in C (``map`` over the descriptors and the
         contents): three syscalls and one hash each, no Python bytecode."""
@@ -835,7 +849,8 @@ class Snapshotter:
             table.update(zip(names, zip(keys, oids)))
         else:
             table.update((name, (key, oid)) for name, key, oid in zip(names, keys, oids) if key[1] < trusted)
-        return sum(sizes), len(todo), dict(zip(oids, encoded))
+        queue(dict(zip(oids, encoded)))
+        return sum(sizes), len(todo)
 
     def _slow_entry(self, path: str, name: str, follow: bool) -> TreeEntry | None:
         """One entry the bulk path does not take (large, special, or changed under it)."""
@@ -1051,6 +1066,30 @@ class Snapshotter:
                 entries.append(child)
         tree = Tree.from_entries(entries)
         return self.odb.put(tree), tree.size
+
+
+def _joined(first: list[Any], then: list[Any]) -> list[Any]:
+    """One result of :meth:`Snapshotter._scan_for_child` for a directory from those of two runs
+    of its sorted names (this process's part, then the child's)."""
+    started, blob, count, columns, rows, record, slow, files, read = first
+    started2, blob2, count2, columns2, rows2, record2, slow2, files2, read2 = then
+    width, width2 = 8 * count, 8 * count2  # stat_columns: five columns of 8 bytes per entry
+    merged = b"".join(columns[i * width : (i + 1) * width] + columns2[i * width2 : (i + 1) * width2] for i in range(5))
+    if record is not None and record2 is not None:
+        record = [b"\0".join(p for p in (record[0], record2[0]) if p), record[1] + record2[1], record[2] + record2[2]]
+    else:
+        record = None
+    return [
+        min(started, started2),
+        b"\0".join(b for b, n in ((blob, count), (blob2, count2)) if n),
+        count + count2,
+        merged,
+        rows + rows2,
+        record,
+        slow + slow2,
+        files + files2,
+        read + read2,
+    ]
 
 
 def _read_all(dfd: int, names: list[str], flags: int, limits: list[int]) -> list[bytes | None]:

@@ -30,10 +30,11 @@ class Children:
     """Lets a reading child start for any tree; records the children started and the
     directories whose results this process took from them."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, share: float) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, share: float, min_split: int = readchild.MIN_SPLIT) -> None:
         from objstore import snapshot
 
         monkeypatch.setattr(readchild, "MIN_FILES", 1)
+        monkeypatch.setattr(readchild, "MIN_SPLIT", min_split)
         monkeypatch.setattr(readchild, "CHILD_SHARE", share)
         monkeypatch.setattr(readchild, "MIN_PARENT_SHARE", 0.0)
         monkeypatch.setattr(readchild, "may_fork", lambda cpus=None: True)
@@ -104,15 +105,16 @@ def _cache_of(repo: Repository) -> dict:
 
 
 @pytest.mark.parametrize("share", [0.5, 1.0])
+@pytest.mark.parametrize("min_split", [1, readchild.MIN_SPLIT])
 @pytest.mark.parametrize("kind", ["snapshot", "files under"])
-def test_the_tree_objects_and_stat_cache_are_those_of_one_process(tmp_path, monkeypatch, share, kind):
+def test_the_tree_objects_and_stat_cache_are_those_of_one_process(tmp_path, monkeypatch, share, min_split, kind):
     src = _mixed(tmp_path / "src")
 
     def work(repo: Repository) -> str:
         return repo.snapshot(src) if kind == "snapshot" else repo.build_tree({"": FilesUnder(src)})
 
     expected, expected_cache = _one_process(monkeypatch, tmp_path / "alone", work)
-    children = Children(monkeypatch, share)
+    children = Children(monkeypatch, share, min_split)
     repo = Repository.init(tmp_path / "store", chunking=SMALL)
     tree = work(repo)
     assert children.pids, "no child was started"
@@ -166,17 +168,42 @@ def _build(root: Path, node: dict) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(tree=trees, share=st.sampled_from([0.3, 0.7, 1.0]))
-def test_any_tree_gets_the_ids_of_a_one_process_walk(tmp_path_factory, monkeypatch, tree, share):
+@given(tree=trees, share=st.sampled_from([0.3, 0.7, 1.0]), min_split=st.sampled_from([1, 2, 1024]))
+def test_any_tree_gets_the_ids_of_a_one_process_walk(tmp_path_factory, monkeypatch, tree, share, min_split):
     base = tmp_path_factory.mktemp("any")
     src = base / "src"
     _build(src, tree)
     expected, _ = _one_process(monkeypatch, base / "alone", lambda r: r.snapshot(src))
     with monkeypatch.context() as m:
-        children = Children(m, share)
+        children = Children(m, share, min_split)
         repo = Repository.init(base / "store", chunking=SMALL)
         assert repo.snapshot(src) == expected
         children.none_left()
+
+
+def test_a_flat_directory_is_shared_by_names(tmp_path, monkeypatch):
+    """One directory of 5,000 files: the child takes its last names, this process the first."""
+    src = tmp_path / "src"
+    for i in range(5000):
+        write(src / f"f{i:05d}.txt", f"file {i}\n".encode() * (1 + i % 9), executable=i % 101 == 0)
+    os.symlink("f00001.txt", src / "link")
+    write(src / "zz-big.bin", rand_bytes(5, 20_000))
+    (src / "sub").mkdir()
+    write(src / "sub" / "inner.txt", b"in a subdirectory")
+    _age(src)
+    expected, expected_cache = _one_process(monkeypatch, tmp_path / "alone", lambda r: r.snapshot(src))
+    monkeypatch.setattr(readchild, "may_fork", lambda cpus=None: True)
+    from objstore import snapshot
+
+    monkeypatch.setattr(snapshot, "may_fork", lambda cpus=None: True)
+    shared: list[int] = []
+    real_joined = snapshot._joined
+    monkeypatch.setattr(snapshot, "_joined", lambda a, b: shared.append(b[2]) or real_joined(a, b))
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    assert repo.snapshot(src) == expected
+    assert len(shared) == 1 and 2000 <= shared[0] <= 3500  # the child's names: about CHILD_SHARE of them
+    assert _cache_of(repo) == expected_cache
+    assert repo.fsck().ok
 
 
 def test_a_filesystem_that_miscounts_links_only_moves_work_here(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import copy
 import os
 import urllib.parse
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,7 +221,7 @@ class Artifact:
             # Only what decides: a bad name is an error where a file lies under it, and
             # the first file found (not every subdirectory's) tells the tree is not empty.
             listing = _listing(path)
-            for name, full, is_dir in listing:
+            for name, full, is_dir in listing if _may_be_invalid(name for name, _, _ in listing) else ():
                 try:
                     names.validate_logical_path(name)
                 except ManifestPathError:
@@ -529,6 +529,15 @@ def _children(path: str) -> list[tuple[str, str, bool]]:
         if not is_dir or _has_file(full):
             out.append((name, full, is_dir))
     return out
+
+
+def _may_be_invalid(listed: Iterable[str]) -> bool:
+    """Whether a name of a directory listing may fail :func:`names.validate_logical_path`
+    (a listing never holds "", ".", "..", "/" or NUL: only a backslash or a drive-like
+    ``X:`` prefix can): one scan of them all, not a call per name (a flat directory of
+    100,000 files)."""
+    joined = "\0".join(listed)
+    return "\\" in joined or ":" in joined
 
 
 def _listing(path: str) -> list[tuple[str, str, bool]]:

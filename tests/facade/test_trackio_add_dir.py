@@ -159,3 +159,14 @@ def test_add_dir_refuses_a_bad_name_at_the_top_only_where_a_file_lies_under_it(r
     write(src / "full\\dir" / "deeper" / "f.txt", b"x")
     with pytest.raises(ManifestPathError, match="backslash"):
         trackio.Artifact("y", "dataset").add_dir(src)
+
+
+def test_add_dir_refuses_a_drive_like_name_at_the_top_and_takes_other_colons(run, work):
+    src = work / "data"
+    write(src / "notes:1.txt", b"a colon inside a name is fine")
+    art = trackio.Artifact("x", "dataset")
+    art.add_dir(src)
+    assert trackio.log_artifact(art).files() == ["notes:1.txt"]
+    write(src / "C:evil.txt", b"looks like a drive")
+    with pytest.raises(ManifestPathError, match="relative"):
+        trackio.Artifact("y", "dataset").add_dir(src)

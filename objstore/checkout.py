@@ -33,7 +33,7 @@ from .lastcheckout import UNSTATTED, Placed, placed_from
 from .nogc import no_cyclic_gc
 from .objects import BLOB, DIR, FILE, MODE_EXEC, SYMLINK, Blob, ChunkedBlob, Tree, TreeEntry, tree_rows, validate_name
 from .odb import ObjectDatabase
-from .preload import fork, may_fork
+from .preload import may_fork, spawn
 from .progress import announce_total, wants_total
 from .storage import storage_errors
 
@@ -187,16 +187,13 @@ class _ChildWriter:
             return None
         work_r, work_w = frames.pipe()
         done_r, done_w = os.pipe()
-        pid = fork()
-        if pid == 0:  # the child: never returns
-            status = 1
-            try:
-                os.close(work_w)
-                os.close(done_r)
-                _serve(work_r, done_w, root_fd, budget)
-                status = 0
-            finally:
-                os._exit(status)
+
+        def child() -> None:
+            os.close(work_w)
+            os.close(done_r)
+            _serve(work_r, done_w, root_fd, budget)
+
+        pid = spawn(child)
         os.close(work_r)
         os.close(done_w)
         return cls(pid, work_w, done_r)

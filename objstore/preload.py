@@ -26,7 +26,7 @@ import signal
 import struct
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgpack
 
@@ -85,6 +85,20 @@ def fork() -> int:
         return os.fork()
 
 
+def spawn(work: Callable[[], None]) -> int:
+    """Fork a helper child that runs ``work`` and leaves with ``os._exit`` (status 0 if it
+    returned, 1 if it raised: never back into this process's code); return its pid."""
+    pid = fork()
+    if pid == 0:
+        status = 1
+        try:
+            work()
+            status = 0
+        finally:
+            os._exit(status)
+    return pid
+
+
 def _list(dirpath: str) -> Listing | None:
     try:
         fd = os.open(dirpath, _DIR_FLAGS)
@@ -137,18 +151,15 @@ class Preload:
         for _, files, names in mine:
             room += 2 * names + 48 * files + 4096
         shared = mmap.mmap(-1, room)
-        pid = fork()
-        if pid == 0:  # the child: never returns
-            status = 1
-            try:
-                out = msgpack.packb([[d, *got] for d in (p for p, _, _ in mine) if (got := _list(d)) is not None])
-                if _HEAD.size + len(out) <= room:
-                    shared[_HEAD.size : _HEAD.size + len(out)] = out
-                    shared[: _HEAD.size] = _HEAD.pack(len(out))
-                    status = 0
-            finally:
-                os._exit(status)
-        return cls(pid, shared, {p for p, _, _ in mine})
+
+        def child() -> None:
+            out = msgpack.packb([[d, *got] for d in (p for p, _, _ in mine) if (got := _list(d)) is not None])
+            if _HEAD.size + len(out) > room:
+                raise ValueError("the listings do not fit the shared memory")
+            shared[_HEAD.size : _HEAD.size + len(out)] = out
+            shared[: _HEAD.size] = _HEAD.pack(len(out))
+
+        return cls(spawn(child), shared, {p for p, _, _ in mine})
 
     def take(self, dirpath: str) -> Listing | None:
         """The child's listing of ``dirpath`` (waiting for the child the first time), or None."""

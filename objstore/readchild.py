@@ -35,7 +35,7 @@ from typing import Any
 import msgpack
 
 from . import frames
-from .preload import fork, may_fork
+from .preload import may_fork, spawn
 
 MIN_FILES = 4096
 """Files (the entries that are not directories) under a tree from which a child is forked."""
@@ -160,15 +160,12 @@ class ReaderChild:
         if not mine or total - share < total * MIN_PARENT_SHARE:
             return None  # this process would only wait for the child
         r, w = frames.pipe()
-        pid = fork()
-        if pid == 0:  # the child: never returns
-            status = 1
-            try:
-                os.close(r)
-                _serve(w, mine, scan, compress, missing, batch_bytes)
-                status = 0
-            finally:
-                os._exit(status)
+
+        def child() -> None:
+            os.close(r)
+            _serve(w, mine, scan, compress, missing, batch_bytes)
+
+        pid = spawn(child)
         os.close(w)
         return cls(pid, r, [path for path, _, _ in mine], store, split)
 

@@ -563,13 +563,7 @@ class Snapshotter:
                     sub = subs[names[i]] = self._dir(os.path.join(dirpath, names[i]), under)
                     sig.set_tree(i, sub[0] if sub is not None else "")
                     total += sub[1] if sub is not None else 0
-        hit = cache.lookup_dir(dirpath, sig.digest())
-        if hit is None or not self.odb.has(hit[0]):
-            return None
-        tree_id, size, files = hit
-        self._tick(size - total)
-        self.files += files
-        return tree_id, size
+        return self._signature_hit(dirpath, sig, total)
 
     def _dir_at(
         self,

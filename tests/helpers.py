@@ -28,6 +28,15 @@ def write(path: Path | str, data: bytes, executable: bool = False) -> Path:
     return path
 
 
+def age(root: Path | str, seconds: int = 3600) -> None:
+    """Set every file and directory under ``root`` ``seconds`` back (old enough for a stat cache to trust)."""
+    for dirpath, dirs, files in os.walk(root):
+        for name in files + dirs:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9), follow_symlinks=False)
+
+
 def linear_commits(repo, workdir: Path, count: int) -> list[str]:
     """``count`` commits of one small tree, each the parent of the next (timestamps 0, 1, ...)."""
     write(Path(workdir) / "d" / "f", b"content")

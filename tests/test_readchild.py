@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import SMALL, dir_state, rand_bytes, write
+from helpers import SMALL, age, dir_state, rand_bytes, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,14 +63,6 @@ class Children:
                 os.waitpid(pid, os.WNOHANG)  # reaped already
 
 
-def _age(root: Path, seconds: int = 3600) -> None:
-    for dirpath, dirs, files in os.walk(root):
-        for name in files + dirs:
-            p = os.path.join(dirpath, name)
-            st_ = os.lstat(p)
-            os.utime(p, ns=(st_.st_atime_ns, st_.st_mtime_ns - seconds * 10**9), follow_symlinks=False)
-
-
 def _mixed(root: Path) -> Path:
     """Directories of small files (empty, executable, shared content), nested ones, a large
     file, a symlink, a file just over the small-file bound, an empty directory."""
@@ -84,7 +76,7 @@ def _mixed(root: Path) -> Path:
     os.symlink("f1.txt", root / "c" / "link")
     (root / "b" / "empty").mkdir()
     write(root / "top.txt", b"at the top\n")
-    _age(root)
+    age(root)
     return root
 
 
@@ -190,7 +182,7 @@ def test_a_flat_directory_is_shared_by_names(tmp_path, monkeypatch):
     write(src / "zz-big.bin", rand_bytes(5, 20_000))
     (src / "sub").mkdir()
     write(src / "sub" / "inner.txt", b"in a subdirectory")
-    _age(src)
+    age(src)
     expected, expected_cache = _one_process(monkeypatch, tmp_path / "alone", lambda r: r.snapshot(src))
     monkeypatch.setattr(readchild, "may_fork", lambda cpus=None: True)
     from objstore import snapshot
@@ -263,7 +255,7 @@ def test_a_child_that_dies_leaves_its_directories_to_this_process(tmp_path, monk
     for d in range(12):  # enough directories for a few frames
         for i in range(30):
             write(src / "many" / f"d{d:02d}" / f"f{i:02d}.txt", f"{d}/{i} ".encode() * 40)
-    _age(src)
+    age(src)
     expected, expected_cache = _one_process(monkeypatch, tmp_path / "alone", lambda r: r.snapshot(src))
     monkeypatch.setattr(readchild, "_serve", _dying_serve(after, cut))
     children = Children(monkeypatch, 1.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from helpers import SMALL, damage, dir_state, rand_bytes, write
+from helpers import SMALL, age, damage, dir_state, rand_bytes, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,14 +19,6 @@ from objstore.checkout import content_id
 from objstore.errors import CorruptObject, FormatError, UnsafePath
 from objstore.objects import DIR, MODE_EXEC, MODE_FILE, decode, tree_rows
 from objstore.statcache import RACY_NS
-
-
-def _age(root: Path, seconds: int = 3600) -> None:
-    for dirpath, dirs, files in os.walk(root):
-        for name in files + dirs:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9), follow_symlinks=False)
 
 
 def _mixed_tree(root: Path) -> Path:
@@ -70,7 +62,7 @@ def repo(tmp_path: Path) -> Repository:
 def test_a_snapshot_gives_the_ids_the_object_model_gives(repo, tmp_path, aged):
     src = _mixed_tree(tmp_path / "src")
     if aged:
-        _age(src)
+        age(src)
     tree = repo.snapshot(src)
     assert tree == _oracle_tree(repo, src)
     again = repo.snapshot(src)  # from the stat cache, where it may be trusted
@@ -144,7 +136,7 @@ def test_a_changed_file_is_the_only_one_read_again(repo, tmp_path, monkeypatch):
     src = tmp_path / "src"
     for i in range(40):
         write(src / "d" / f"f{i:02d}.txt", f"file {i}".encode())
-    _age(src)
+    age(src)
     first = repo.snapshot(src)
     changed = src / "d" / "f07.txt"
     st = os.stat(changed)
@@ -178,7 +170,7 @@ def test_the_stat_cache_is_one_compact_file_of_version_3(repo, tmp_path):
         for i in range(100):
             write(src / f"dir{d}" / f"doc{i:02d}.txt", f"{d}/{i}".encode())
             n += 1
-    _age(src)
+    age(src)
     repo.snapshot(src)
     cache = tmp_path / "store" / "cache" / "stat"
     assert os.listdir(cache.parent) == ["stat"]
@@ -191,7 +183,7 @@ def test_the_stat_cache_is_one_compact_file_of_version_3(repo, tmp_path):
 
 def test_an_older_cache_is_ignored_and_replaced(repo, tmp_path):
     src = _mixed_tree(tmp_path / "src")
-    _age(src)
+    age(src)
     tree = repo.snapshot(src)
     cache = tmp_path / "store" / "cache" / "stat"
     old = {str(src / "a"): [None, None, 0, 0, msgpack.packb({"f00.txt": [0, 0, 0, 0, 0, "00" * 16]})]}
@@ -221,7 +213,7 @@ def test_files_under_is_the_regular_files_below(repo, tmp_path):
     os.symlink("nowhere", src / "dangling")
     os.mkfifo(src / "b" / "fifo")
     (src / "nested" / "empty").mkdir(parents=True)
-    _age(src)
+    age(src)
     expected = repo.build_tree(_os_walk_files(src))
     assert repo.build_tree({"": FilesUnder(src)}) == expected
     assert repo.build_tree({"": FilesUnder(src)}) == expected  # again, from the stat cache
@@ -243,7 +235,7 @@ def test_build_tree_hands_over_the_rows_of_the_trees_it_encodes(repo, tmp_path):
     answered from the stat cache is not encoded again, so it is not handed over."""
     src = _mixed_tree(tmp_path / "src")
     os.symlink("nowhere", src / "dangling")
-    _age(src)
+    age(src)
     rows: dict[bytes, list] = {}
     tree = repo.build_tree({"data": FilesUnder(src)}, rows=rows)
     stored = {}
@@ -384,7 +376,7 @@ def test_a_failed_snapshot_leaves_no_directory_answer_without_its_files(tmp_path
     os.makedirs(os.path.dirname(bad))
     with open(bad, "wb") as f:
         f.write(b"x")
-    _age(src)
+    age(src)
     repo = Repository.init(tmp_path / "store", chunking=SMALL)
     repo.odb.pack_size = 2048  # below what a config allows: every tree starts a new pack
     with pytest.raises(UnsafePath):

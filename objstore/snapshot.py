@@ -160,8 +160,7 @@ class Snapshotter:
         self._dir_records: list[tuple[str, DirSignature, int, ObjectId, int, int]] = []
         self._preload: Preload | None = None
         self._reader: ReaderChild | None = None
-        self._listed: dict[str, list[str]] = {}  # directory -> sorted names, from walk_names
-        self._subdir_names: dict[str, list[str]] = {}  # directory -> its subdirectories', from walk_names
+        self._walked: dict[str, tuple[list[str], list[str]]] = {}  # directory -> (sorted names, subdirectories), from walk_names
         self.tree_rows: dict[bytes, list[Any]] | None = None
         """Set to a dict to be given the rows of every tree built from a directory listing
         (raw tree id -> the rows encoded, as :func:`objstore.objects.tree_rows` decodes them)."""
@@ -458,12 +457,11 @@ class Snapshotter:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
-            self._listed, self._subdir_names = {}, {}
+            self._walked = {}
 
     def _start_reader(self, dirpath: str, under: FilesUnder | None, cpus: int) -> ReaderChild | None:
         walked = walk_names(dirpath)
-        self._listed = {path: names for path, names, _ in walked}
-        self._subdir_names = {path: dirs for path, _, dirs in walked if dirs}
+        self._walked = {path: (names, dirs) for path, names, dirs in walked}
         return ReaderChild.start(
             walked,
             functools.partial(self._scan_for_child, under=under),
@@ -513,7 +511,7 @@ class Snapshotter:
         if self._reader is not None:
             if self._reader.owns(dirpath):
                 # Its subdirectories first, as the child's results come in the order of a walk.
-                for name in self._subdir_names.get(dirpath, ()):
+                for name in self._walked[dirpath][1] if dirpath in self._walked else ():
                     subs[name] = self._dir(os.path.join(dirpath, name), under)
                 left = self._reader.names_left(dirpath)
                 own = self._scan_own(dirpath, left, under) if left is not None else None
@@ -579,16 +577,9 @@ class Snapshotter:
         not answered by its stat read with ``os.open``/``os.read`` relative to
         the directory, hashed in one call each and queued for compression in
         batches, and the tree encoded straight from msgpack rows."""
-        names = self._listed.pop(dirpath, None)  # listed by the walk that started a reading child
-        if names is None:
-            names = sorted(os.listdir(dfd))
-        try:
-            stats = list(map(functools.partial(os.lstat, dir_fd=dfd), names))
-        except FileNotFoundError:  # one vanished since the listing: as if listed a moment later
-            names, stats = _lstat_each(dfd, names)
+        walked = self._walked.pop(dirpath, None)  # listed by the walk that started a reading child
+        names, stats = _entries(dfd, walked[0] if walked is not None else sorted(os.listdir(dfd)), under is not None)
         follow = under is not None
-        if under is not None:
-            names, stats = _followed(dfd, names, stats)
         cache = self.statcache
         sig = DirSignature(names, stats, under.flavor if under is not None else 0) if cache is not None else None
         is_dir = list(map(S_ISDIR, map(_MODE, stats)))  # C-level: most directories hold none
@@ -648,13 +639,8 @@ class Snapshotter:
         except OSError:
             return None
         try:
-            try:
-                stats = list(map(functools.partial(os.lstat, dir_fd=dfd), names))
-            except FileNotFoundError:
-                names, stats = _lstat_each(dfd, names)
+            names, stats = _entries(dfd, names, under is not None)
             follow = under is not None
-            if under is not None:
-                names, stats = _followed(dfd, names, stats)
             try:
                 _check_names(dirpath, names, under.forbidden if under is not None else "")
             except UnsafePath:
@@ -1111,6 +1097,16 @@ def _read_all(dfd: int, names: list[str], flags: int, limits: list[int]) -> list
         finally:
             os.close(fd)
     return out
+
+
+def _entries(dfd: int, names: list[str], follow: bool) -> tuple[list[str], list[os.stat_result]]:
+    """The listed ``names`` that still exist and their lstats (with ``follow``: only those
+    :class:`FilesUnder` takes, symlinks to files followed, see :func:`_followed`)."""
+    try:
+        stats = list(map(functools.partial(os.lstat, dir_fd=dfd), names))
+    except FileNotFoundError:  # one vanished since the listing: as if listed a moment later
+        names, stats = _lstat_each(dfd, names)
+    return _followed(dfd, names, stats) if follow else (names, stats)
 
 
 def _lstat_each(dfd: int, names: list[str]) -> tuple[list[str], list[os.stat_result]]:

@@ -213,27 +213,30 @@ def encode_index(
 ) -> bytes:
     """Serialize an index (entries in any order; they are sorted here).
 
-    A mapping (a writer's id -> entry) is sorted by its keys alone, a C-level
-    bytes sort with no key function, and its ids joined once: the first byte
-    of every id for the fanout is a slice of that, not a Python loop.
+    The entries are packed in the order given, which is the order they sit
+    in memory, and only then put in id order through a permutation of
+    indices sorted by id (C-level maps throughout): gathering the entries
+    themselves in id order jumped around memory, and with 100k entries that
+    cost more than the sort (~165 -> ~105 ms).
     """
     if len(entries) > MAX_PACK_OBJECTS:
         raise ValueError(f"a pack of {len(entries)} objects is over the format's {MAX_PACK_OBJECTS}")
     if isinstance(entries, Mapping):
-        ids = sorted(entries)
-        fields: Iterable[IndexEntry] = map(entries.__getitem__, ids)
+        ids = list(entries)
+        fields: Iterable[IndexEntry] = entries.values()
     else:
-        ordered = sorted(entries, key=_FIRST)
-        ids = list(map(_FIRST, ordered))
-        fields = map(_SECOND, ordered)
-    joined = b"".join(ids)
+        ids = list(map(_FIRST, entries))
+        fields = map(_SECOND, entries)
+    packed = list(itertools.starmap(_INDEX_ENTRY.pack, fields))  # fields in _INDEX_ENTRY order
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    joined = b"".join(map(ids.__getitem__, order))
     firsts = joined[::digest_size]
     fanout = [bisect_right(firsts, b) for b in range(256)]  # ids are sorted: so are their first bytes
     parts = [
         _INDEX_HEADER.pack(INDEX_MAGIC, INDEX_VERSION, digest_size, 0, len(ids)),
         _FANOUT.pack(*fanout),
         joined,
-        b"".join(itertools.starmap(_INDEX_ENTRY.pack, fields)),  # fields in _INDEX_ENTRY order
+        b"".join(map(packed.__getitem__, order)),
         pack_name,
     ]
     body = b"".join(parts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import io
 import itertools
 import operator
 import os
@@ -59,7 +60,9 @@ from .preload import Preload, may_fork, usable_cpus
 from .readchild import ReaderChild, walk_names
 from .statcache import RACY_NS, DirSignature, StatCache, StatKey, encode_table, stat_columns, stat_fields
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+"""Files are opened non-blocking: a path listed as a file and swapped for a FIFO (or a
+device) before it is opened must not block the snapshot. A regular file ignores the flag."""
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIR_FLAGS = _READ_FLAGS | getattr(os, "O_DIRECTORY", 0)
 _BLOB_TAG = bytes((BLOB,))
@@ -69,6 +72,7 @@ _SECOND = operator.itemgetter(1)
 _MODE = operator.attrgetter("st_mode")
 _SIZE = operator.attrgetter("st_size")
 _ONE_MORE = (1).__add__
+_ONE_LESS = (-1).__add__
 _FILE_MODES = (MODE_FILE, MODE_EXEC)  # by "has an execute bit"
 _OPEN_AT_ONCE = 256  # descriptors a directory's small files are opened with at a time
 _READ_SLICE = 2048  # small files of a directory read before their contents are queued: a huge
@@ -129,6 +133,10 @@ class FilesUnder:
 
 Source = str | os.PathLike[str] | TreeEntry | FilesUnder
 """What :meth:`Snapshotter.tree_from_files` takes for one logical path."""
+
+
+class _NoLongerAFile(PathNotFound):
+    """A path listed as a regular file is something else by the time it is opened."""
 
 
 class _EarlierChunkGone(FileChanged):
@@ -202,7 +210,7 @@ class Snapshotter:
                     self.files += 1
                     return cached, before.st_size
             hint = self.statcache.previous(path) if self.statcache is not None else None
-            with open(path, "rb", buffering=0) as f:
+            with _open_regular(path) as f:
                 if before.st_size <= self.params.small_file:
                     data = f.read(self.params.small_file + 1)
                     if len(data) <= self.params.small_file:
@@ -216,6 +224,8 @@ class Snapshotter:
                         object_id, after, stored = self._chunked(f)
                 else:
                     object_id, after, stored = self._chunked(f, hint)
+        except _NoLongerAFile:
+            raise  # a PathNotFound (a FileNotFoundError) that says more
         except (FileNotFoundError, NotADirectoryError):
             raise PathNotFound(path, "local filesystem") from None
         self.files += 1
@@ -416,7 +426,17 @@ class Snapshotter:
             tree_id, size = self.tree_id(path)
             return TreeEntry(name, "dir", tree_id, size)
         if stat.S_ISREG(mode):
-            return TreeEntry(name, "file", *self.file_entry(path, st), file_mode_from_stat(mode))
+            try:
+                return TreeEntry(name, "file", *self.file_entry(path, st), file_mode_from_stat(mode))
+            except _NoLongerAFile:
+                # Swapped since it was listed: taken as what it is now, as a small file is.
+                try:
+                    now = os.lstat(path)
+                except FileNotFoundError:
+                    raise PathNotFound(path, "local filesystem (it vanished during the snapshot)") from None
+                if stat.S_ISREG(now.st_mode):
+                    raise
+                return self.entry_for(path, name, now)
         warnings.warn(f"objstore: skipping {path!r}: not a file, directory or symlink", stacklevel=3)
         return None
 
@@ -917,10 +937,12 @@ class Snapshotter:
         try:
             data = os.read(fd, st.st_size + 1)  # sized by the stat: see _read_small_files
             after = os.fstat(fd)
+        except BlockingIOError:  # a FIFO with a writer, in the file's place
+            return st, st, None
         finally:
             os.close(fd)
-        if len(data) > st.st_size:
-            return st, after, None  # it grew: the slow path takes it
+        if len(data) > st.st_size or not S_ISREG(after.st_mode):
+            return st, after, None  # it grew, or is no longer a file: the slow path takes it
         return st, after, self._prepare(bytes((BLOB,)) + data)
 
     def _small_entry(self, path: str, name: str, hit: _SmallResult) -> TreeEntry:
@@ -1078,7 +1100,13 @@ def _read_all(dfd: int, names: list[str], flags: int, limits: list[int]) -> list
     fds: list[int] = []
     try:
         fds.extend(map(functools.partial(os.open, flags=flags, dir_fd=dfd), names))
-        return list(map(os.read, fds, limits))  # type: ignore[arg-type]
+        datas: list[bytes | None] = list(map(os.read, fds, limits))  # type: ignore[arg-type]
+        # Fewer bytes than listed: shrunk, or no longer a file (opened non-blocking, a FIFO
+        # in its place reads as empty). Rare, so only those are fstat-ed.
+        for i in itertools.compress(range(len(fds)), map(operator.lt, map(len, datas), map(_ONE_LESS, limits))):  # type: ignore[arg-type]
+            if not S_ISREG(os.fstat(fds[i]).st_mode):
+                datas[i] = None
+        return datas
     except OSError:
         pass
     finally:
@@ -1091,12 +1119,23 @@ def _read_all(dfd: int, names: list[str], flags: int, limits: list[int]) -> list
             out.append(None)
             continue
         try:
-            out.append(os.read(fd, limit))
+            data = os.read(fd, limit)
+            out.append(data if len(data) >= limit - 1 or S_ISREG(os.fstat(fd).st_mode) else None)
         except OSError:
             out.append(None)
         finally:
             os.close(fd)
     return out
+
+
+def _open_regular(path: str) -> io.FileIO:
+    """``path`` opened for reading, unbuffered; :class:`PathNotFound` if it is no longer a
+    regular file (swapped since it was listed: opened non-blocking, so a FIFO does not block)."""
+    f = io.FileIO(os.open(path, _READ_FLAGS), "rb")
+    if not S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise _NoLongerAFile(path, "local filesystem (it is no longer a regular file)")
+    return f
 
 
 def _entries(dfd: int, names: list[str], follow: bool) -> tuple[list[str], list[os.stat_result]]:

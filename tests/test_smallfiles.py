@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import msgpack
@@ -526,3 +527,70 @@ def test_a_small_file_that_grew_since_it_was_stat_ed_is_stored_whole(tmp_path, m
     out = tmp_path / "out"
     repo.checkout(tree, out)
     assert dir_state(out) == dir_state(src)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["directory", "listed files"])
+def test_a_file_swapped_for_a_fifo_after_its_stat_does_not_block_the_snapshot(tmp_path, monkeypatch, how):
+    """A path listed as a file and replaced by a FIFO (nobody writing to it) before it is
+    opened: files are opened non-blocking, so the snapshot is not stuck on it. A directory's
+    snapshot takes the path as what it now is, a FIFO, and skips it with a warning, as it
+    skips one it lists; a file named on its own is refused with ``PathNotFound``."""
+    from objstore.errors import PathNotFound
+
+    src = tmp_path / "src"
+    for i in range(20):
+        write(src / f"f{i:02d}.txt", f"file {i}\n".encode())
+    swapped = "f07.txt"
+    target = src / swapped
+    real_lstat, real_stat = os.lstat, os.stat
+    swapped_in = []
+
+    def stat_then_swap(real):
+        def call(path, *args, **kwargs):
+            st = real(path, *args, **kwargs)
+            if os.fspath(path).endswith(swapped) and not swapped_in:
+                swapped_in.append(True)
+                os.unlink(target)
+                os.mkfifo(target)
+            return st
+
+        return call
+
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    files = {p.name: p for p in sorted(src.iterdir())}
+    monkeypatch.setattr(os, "lstat", stat_then_swap(real_lstat))
+    monkeypatch.setattr(os, "stat", stat_then_swap(real_stat))
+    if how == "directory":
+        with pytest.warns(UserWarning, match="not a file, directory or symlink"):
+            tree = repo.snapshot(src)
+        monkeypatch.undo()
+        names = [e.name for e in repo.get_tree(tree).entries]
+        assert names == sorted(n for n in files if n != swapped)
+        assert repo.read_file(tree, "f03.txt") == b"file 3\n"
+    else:
+        with pytest.raises(PathNotFound, match=swapped), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the small file's slow path warns before it refuses
+            repo.build_tree(files)
+        monkeypatch.undo()
+    assert swapped_in, "the stat hook never ran"
+    assert stat.S_ISFIFO(os.lstat(target).st_mode)
+
+
+@pytest.mark.timeout(60)
+def test_a_large_file_swapped_for_a_fifo_after_it_was_listed_does_not_block_the_snapshot(tmp_path):
+    """The chunked path opens non-blocking too: in a directory's snapshot the path is taken as
+    the FIFO it now is (skipped, with a warning); asked for as a file, ``PathNotFound``."""
+    from objstore.errors import PathNotFound
+    from objstore.snapshot import Snapshotter
+
+    path = write(tmp_path / "src" / "big.bin", rand_bytes(5, 20_000))  # over SMALL.small_file
+    listed = os.stat(path)
+    os.unlink(path)
+    os.mkfifo(path)
+    repo = Repository.init(tmp_path / "store", chunking=SMALL)
+    snap = Snapshotter(repo.odb, SMALL, repo.statcache)
+    with pytest.warns(UserWarning, match="not a file, directory or symlink"):
+        assert snap.entry_for(str(path), "big.bin", listed) is None
+    with pytest.raises(PathNotFound, match="no longer a regular file"):
+        snap.file_entry(str(path), listed)

@@ -429,14 +429,7 @@ class Snapshotter:
             try:
                 return TreeEntry(name, "file", *self.file_entry(path, st), file_mode_from_stat(mode))
             except _NoLongerAFile:
-                # Swapped since it was listed: taken as what it is now, as a small file is.
-                try:
-                    now = os.lstat(path)
-                except FileNotFoundError:
-                    raise PathNotFound(path, "local filesystem (it vanished during the snapshot)") from None
-                if stat.S_ISREG(now.st_mode):
-                    raise
-                return self.entry_for(path, name, now)
+                return self._slow_entry(path, name, False)  # swapped since listed: taken as what it now is
         warnings.warn(f"objstore: skipping {path!r}: not a file, directory or symlink", stacklevel=3)
         return None
 

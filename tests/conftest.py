@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 from helpers import SMALL
@@ -59,3 +60,18 @@ def repo(tmp_path):
     r = Repository.init(tmp_path / "repo", chunking=SMALL)
     yield r
     r.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """Name the failed tests once more, one short line each, right above the final count.
+
+    On CI pytest prints a failure's whole message in the short summary (a diff of two
+    byte strings can run to hundreds of lines), so a log's tail may not show which
+    test failed; this does (after pytest's own summary, which its wrapper prints last)."""
+    yield
+    failed = terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", [])
+    if failed:
+        terminalreporter.write_sep("-", "failed, by name")
+        for report in failed:
+            terminalreporter.write_line(f"{report.when} {report.nodeid}")

@@ -238,7 +238,15 @@ def _read_cached(path: str | None, bound: int) -> bytes | None:
 
 
 class _Moved(Exception):
-    """A file a listing showed is gone: a compaction ran meanwhile; list again."""
+    """A file a listing showed is gone (or another's): a compaction ran meanwhile; list again."""
+
+
+_Seen = builtins.list[tuple["RefLogEntry", bytes, bool]]
+"""Loose entries a read went through: (entry, its bytes, read from the store rather than the cache)."""
+
+
+def _seen() -> _Seen:
+    return []
 
 
 T = TypeVar("T")
@@ -451,7 +459,9 @@ class RefStore:
             raise
         return RefLogEntry.decode(data, path)
 
-    def _read_entry(self, name: str, seq: int) -> RefLogEntry:
+    def _read_entry(self, name: str, seq: int, seen: _Seen) -> RefLogEntry:
+        """Loose entry ``seq`` of ``name``; its bytes are added to ``seen``, for
+        :meth:`_confirm` (which caches them once they are known to be the ref's)."""
         path = self._path(name, seq)
         cached = os.path.join(self.entry_cache_dir, *path.split("/")) if self.entry_cache_dir else None
         local = _read_cached(cached, MAX_REF_ENTRY_SIZE)
@@ -459,6 +469,7 @@ class RefStore:
             try:
                 entry = RefLogEntry.decode(local, path)
                 if entry.name == name and entry.seq == seq:
+                    seen.append((entry, local, False))
                     return entry
             except FormatError:
                 pass
@@ -471,8 +482,38 @@ class RefStore:
         entry = RefLogEntry.decode(data, path)
         if entry.name != name or entry.seq != seq:
             raise FormatError(f"ref log entry {path} claims to be {entry.name!r} #{entry.seq}")
-        self._cache_entry(path, data)
+        seen.append((entry, data, True))
         return entry
+
+    def _confirm(self, view: _View, seen: _Seen) -> None:
+        """Check the loose entries read through ``view`` against the refs as they are now.
+
+        A stale writer (see the module docstring) creates its shadowed entry
+        under the path of one a compaction packed and deleted, and deletes it
+        only once it has looked. A reader that listed before that compaction
+        finds the path in its listing and reads the stale writer's entry, one
+        the ref never held: its value, and a write based on it, would be
+        wrong (a compare-and-set would pass against a phantom). The generation
+        that shadows such an entry existed before the entry was written, so
+        one listing after the reads tells: raises :class:`_Moved` (read again)
+        if a newer generation holds one of the entries with other bytes.
+        Confirmed entries read from the store are cached.
+        """
+        if not seen:
+            return
+        if self.packed:
+            newest = max(self._generations(), default=0)
+            if newest > view.generation:
+                packed = self._load_packed(newest)
+                for entry, data, _ in seen:
+                    if packed.count(entry.name) >= entry.seq and self._bytes_in(packed, entry.name, entry.seq) != data:
+                        raise _Moved(f"{entry.name}@{entry.seq}")
+        self._cache_seen(seen)
+
+    def _cache_seen(self, seen: _Seen) -> None:
+        for entry, data, fresh in seen:
+            if fresh:
+                self._cache_entry(self._path(entry.name, entry.seq), data)
 
     def _cache_entry(self, path: str, data: bytes) -> None:
         if self.entry_cache_dir:
@@ -505,15 +546,15 @@ class RefStore:
             raise FormatError(f"ref log entry {where} claims to be {entry.name!r} #{entry.seq}")
         return entry
 
-    def _head_in(self, view: _View, name: str) -> RefLogEntry | None:
+    def _head_in(self, view: _View, name: str, seen: _Seen) -> RefLogEntry | None:
         seqs = view.loose.get(name)
         if seqs:
-            return self._read_entry(name, seqs[-1])
+            return self._read_entry(name, seqs[-1], seen)
         if view.packed is not None and name in view.packed:
             return self._packed_head(view, name)
         return None
 
-    def _history_in(self, view: _View, name: str) -> builtins.list[RefLogEntry]:
+    def _history_in(self, view: _View, name: str, seen: _Seen) -> builtins.list[RefLogEntry]:
         out: builtins.list[RefLogEntry] = []
         if view.packed is not None and name in view.packed:
             log = view.packed.logs[name]
@@ -526,14 +567,20 @@ class RefStore:
         seqs = view.loose.get(name, [])
         if self.packed and seqs != builtins.list(range(len(out) + 1, len(out) + 1 + len(seqs))):
             raise _Moved(name)  # a gap: a compaction between the listing and now (or, if it stays, a damaged store)
-        out.extend(self._read_entry(name, s) for s in seqs)
+        out.extend(self._read_entry(name, s, seen) for s in seqs)
         return out
 
-    @staticmethod
-    def _packed_bytes(view: _View, name: str, seq: int) -> bytes | None:
-        if view.packed is None or not 1 <= seq <= view.count(name):
+    @classmethod
+    def _packed_bytes(cls, view: _View, name: str, seq: int) -> bytes | None:
+        if view.packed is None:
             return None
-        log = view.packed.logs[name]
+        return cls._bytes_in(view.packed, name, seq)
+
+    @staticmethod
+    def _bytes_in(packed: PackedRefs, name: str, seq: int) -> bytes | None:
+        if not 1 <= seq <= packed.count(name):
+            return None
+        log = packed.logs[name]
         if seq == log.count:
             return log.head()
         for i, data in enumerate(log.entries(), 1):
@@ -548,10 +595,13 @@ class RefStore:
         def op() -> bytes:
             view = self._view(exact=name)
             if seq in view.loose.get(name, []):
+                path = self._path(name, seq)
                 try:
-                    return self.storage.read_bounded(self._path(name, seq), MAX_REF_ENTRY_SIZE)
+                    data = self.storage.read_bounded(path, MAX_REF_ENTRY_SIZE)
                 except FileNotFoundError:
                     raise _Moved(name) from None
+                self._confirm(view, [(RefLogEntry.decode(data, path), data, False)])
+                return data
             packed = self._packed_bytes(view, name, seq)
             if packed is not None:
                 return packed
@@ -564,7 +614,14 @@ class RefStore:
     def head(self, name: str) -> RefLogEntry | None:
         """The latest log entry of a ref (a deletion included), or None."""
         validate_ref_name(name)
-        return self._retrying(lambda: self._head_in(self._view(exact=name), name))
+
+        def op() -> RefLogEntry | None:
+            view, seen = self._view(exact=name), _seen()
+            entry = self._head_in(view, name, seen)
+            self._confirm(view, seen)
+            return entry
+
+        return self._retrying(op)
 
     def get(self, name: str) -> ObjectId:
         """Current target of a ref; ``RefNotFound`` if absent or deleted."""
@@ -580,7 +637,14 @@ class RefStore:
     def history(self, name: str) -> builtins.list[RefLogEntry]:
         """Every move of a ref, oldest first; ``RefNotFound`` if it never existed."""
         validate_ref_name(name)
-        entries = self._retrying(lambda: self._history_in(self._view(exact=name), name))
+
+        def op() -> builtins.list[RefLogEntry]:
+            view, seen = self._view(exact=name), _seen()
+            entries = self._history_in(view, name, seen)
+            self._confirm(view, seen)
+            return entries
+
+        entries = self._retrying(op)
         if not entries:
             raise RefNotFound(name)
         return entries
@@ -593,12 +657,13 @@ class RefStore:
         """The latest log entry of every ref under ``prefix`` (deletions included)."""
 
         def op() -> dict[str, RefLogEntry]:
-            view = self._view(prefix)
+            view, seen = self._view(prefix), _seen()
             out: dict[str, RefLogEntry] = {}
             for name in view.names(prefix):
-                entry = self._head_in(view, name)
+                entry = self._head_in(view, name, seen)
                 if entry is not None:
                     out[name] = entry
+            self._confirm(view, seen)
             return out
 
         return self._retrying(op)
@@ -896,12 +961,13 @@ class RefStore:
         """
 
         def op() -> builtins.set[ObjectId]:
-            view = self._view()
+            view, seen = self._view(), _seen()
             out: builtins.set[ObjectId] = builtins.set()
             for name in view.names(""):
-                out |= self.roots_in(self._history_in(view, name))
+                out |= self.roots_in(self._history_in(view, name, seen))
             if self.packed and max(self._generations(), default=0) != view.generation:
                 raise _Moved("a new generation")
+            self._cache_seen(seen)  # the check above is stricter than _confirm's
             return out
 
         return self._retrying(op)

@@ -162,6 +162,53 @@ def test_a_write_packed_before_its_writer_checked_stands(repo, commits):
     assert [e for e in repo.refs.history("main")] == [entry]
 
 
+@pytest.mark.parametrize("reader", ["head", "history", "heads", "read_back", "compare-and-set"])
+def test_a_reader_that_listed_before_a_compaction_never_takes_a_stale_writers_entry(repo, commits, reader):
+    """The reader lists ``main@2`` (the other writer's, loose); a compaction packs and deletes
+    it; a stale writer (it read head 1) creates ``main@2`` again before it looks and withdraws
+    it; only then does the reader read the path. It must not take that entry, one ``main``
+    never held, for the ref's: not as its value, not in its history, and not as the value a
+    compare-and-set is checked against (the race that made a racing-processes test see a
+    move whose ``old`` was not the value before it)."""
+    c = commits
+    repo.refs.compact_at = 0
+    refs = repo.refs
+    refs.set("main", c[0])
+    refs.compact()  # entry 1 packed: the reader's listing then shows entry 2 alone loose
+    stale = refs.head("main")
+    real = refs.set("main", c[1], expect=c[0])  # the other writer's entry 2, loose
+    phantom = RefLogEntry("main", 2, c[0], c[2], time.time(), "stale", "stale writer")
+    real_view = RefStore._view
+    raced = []
+
+    def list_then_race(self, *args, **kwargs):
+        view = real_view(self, *args, **kwargs)
+        if not raced:
+            raced.append(True)
+            refs.compact()  # packs the real entry 2, deletes its loose file
+            assert repo.storage.put_if_absent("refs/main@" + f"{2:016d}", phantom.encode())
+        return view
+
+    RefStore._view = list_then_race  # type: ignore[method-assign]
+    try:
+        if reader == "head":
+            assert refs.head("main") == real
+        elif reader == "history":
+            assert refs.history("main")[-1] == real
+        elif reader == "heads":
+            assert refs.heads()["main"] == real
+        elif reader == "read_back":
+            assert refs.read_back("main", 2) == real.encode()
+        else:
+            with pytest.raises(RefConflict) as info:
+                refs.set("main", c[3], expect=c[2])
+            assert (info.value.expected, info.value.actual) == (c[2], c[1])
+    finally:
+        RefStore._view = real_view  # type: ignore[method-assign]
+    assert raced, "the race was never staged"
+    assert stale.seq == 1
+
+
 def test_shadowed_leftovers_are_ignored_and_cleaned(repo, commits, tmp_path):
     """A compaction killed after writing its generation leaves packed loose files behind."""
     c = commits

@@ -428,6 +428,9 @@ def map_chunk_runs_parallel(
             run: list[T] = []
             starts = seg.starts
             seg_end = bounds[k + 1] if k + 1 < count else size
+            if pos < bounds[k]:
+                # The segment before ended short of this one: its file shrank after this one was read.
+                raise FileChanged(f"cut {pos} bytes, up to a segment read at {bounds[k]}")
             if pos not in starts and pos < seg_end:
                 # Walk on from ``pos`` (inside this segment's bytes) until a cut
                 # meets one of the segment's own: cut here, from its buffer.

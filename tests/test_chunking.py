@@ -653,3 +653,38 @@ def test_a_large_file_that_shrinks_while_cut_in_parallel_is_stored_as_it_ends_up
     assert fresh.get(fresh.snapshot(path)).entries[0].id == repo.get(tree).entries[0].id
     fresh.close()
     repo.close()
+
+
+def test_a_segment_that_comes_back_short_of_the_next_one_is_a_changed_file(tmp_path, monkeypatch):
+    """The file shrank between the reads of two segments: segment 1 (read after) ends inside
+    the max_size bytes it reads past its end, so its last chunks are not kept; segment 2 (read
+    before) is whole. The cut must not go on from a position behind segment 2's start (which
+    would hash bytes from the wrong end of its buffer) but report the file as changed, so the
+    caller reads it again sequentially."""
+    import os
+
+    from objstore import chunking
+    from objstore.chunking import FileChanged, map_chunk_runs_parallel, segment_bounds
+
+    params = ChunkParams(min_size=256, avg_size=1024, max_size=4096, small_file=0)
+    data = rand_bytes(12, 200_000)
+    segment = 16_384
+    bounds = segment_bounds(len(data), segment)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    real = chunking._preadv_full
+
+    def shrunk_for_segment_1(fd, into, offset):
+        if offset == bounds[1]:
+            into = into[: bounds[2] + 10 - offset]  # as if the file now ended 10 bytes into segment 2
+        return real(fd, into, offset)
+
+    monkeypatch.setattr(chunking, "_preadv_full", shrunk_for_segment_1)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        runs = map_chunk_runs_parallel(fd, len(data), params, lambda v: bytes(v), segment=segment, window=4, recycle=True)
+        with pytest.raises(FileChanged):
+            for _ in runs:
+                pass
+    finally:
+        os.close(fd)

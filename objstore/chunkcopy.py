@@ -263,11 +263,36 @@ def _verify_raw(odb: ObjectDatabase, p: _Piece, packs: _Packs) -> bool:
     return True
 
 
-def _verify_batch(
-    odb: ObjectDatabase, fd: int, pieces: list[_Piece], packs: _Packs | None, failed: threading.Event
-) -> list[_Piece] | None:
-    """Verify a run of chunks: the raw ones in the page cache (returned, for the writer),
-    every other one decoded, verified and written here. None if stopped by a failure elsewhere."""
+class _Stop:
+    """The first run that failed: the runs after it stop, the ones before it go on.
+
+    Runs are written in file order, so a run before the failed one must be
+    finished (the writer writes it before it meets the failure); stopping it
+    too would leave a hole in what was written.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.first: int | None = None
+
+    def fail(self, run: int) -> None:
+        with self._lock:
+            if self.first is None or run < self.first:
+                self.first = run
+
+    def stops(self, run: int) -> bool:
+        first = self.first
+        return first is not None and first < run
+
+
+_EVERY_RUN = -1
+"""The writer itself failed (or was interrupted): every run still going stops."""
+
+
+def _verify_batch(odb: ObjectDatabase, fd: int, pieces: list[_Piece], packs: _Packs | None, stop: _Stop, run: int) -> list[_Piece] | None:
+    """Verify run number ``run`` of chunks: the raw ones in the page cache (returned, for
+    the writer), every other one decoded, verified and written here. None if stopped by
+    the failure of an earlier run."""
     raw: list[_Piece] = []
     try:
         if packs is not None:
@@ -275,14 +300,14 @@ def _verify_batch(
             packs.drop_written()
             packs.read_ahead(pieces)
         for p in pieces:
-            if failed.is_set():
+            if stop.stops(run):
                 return None
             if p.pack is not None and packs is not None and _verify_raw(odb, p, packs):
                 raw.append(p)
             else:
                 _write_decoded(odb, fd, p)
     except BaseException:
-        failed.set()
+        stop.fail(run)
         raise
     return raw
 
@@ -318,7 +343,8 @@ def write_chunks(
     ``CorruptObject`` names the first bad one met. When this returns or
     raises, no write into ``fd`` is still running.
     """
-    failed = threading.Event()
+    stop = _Stop()
+    runs = 0  # runs handed out so far (the first is 0)
     packs = _Packs(odb) if isinstance(odb.storage, LocalStorage) else None
     window = workers() + 1
     inflight: deque[tuple[list[_Piece], Future[list[_Piece] | None]]] = deque()
@@ -333,17 +359,19 @@ def write_chunks(
                 if planned is None:
                     more = False
                 else:
-                    inflight.append((planned, pool().submit(_verify_batch, odb, fd, planned, packs, failed)))
+                    runs += 1
+                    inflight.append((planned, pool().submit(_verify_batch, odb, fd, planned, packs, stop, runs)))
             if first is not None:
                 # Verified here while the pool starts on the next runs: writing starts sooner.
-                batch, raw, first = first, _verify_batch(odb, fd, first, packs, failed), None
+                batch, raw, first = first, _verify_batch(odb, fd, first, packs, stop, 0), None
             elif inflight:
                 batch, future = inflight.popleft()
                 raw = future.result()
             else:
                 break
-            if raw is None:  # stopped: the run that failed raises when its turn comes
-                continue
+            if raw is None:
+                # Only a run after a failed one stops, and the failed one raised when its turn came.
+                raise RuntimeError("a run of chunks stopped with no earlier run failed")
             if raw:
                 assert packs is not None
                 _write_verified(fd, raw, packs)
@@ -352,7 +380,7 @@ def write_chunks(
             if progress is not None and n:
                 progress(n)
     except BaseException:
-        failed.set()
+        stop.fail(_EVERY_RUN)
         for _, f in inflight:
             f.cancel()
         wait([f for _, f in inflight])  # the caller closes fd next: nothing may still write into it

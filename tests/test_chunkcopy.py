@@ -138,6 +138,45 @@ def test_nothing_from_a_corrupt_chunks_run_onwards_is_written(tmp_path, many_bat
     assert (tmp_path / "out.bin").read_bytes() == data[:written]  # what was written is right
 
 
+def test_a_run_still_being_verified_when_a_later_one_fails_is_written_in_full(tmp_path, many_batches, monkeypatch):
+    """Runs are verified on the pool out of order: the run two before the corrupt one is
+    still being verified when the corrupt one fails, while the run between them is done.
+    The earlier run must be finished and written, not stopped: stopping it left a hole
+    of zeros under the next run's bytes (a flaky failure of the test above)."""
+    data = rand_bytes(9, 400_000)
+    repo, tree = _store(tmp_path, data)
+    blob = repo.get(dict((p, e.id) for p, e in repo.walk(tree))["big.bin"])
+    assert isinstance(blob, ChunkedBlob)
+    runs = list(chunkcopy._plan(repo.odb, blob.chunks))
+    r = len(runs) // 2
+    bad = blob.chunks[sum(len(run) for run in runs[:r])][0]  # the first chunk of run r
+    repo = damage(repo, bad, where=1.0)
+    slow_start, bad_start = runs[r - 2][0].out, runs[r][0].out
+    failed = threading.Event()
+    real = chunkcopy._verify_batch
+
+    def staged(*args):
+        pieces = args[2]
+        if pieces[0].out == slow_start:
+            failed.wait(10)  # still verifying when the later run fails
+        try:
+            return real(*args)
+        except CorruptObject:
+            failed.set()
+            raise
+
+    monkeypatch.setattr(chunkcopy, "_verify_batch", staged)
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(CorruptObject) as info:
+            chunkcopy.write_chunks(repo.odb, fd, blob.chunks)
+        assert info.value.object_id == bad
+    finally:
+        os.close(fd)
+    assert failed.is_set(), "the staged failure never happened"
+    assert (tmp_path / "out.bin").read_bytes() == data[:bad_start]  # every run before the bad one, and nothing else
+
+
 def test_a_chunk_whose_size_disagrees_with_the_chunk_list_is_corrupt(tmp_path):
     data = rand_bytes(6, 50_000)
     repo, tree = _store(tmp_path, data)

@@ -341,7 +341,10 @@ def write_chunks(
 
     Every chunk is verified against its id before it is written;
     ``CorruptObject`` names the first bad one met. When this returns or
-    raises, no write into ``fd`` is still running.
+    raises, no write into ``fd`` is still running; when it raises, ``fd``
+    holds the runs of chunks before the one that failed, and nothing else
+    (it is truncated there: a later run may have written some of its
+    decoded chunks before it stopped), so ``fd`` should be a new file.
     """
     stop = _Stop()
     runs = 0  # runs handed out so far (the first is 0)
@@ -384,6 +387,10 @@ def write_chunks(
         for _, f in inflight:
             f.cancel()
         wait([f for _, f in inflight])  # the caller closes fd next: nothing may still write into it
+        try:
+            os.ftruncate(fd, total)
+        except OSError:
+            pass  # the error being raised says more
         raise
     finally:
         if packs is not None:

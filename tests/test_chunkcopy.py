@@ -138,6 +138,12 @@ def test_nothing_from_a_corrupt_chunks_run_onwards_is_written(tmp_path, many_bat
     assert (tmp_path / "out.bin").read_bytes() == data[:written]  # what was written is right
 
 
+def _damage_run(repo: Repository, blob: ChunkedBlob, runs: list, r: int) -> tuple[Repository, str]:
+    """Damage the first chunk of run ``r``: (the repository, reopened; that chunk's id)."""
+    bad = blob.chunks[sum(len(run) for run in runs[:r])][0]
+    return damage(repo, bad, where=1.0), bad
+
+
 def test_a_run_still_being_verified_when_a_later_one_fails_is_written_in_full(tmp_path, many_batches, monkeypatch):
     """Runs are verified on the pool out of order: the run two before the corrupt one is
     still being verified when the corrupt one fails, while the run between them is done.
@@ -151,8 +157,7 @@ def test_a_run_still_being_verified_when_a_later_one_fails_is_written_in_full(tm
     assert isinstance(blob, ChunkedBlob)
     runs = list(chunkcopy._plan(repo.odb, blob.chunks))
     r = len(runs) // 2
-    bad = blob.chunks[sum(len(run) for run in runs[:r])][0]  # the first chunk of run r
-    repo = damage(repo, bad, where=1.0)
+    repo, bad = _damage_run(repo, blob, runs, r)
     slow_start, bad_start = runs[r - 2][0].out, runs[r][0].out
     failed = threading.Event()
     real = chunkcopy._verify_batch
@@ -191,9 +196,8 @@ def test_decoded_chunks_of_a_run_after_the_failed_one_are_not_left_in_the_file(t
     assert isinstance(blob, ChunkedBlob)
     runs = list(chunkcopy._plan(repo.odb, blob.chunks))
     r = len(runs) // 4  # in the first stretch of text: its chunks are stored compressed
-    bad = blob.chunks[sum(len(run) for run in runs[:r])][0]
+    repo, bad = _damage_run(repo, blob, runs, r)
     assert repo.odb.locate(bytes.fromhex(bad))[1].codec != 0  # type: ignore[index]
-    repo = damage(repo, bad, where=1.0)
     bad_start, next_start = runs[r][0].out, runs[r + 1][0].out
     later_done = threading.Event()
     real = chunkcopy._verify_batch
